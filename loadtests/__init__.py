@@ -1,0 +1,1 @@
+"""servelab load generation (workloads, harness, drivers, Locust users)."""

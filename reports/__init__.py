@@ -1,0 +1,1 @@
+"""servelab reports (comparisons, statistics, charts)."""

@@ -1,0 +1,178 @@
+"""The ``servelab`` command line. Stdlib only at import; each command imports what it needs.
+
+Bad input is translated here, and only here: a wrong option, a bad SPEC, a missing file is one
+line on stderr and exit code 2 — never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from targets.errors import ServelabError
+from targets.logs import LEVELS
+from targets.schema import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES
+from targets.spec import DEFAULT_MODEL_SPEC
+
+EXIT_USAGE = 2
+
+# command path -> "module:function" taking the parsed Namespace and returning an exit code
+_HANDLERS = {
+    "serve rest": "targets.rest.server:main",
+    "serve grpc": "targets.rpc.server:main",
+    "batch score": "targets.batch:main",
+    "stream": "targets.streaming:main",
+    "edge run": "targets.edge.runtime:main",
+    "edge bundle": "targets.edge.bundle:main",
+    "demo": "targets.demo:main",
+}
+
+
+class UsageError(Exception):
+    """A command-line mistake; printed as one line, exit 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line naming the culprit, not argparse's usage dump.
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port 0..65535, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port 0..65535, got {text!r}")
+    return value
+
+
+def _window_ms(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected milliseconds, got {text!r}") from None
+    if not 0 <= value <= 60_000:
+        raise argparse.ArgumentTypeError(f"expected 0..60000 ms, got {text!r}")
+    return value
+
+
+def _add_model(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model",
+        default=DEFAULT_MODEL_SPEC,
+        metavar="SPEC",
+        help="reference | synthetic:KIND:... | package.module:callable (default: reference)",
+    )
+
+
+def _add_server_options(parser: argparse.ArgumentParser, default_port: int) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    parser.add_argument("--port", type=_port, default=default_port, help="0 picks a free port")
+    parser.add_argument("--ready-file", metavar="FILE", help="write the bound address once serving")
+    parser.add_argument("--log-level", choices=list(LEVELS), default="info")
+    parser.add_argument("--disable-v2", action="store_true", help="serve API v1 only")
+    parser.add_argument("--max-instances", type=_positive_int, default=DEFAULT_MAX_INSTANCES)
+    _add_model(parser)
+
+
+def _add_batching(parser: argparse.ArgumentParser, batch_size: int, window_ms: float) -> None:
+    parser.add_argument("--batch-size", type=_positive_int, default=batch_size, metavar="ROWS")
+    parser.add_argument("--window-ms", type=_window_ms, default=window_ms, metavar="MS")
+    parser.add_argument("--queue-size", type=_positive_int, default=1024, metavar="N")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="servelab", description=__doc__.splitlines()[0] if __doc__ else None)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    serve = commands.add_parser("serve", help="run a serving target")
+    serve_kinds = serve.add_subparsers(dest="kind", required=True, parser_class=_Parser)
+    rest = serve_kinds.add_parser("rest", help="FastAPI on uvicorn")
+    _add_server_options(rest, 8000)
+    rest.add_argument("--workers", type=_positive_int, default=1)
+    rest.add_argument("--max-body-bytes", type=_positive_int, default=DEFAULT_MAX_BODY_BYTES)
+    grpc = serve_kinds.add_parser("grpc", help="grpc.aio with health and reflection")
+    _add_server_options(grpc, 50051)
+    grpc.add_argument("--max-message-bytes", type=_positive_int, default=DEFAULT_MAX_BODY_BYTES)
+    _add_batching(grpc, 32, 2.0)
+
+    batch = commands.add_parser("batch", help="batch scoring of files")
+    batch_kinds = batch.add_subparsers(dest="kind", required=True, parser_class=_Parser)
+    score = batch_kinds.add_parser("score", help="score a JSONL/CSV file or a directory of them")
+    score.add_argument("input", metavar="INPUT")
+    score.add_argument("--out", required=True, metavar="OUTPUT")
+    score.add_argument("--batch-size", type=_positive_int, default=256)
+    score.add_argument("--errors", metavar="FILE", help="bad rows (default OUTPUT.errors.jsonl)")
+    _add_model(score)
+
+    stream = commands.add_parser("stream", help="event-driven micro-batched inference")
+    stream.add_argument("--input", default="-", metavar="FILE|-")
+    stream.add_argument("--out", default="-", metavar="FILE|-")
+    stream.add_argument("--follow", action="store_true", help="keep reading a growing file")
+    stream.add_argument(
+        "--idle-exit-s",
+        type=float,
+        default=2.0,
+        metavar="S",
+        help="with --follow: stop after this long without new events",
+    )
+    _add_batching(stream, 32, 5.0)
+    _add_model(stream)
+
+    edge = commands.add_parser("edge", help="the edge runtime")
+    edge_kinds = edge.add_subparsers(dest="kind", required=True, parser_class=_Parser)
+    for name, help_text in (
+        ("run", "JSON requests on stdin, canonical responses on stdout"),
+        ("bundle", "package the edge runtime and a stdlib model into a zipapp"),
+    ):
+        sub = edge_kinds.add_parser(name, help=help_text)
+        _add_model(sub)
+        sub.add_argument("--remote", metavar="URL", help="REST target base URL (remote-first)")
+        sub.add_argument("--quant", default="int8:8", metavar="Q", help="int8:RANGE | fixed:BITS")
+        sub.add_argument("--cache-size", type=int, default=1024, metavar="N")
+        sub.add_argument("--timeout-ms", type=_window_ms, default=200.0, metavar="MS")
+        if name == "bundle":
+            sub.add_argument("--out", required=True, metavar="FILE")
+
+    demo = commands.add_parser("demo", help="start every target and show one answer from each")
+    _add_model(demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        command = " ".join(part for part in (args.command, getattr(args, "kind", None)) if part)
+        module_name, _, function = _HANDLERS[command].partition(":")
+        handler = getattr(importlib.import_module(module_name), function)
+        code: int = handler(args)
+        return code
+    except UsageError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    except (ServelabError, ValueError, OSError) as exc:
+        print(f"servelab: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("servelab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""Errors raised by the serving targets.
+
+Each transport translates these at its own boundary, and only there::
+
+    ServelabError
+    ├── SpecError              bad --model SPEC (CLI: exit 2, one line)
+    ├── RequestError           the client's mistake            REST   gRPC
+    │   ├── MalformedRequest       body is not JSON / not decodable 400    INVALID_ARGUMENT
+    │   ├── UnsupportedMediaType   not application/json             415    -
+    │   ├── RequestTooLarge        body or message over the limit   413    RESOURCE_EXHAUSTED
+    │   ├── InvalidRequest         violates the canonical schema    422    INVALID_ARGUMENT
+    │   ├── ApiVersionDisabled     v2 asked of a v1-only server     404    UNIMPLEMENTED
+    │   └── ModelVersionMismatch   asked for a version not served   409    FAILED_PRECONDITION
+    └── ModelFailure           the model raised: a server fault   500    INTERNAL
+"""
+
+from __future__ import annotations
+
+
+class ServelabError(Exception):
+    """Base of every error servelab raises on purpose."""
+
+
+class SpecError(ServelabError, ValueError):
+    """A model SPEC (``--model``) that cannot be understood or loaded."""
+
+
+class RequestError(ServelabError):
+    """A request the client got wrong; never a server fault."""
+
+    code = "invalid_request"
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def to_body(self) -> dict[str, object]:
+        """The ``{"error": {...}}`` body every transport answers with."""
+        error: dict[str, object] = {"code": self.code, "message": self.message}
+        if self.field is not None:
+            error["field"] = self.field
+        return {"error": error}
+
+
+class MalformedRequest(RequestError):
+    code = "malformed_request"
+
+
+class UnsupportedMediaType(RequestError):
+    code = "unsupported_media_type"
+
+
+class RequestTooLarge(RequestError):
+    code = "payload_too_large"
+
+
+class InvalidRequest(RequestError):
+    code = "invalid_request"
+
+
+class ApiVersionDisabled(RequestError):
+    code = "api_version_disabled"
+
+
+class ModelVersionMismatch(RequestError):
+    code = "model_version_mismatch"
+
+
+class ModelFailure(ServelabError):
+    """The model raised while predicting: a server fault, reported as 500 / INTERNAL."""
+
+    code = "model_error"
