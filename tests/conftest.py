@@ -28,10 +28,12 @@ class RunningTarget:
 
     @property
     def url(self) -> str:
+        """``http://HOST:PORT`` of a REST target."""
         return str(self.info["url"])
 
     @property
     def address(self) -> str:
+        """``HOST:PORT`` (what a gRPC channel takes)."""
         return f"{self.info['host']}:{self.info['port']}"
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 15.0) -> int:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19targets/rpc/predict.proto\x12\x0bservelab.v1\"\x15\n\x03Row\x12\x0e\n\x06values\x18\x01 \x03(\x01\"\xe6\x01\n\x0ePredictRequest\x12\x11\n\tinstances\x18\x01 \x03(\x01\x12\x1e\n\x04rows\x18\x03 \x03(\x0b\x32\x10.servelab.v1.Row\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x15\n\rmodel_version\x18\x05 \x01(\t\x12\x39\n\x07options\x18\x06 \x03(\x0b\x32(.servelab.v1.PredictRequest.OptionsEntry\x1a.\n\x0cOptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01J\x04\x08\x02\x10\x03R\x05\x64\x65\x62ug\"i\n\x08Metadata\x12\x11\n\ttransport\x18\x01 \x01(\t\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x0b\n\x03\x61pi\x18\x05 \x01(\t\"O\n\x0fPredictResponse\x12\x13\n\x0bpredictions\x18\x01 \x03(\x01\x12\'\n\x08metadata\x18\x02 \x01(\x0b\x32\x15.servelab.v1.Metadata2\xa1\x01\n\tPredictor\x12\x44\n\x07Predict\x12\x1b.servelab.v1.PredictRequest\x1a\x1c.servelab.v1.PredictResponse\x12N\n\rPredictStream\x12\x1b.servelab.v1.PredictRequest\x1a\x1c.servelab.v1.PredictResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19targets/rpc/predict.proto\x12\x0bservelab.v1\"\x15\n\x03Row\x12\x0e\n\x06values\x18\x01 \x03(\x01\"\xe6\x01\n\x0ePredictRequest\x12\x11\n\tinstances\x18\x01 \x03(\x01\x12\x1e\n\x04rows\x18\x03 \x03(\x0b\x32\x10.servelab.v1.Row\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x15\n\rmodel_version\x18\x05 \x01(\t\x12\x39\n\x07options\x18\x06 \x03(\x0b\x32(.servelab.v1.PredictRequest.OptionsEntry\x1a.\n\x0cOptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01J\x04\x08\x02\x10\x03R\x05\x64\x65\x62ug\"i\n\x08Metadata\x12\x11\n\ttransport\x18\x01 \x01(\t\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x0b\n\x03\x61pi\x18\x05 \x01(\t\"5\n\x05\x45rror\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05\x66ield\x18\x03 \x01(\t\"r\n\x0fPredictResponse\x12\x13\n\x0bpredictions\x18\x01 \x03(\x01\x12\'\n\x08metadata\x18\x02 \x01(\x0b\x32\x15.servelab.v1.Metadata\x12!\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x12.servelab.v1.Error2\xa1\x01\n\tPredictor\x12\x44\n\x07Predict\x12\x1b.servelab.v1.PredictRequest\x1a\x1c.servelab.v1.PredictResponse\x12N\n\rPredictStream\x12\x1b.servelab.v1.PredictRequest\x1a\x1c.servelab.v1.PredictResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,8 +41,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PREDICTREQUEST_OPTIONSENTRY']._serialized_end=283
   _globals['_METADATA']._serialized_start=298
   _globals['_METADATA']._serialized_end=403
-  _globals['_PREDICTRESPONSE']._serialized_start=405
-  _globals['_PREDICTRESPONSE']._serialized_end=484
-  _globals['_PREDICTOR']._serialized_start=487
-  _globals['_PREDICTOR']._serialized_end=648
+  _globals['_ERROR']._serialized_start=405
+  _globals['_ERROR']._serialized_end=458
+  _globals['_PREDICTRESPONSE']._serialized_start=460
+  _globals['_PREDICTRESPONSE']._serialized_end=574
+  _globals['_PREDICTOR']._serialized_start=577
+  _globals['_PREDICTOR']._serialized_end=738
 # @@protoc_insertion_point(module_scope)

@@ -6,7 +6,8 @@ servelab prediction service: the canonical schema (targets/schema.py) as protobu
 Evolution follows proto3 rules: fields are only ever added with new numbers; a removed field's
 number and name are `reserved` so they can never be reused with another meaning. v1 of this
 file (kept frozen in tests/targets/legacy/predict_v1.proto) had fields 1 and 2 of
-PredictRequest; v2 removed `debug` (2) and added 3..6. Old v1 clients keep working: the server
+PredictRequest; v2 removed `debug` (2) and added 3..6
+(and PredictResponse.error = 3). Old v1 clients keep working: the server
 ignores the unknown field 2 they may still send.
 
 Regenerate the committed Python code with `make proto` (pinned grpcio-tools).
@@ -139,24 +140,59 @@ class Metadata(_message.Message):
 Global___Metadata: _TypeAlias = Metadata  # noqa: Y015
 
 @_typing.final
+class Error(_message.Message):
+    """A per-message error on PredictStream: a bad event is answered in place and the stream goes
+    on (unary Predict reports errors as a status code instead).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    FIELD_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    message: _builtins.str
+    field: _builtins.str
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        message: _builtins.str = ...,
+        field: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "field", b"field", "message", b"message"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Error: _TypeAlias = Error  # noqa: Y015
+
+@_typing.final
 class PredictResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     PREDICTIONS_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def predictions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
     @_builtins.property
     def metadata(self) -> Global___Metadata: ...
+    @_builtins.property
+    def error(self) -> Global___Error:
+        """v2 addition: set instead of predictions when this stream message was rejected."""
+
     def __init__(
         self,
         *,
         predictions: _abc.Iterable[_builtins.float] | None = ...,
         metadata: Global___Metadata | None = ...,
+        error: Global___Error | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["metadata", b"metadata"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "metadata", b"metadata"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["metadata", b"metadata", "predictions", b"predictions"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "metadata", b"metadata", "predictions", b"predictions"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

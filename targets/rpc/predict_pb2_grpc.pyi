@@ -6,7 +6,8 @@ servelab prediction service: the canonical schema (targets/schema.py) as protobu
 Evolution follows proto3 rules: fields are only ever added with new numbers; a removed field's
 number and name are `reserved` so they can never be reused with another meaning. v1 of this
 file (kept frozen in tests/targets/legacy/predict_v1.proto) had fields 1 and 2 of
-PredictRequest; v2 removed `debug` (2) and added 3..6. Old v1 clients keep working: the server
+PredictRequest; v2 removed `debug` (2) and added 3..6
+(and PredictResponse.error = 3). Old v1 clients keep working: the server
 ignores the unknown field 2 they may still send.
 
 Regenerate the committed Python code with `make proto` (pinned grpcio-tools).
