@@ -30,6 +30,7 @@ KNOWN_OPTIONS: Final = frozenset({"precision"})
 METADATA_KEYS: Final = ("transport", "model_name", "model_version", "request_id", "api")
 
 Row = list[float]
+_FLOAT_MAX: Final = 1.7976931348623157e308  # integers beyond a double's range are not numbers here
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +76,8 @@ def _describe(value: object) -> str:
         return "an object"
     if isinstance(value, float) and not math.isfinite(value):
         return repr(value)
+    if isinstance(value, int) and not -_FLOAT_MAX <= value <= _FLOAT_MAX:
+        return "an integer beyond the range of a double"
     return type(value).__name__
 
 
@@ -87,7 +90,8 @@ def _check_row(row: object, where: str, *, nested_hint: bool) -> Row:
             if math.isfinite(value):
                 continue
         elif kind is int:
-            continue
+            if -_FLOAT_MAX <= value <= _FLOAT_MAX:
+                continue
         hint = ""
         if nested_hint and isinstance(value, list):
             hint = " (several rows need /v2/predict with 'rows')"

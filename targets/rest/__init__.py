@@ -1,0 +1,1 @@
+"""The REST target: FastAPI on uvicorn, speaking the canonical schema."""

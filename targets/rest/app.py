@@ -1,0 +1,227 @@
+"""The REST target's FastAPI app, built by a factory that takes the model by injection.
+
+Request bodies are read, size-checked and parsed here (orjson), then validated by the canonical
+stdlib validator, so REST answers exactly what every other transport answers. The pydantic models
+in ``api_models`` only document the contract in ``/openapi.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request, Response
+from fastapi.openapi.utils import get_openapi
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from targets.errors import (
+    ApiVersionDisabled,
+    MalformedRequest,
+    ModelFailure,
+    ModelVersionMismatch,
+    RequestError,
+    RequestTooLarge,
+    UnsupportedMediaType,
+)
+from targets.logs import JsonLogger
+from targets.rest import api_models
+from targets.rest.metrics import RestMetrics
+from targets.rest.middleware import ObservabilityMiddleware
+from targets.schema import ApiVersion, Limits, check_body_size
+from targets.service import PredictionService
+
+JSON = "application/json"
+PREDICT_ROUTES = {"v1": "/v1/predict", "v2": "/v2/predict"}
+ROUTES = (*PREDICT_ROUTES.values(), "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs")
+_STATUS: dict[type[RequestError], int] = {
+    MalformedRequest: 400,
+    UnsupportedMediaType: 415,
+    RequestTooLarge: 413,
+    ApiVersionDisabled: 404,
+    ModelVersionMismatch: 409,
+}
+_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": api_models.ErrorBody, "description": description}
+    for status, description in (
+        (400, "Malformed or empty JSON"),
+        (404, "API version disabled on this server"),
+        (409, "Requested model_version is not the one served"),
+        (413, "Body over the size limit"),
+        (415, "Content type is not application/json"),
+        (422, "Body violates the canonical schema"),
+        (500, "The model failed (a server fault)"),
+    )
+}
+
+
+def _json_response(
+    body: object, status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type=JSON, headers=headers)
+
+
+def error_response(exc: Exception) -> Response:
+    """The one place REST turns errors into answers: client mistakes 4xx, server faults 500."""
+    if isinstance(exc, RequestError):
+        return _json_response(exc.to_body(), _STATUS.get(type(exc), 422))
+    if isinstance(exc, ModelFailure):
+        return _json_response({"error": {"code": exc.code, "message": str(exc)}}, 500)
+    return _json_response(
+        {"error": {"code": "internal_error", "message": f"unexpected {type(exc).__name__}"}}, 500
+    )
+
+
+def _check_content_type(request: Request) -> None:
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != JSON and not (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    ):
+        shown = media_type or "none"
+        raise UnsupportedMediaType(f"content type must be {JSON}, got {shown}")
+
+
+async def read_json_body(request: Request, limits: Limits) -> object:
+    """Read and decode a JSON body within the size limit; typed errors for every bad case."""
+    _check_content_type(request)
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit():
+        check_body_size(int(declared), limits)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        check_body_size(len(body), limits)  # chunked bodies carry no Content-Length
+    if not body.strip():
+        raise MalformedRequest("request body is empty; expected a JSON object")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
+    try:  # orjson refuses NaN/Infinity and huge integers: the validator should name those
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise MalformedRequest(f"request body is not valid JSON: {exc}") from None
+
+
+def _predict_route(api: ApiVersion) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+    async def predict(request: Request) -> Response:
+        service: PredictionService = request.app.state.service
+        try:
+            body = await read_json_body(request, service.limits)
+            answer = await service.predict_async(service.parse(body, api))
+        except Exception as exc:  # translated to 4xx/500 at this one boundary
+            return error_response(exc)
+        request_id = answer["metadata"]["request_id"]
+        request.state.request_id = request_id
+        return _json_response(answer, headers={"x-request-id": request_id})
+
+    predict.__name__ = f"predict_{api}"
+    predict.__doc__ = (
+        "Predict one row (`instances`)."
+        if api == "v1"
+        else "Predict one row (`instances`) or several (`rows`), with optional "
+        "`request_id`, `model_version` and `options`."
+    )
+    return predict
+
+
+def _install_openapi(app: FastAPI) -> None:
+    """Describe the request bodies the routes parse themselves (FastAPI cannot infer them)."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(
+                api_models.schema_components()
+            )
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def create_app(
+    service: PredictionService,
+    *,
+    metrics: RestMetrics | None = None,
+    logger: JsonLogger | None = None,
+) -> FastAPI:
+    """A FastAPI app serving ``service``; metrics and logger off when ``None``."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.ready = True
+        yield
+        app.state.ready = False  # draining: load balancers should stop sending
+
+    app = FastAPI(
+        title="servelab REST target",
+        version="1.0",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.service = service
+    app.state.ready = False
+    for api, path in PREDICT_ROUTES.items():
+        request_model = "PredictRequestV1" if api == "v1" else "PredictRequestV2"
+        app.add_api_route(
+            path,
+            _predict_route(api),  # type: ignore[arg-type]
+            methods=["POST"],
+            response_model=api_models.PredictResponse,
+            responses=_ERROR_RESPONSES,
+            openapi_extra={
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        JSON: {"schema": {"$ref": f"#/components/schemas/{request_model}"}}
+                    },
+                }
+            },
+        )
+
+    @app.get("/healthz", response_model=api_models.Health)
+    async def healthz() -> Response:
+        """Liveness: the process answers."""
+        return _json_response({"status": "ok"})
+
+    @app.get(
+        "/readyz", response_model=api_models.Health, responses={503: {"model": api_models.Health}}
+    )
+    async def readyz(request: Request) -> Response:
+        """Readiness: the model is loaded and the server is not draining."""
+        if not request.app.state.ready:
+            return _json_response({"status": "not ready"}, 503)
+        model = service.model
+        return _json_response(
+            {"status": "ready", "model_name": model.name, "model_version": model.version}
+        )
+
+    @app.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+    async def metrics_route() -> Response:
+        """Prometheus text format: requests and latency by route and status."""
+        if metrics is None:
+            return _json_response(
+                {"error": {"code": "not_found", "message": "metrics are off"}}, 404
+            )
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)  # registered for that type only
+        code = "not_found" if exc.status_code == 404 else "http_error"
+        return _json_response(
+            {"error": {"code": code, "message": str(exc.detail)}}, exc.status_code, exc.headers
+        )
+
+    async def unexpected_error(request: Request, exc: Exception) -> Response:
+        return error_response(exc)
+
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected_error)
+    _install_openapi(app)
+    if metrics is not None or logger is not None:
+        app.add_middleware(ObservabilityMiddleware, routes=ROUTES, metrics=metrics, logger=logger)
+    return app
