@@ -89,9 +89,8 @@ def _check_row(row: object, where: str, *, nested_hint: bool) -> Row:
         if kind is float:
             if math.isfinite(value):
                 continue
-        elif kind is int:
-            if -_FLOAT_MAX <= value <= _FLOAT_MAX:
-                continue
+        elif kind is int and -_FLOAT_MAX <= value <= _FLOAT_MAX:
+            continue
         hint = ""
         if nested_hint and isinstance(value, list):
             hint = " (several rows need /v2/predict with 'rows')"

@@ -15,11 +15,13 @@ import http.client
 import json
 import os
 import shutil
+import signal
 import socket
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -38,6 +40,7 @@ from targets.spec import load_model
 SETTINGS_ENV = "SERVELAB_REST_SETTINGS"
 GRACEFUL_SHUTDOWN_S = 30
 WORKERS_READY_TIMEOUT_S = 60.0
+HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +113,23 @@ def _ready_info(host: str, port: int) -> dict[str, Any]:
     }
 
 
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGTERM after its graceful shutdown, so the process would die of the
+    signal; a server that drained cleanly should exit 0 instead."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in HANDLED_SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
 def _uvicorn_config(app: FastAPI | str, settings: RestSettings) -> uvicorn.Config:
     return uvicorn.Config(
         app,
@@ -157,7 +177,7 @@ def run(settings: RestSettings) -> int:
     if settings.workers == 1:
         app = build_app(settings)  # a bad SPEC fails here, before anything listens
         sock = bind_socket(settings.host, settings.port)
-        server = uvicorn.Server(_uvicorn_config(app, settings))
+        server = _Server(_uvicorn_config(app, settings))
         factory = server.config.get_loop_factory()
         with contextlib.closing(sock), asyncio.Runner(loop_factory=factory) as runner:
             runner.run(_serve_announcing(server, sock, settings.ready_file))
