@@ -9,20 +9,34 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, Final, TextIO
 
 LEVELS: Final = {"debug": 10, "info": 20, "warning": 30, "error": 40, "off": 100}
 
 
+def _encode_stdlib(record: dict[str, Any]) -> str:
+    return json.dumps(record, default=str)
+
+
 class JsonLogger:
     """Writes ``{"ts", "level", "event", ...}`` lines to a stream at or above ``level``."""
 
-    def __init__(self, stream: TextIO | None = None, level: str = "info") -> None:
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        level: str = "info",
+        *,
+        encode: Callable[[dict[str, Any]], str] | None = None,
+    ) -> None:
+        """``encode`` turns a record into one JSON line (default ``json.dumps``; servers that
+        have orjson pass a faster one)."""
         if level not in LEVELS:
             raise ValueError(f"log level must be one of {', '.join(LEVELS)}, got {level!r}")
         self.stream = stream if stream is not None else sys.stderr
         self.level = level
         self._threshold = LEVELS[level]
+        self._encode = encode or _encode_stdlib
 
     def enabled(self, level: str) -> bool:
         return LEVELS[level] >= self._threshold
@@ -32,7 +46,7 @@ class JsonLogger:
             return
         record = {"ts": round(time.time(), 6), "level": level, "event": event, **fields}
         try:  # noqa: SIM105 - suppress() costs a context manager per log line
-            self.stream.write(json.dumps(record, default=str) + "\n")
+            self.stream.write(self._encode(record) + "\n")
         except (ValueError, OSError):  # a closed stream during shutdown must not fail a request
             pass
 

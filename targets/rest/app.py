@@ -89,10 +89,15 @@ async def read_json_body(request: Request, limits: Limits) -> object:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit():
         check_body_size(int(declared), limits)
+        return _decode_json(await request.body())
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         check_body_size(len(body), limits)  # chunked bodies carry no Content-Length
+    return _decode_json(bytes(body))
+
+
+def _decode_json(body: bytes) -> object:
     if not body.strip():
         raise MalformedRequest("request body is empty; expected a JSON object")
     try:
@@ -114,7 +119,7 @@ def _predict_route(api: ApiVersion) -> Callable[[Request], Coroutine[Any, Any, R
         except Exception as exc:  # translated to 4xx/500 at this one boundary
             return error_response(exc)
         request_id = answer["metadata"]["request_id"]
-        request.state.request_id = request_id
+        request.scope.setdefault("state", {})["request_id"] = request_id  # for the access log
         return _json_response(answer, headers={"x-request-id": request_id})
 
     predict.__name__ = f"predict_{api}"

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import orjson
 import uvicorn
 from fastapi import FastAPI
 from uvicorn.supervisors import Multiprocess
@@ -78,8 +79,12 @@ def build_app(settings: RestSettings) -> FastAPI:
         limits=Limits(settings.max_instances, settings.max_body_bytes),
         enable_v2=settings.enable_v2,
     )
-    logger = JsonLogger(sys.stderr, settings.log_level)
+    logger = JsonLogger(sys.stderr, settings.log_level, encode=encode_log_record)
     return create_app(service, metrics=RestMetrics(), logger=logger)
+
+
+def encode_log_record(record: dict[str, Any]) -> str:
+    return orjson.dumps(record, default=str).decode()
 
 
 def app_from_env() -> FastAPI:
