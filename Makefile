@@ -29,7 +29,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-## regenerate the committed gRPC code (pinned grpcio-tools; tests/targets/test_proto_fresh.py checks it)
+## regenerate the committed gRPC code (pinned grpcio-tools; tests/targets/test_grpc_proto_fresh.py checks it)
 proto: $(STAMP)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m grpc_tools.protoc -I . \
 	    --python_out=. --grpc_python_out=. --mypy_out=. --mypy_grpc_out=. targets/rpc/predict.proto

@@ -101,11 +101,9 @@ def _check_row(row: object, where: str, *, nested_hint: bool) -> Row:
     return row
 
 
-def _check_count(count: int, limits: Limits) -> None:
+def _check_count(count: int, limits: Limits, where: str = "instances") -> None:
     if count > limits.max_instances:
-        raise InvalidRequest(
-            f"too many instances: {count} > limit {limits.max_instances}", "instances"
-        )
+        raise InvalidRequest(f"too many instances: {count} > limit {limits.max_instances}", where)
 
 
 def _optional_str(body: Mapping[str, Any], key: str, max_chars: int) -> str | None:
@@ -167,12 +165,12 @@ def validate_request(
             raise InvalidRequest(
                 f"rows must be a non-empty list of rows, got {_describe(rows_field)}", "rows"
             )
-        _check_count(len(rows_field), limits)
+        _check_count(len(rows_field), limits, "rows")
         rows = [
             _check_row(row, f"rows[{index}]", nested_hint=False)
             for index, row in enumerate(rows_field)
         ]
-        _check_count(sum(len(row) for row in rows), limits)
+        _check_count(sum(len(row) for row in rows), limits, "rows")
     options, precision = _options(body)
     return PredictRequest(
         rows=rows,
