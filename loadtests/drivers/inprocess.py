@@ -1,0 +1,122 @@
+"""In-process drivers: no socket, no HTTP client — the service, or the ASGI app, called directly.
+
+They measure what the model and the serving code cost without the network, and with a virtual
+clock and a synthetic model they make runs exactly reproducible.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from loadtests.drivers.base import Reply, judge_answer
+from loadtests.records import Outcome
+from loadtests.workload import Payload
+from targets.errors import ModelFailure, RequestError
+from targets.models import Model
+from targets.schema import Limits
+from targets.service import PredictionService
+
+
+class InProcessDriver:
+    """Calls the prediction service (canonical validation + model) directly."""
+
+    transport = "inprocess"
+
+    def __init__(self, model: Model, *, limits: Limits | None = None) -> None:
+        self.service = PredictionService(model, transport=self.transport, limits=limits)
+        self.bytes_sent = 0
+        self.bytes_received = 0
+
+    async def open(self) -> None:
+        return None
+
+    async def send(self, payload: Payload) -> Reply:
+        service = self.service
+        try:
+            request = service.parse(payload.body, payload.api)
+        except RequestError:
+            return judge_answer(payload, False, None, True)
+        try:
+            answer = await service.predict_async(request)
+        except ModelFailure:
+            return Outcome.FAILURE, "model_error", 0, False
+        return judge_answer(payload, True, answer, False)
+
+    async def close(self) -> None:
+        return None
+
+
+class AsgiDriver:
+    """Calls the REST target's ASGI app directly: routing, middleware, JSON and all, no socket."""
+
+    transport = "rest-inprocess"
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.bytes_sent = 0
+        self.bytes_received = 0
+
+    async def open(self) -> None:
+        return None
+
+    async def send(self, payload: Payload) -> Reply:
+        body = orjson.dumps(payload.body)
+        path = "/v2/predict" if payload.api == "v2" else "/v1/predict"
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": [
+                (b"host", b"inprocess"),
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+            "client": ("127.0.0.1", 0),
+            "server": ("127.0.0.1", 0),
+            "state": {},
+        }
+        received = False
+        status = 0
+        chunks: list[bytes] = []
+
+        async def receive() -> dict[str, Any]:
+            nonlocal received
+            if received:
+                return {"type": "http.disconnect"}
+            received = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        try:
+            await self.app(scope, receive, send)
+        except Exception as exc:  # the app itself blew up: a server fault
+            return Outcome.FAILURE, f"app_{type(exc).__name__}", 0, False
+        raw = b"".join(chunks)
+        self.bytes_sent += len(body)
+        self.bytes_received += len(raw)
+        if status != 200:
+            if 400 <= status < 500:
+                return judge_answer(payload, False, None, True)
+            return Outcome.FAILURE, f"http_{status}", 0, False
+        try:
+            answer = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            answer = None
+        return judge_answer(payload, True, answer, False)
+
+    async def close(self) -> None:
+        return None

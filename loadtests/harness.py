@@ -1,0 +1,266 @@
+"""The harness: drives any ``Driver`` with a workload and records every request.
+
+Closed loop: ``concurrency`` workers, each sending its next request when the last one ended
+(plus think time). Open loop: requests start on a schedule whatever the target does, and each
+request's latency is measured from its *scheduled* start, so a stalled target is charged for
+the queue it causes (no coordinated omission). Warm-up requests run but are not recorded; the
+run is bounded by duration and/or request count and always stops by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from loadtests.clock import Clock, LoopClock
+from loadtests.drivers.base import Driver
+from loadtests.histogram import IntArray
+from loadtests.recorder import Recorder
+from loadtests.records import Outcome
+from loadtests.schedule import Arrival, RateProfile, open_loop_offsets_ns
+from loadtests.workload import PayloadGenerator
+
+Mode = Literal["closed", "open"]
+ABANDONED = "abandoned"  # still in flight when the drain timeout ran out
+
+
+@dataclass(frozen=True, slots=True)
+class LoadPlan:
+    """What load to apply and for how long (``duration_s`` and/or ``requests`` bound the run)."""
+
+    mode: Mode = "closed"
+    concurrency: int = 1
+    think_time_s: float = 0.0
+    profile: RateProfile | None = None
+    arrival: Arrival = "constant"
+    trace_offsets_ns: IntArray | None = None
+    duration_s: float | None = 10.0
+    requests: int | None = None
+    warmup_s: float = 0.0
+    max_in_flight: int = 10_000
+    drain_timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.duration_s is None and self.requests is None:
+            raise ValueError("a run needs a duration or a request count")
+        if self.duration_s is not None and not (
+            self.duration_s > 0 and math.isfinite(self.duration_s)
+        ):
+            raise ValueError("duration must be a positive number of seconds")
+        if self.requests is not None and self.requests < 1:
+            raise ValueError("requests must be a positive int")
+        if self.warmup_s < 0 or self.think_time_s < 0:
+            raise ValueError("warm-up and think time must be >= 0")
+        if self.mode == "closed" and self.concurrency < 1:
+            raise ValueError("concurrency must be a positive int")
+        if self.mode == "open" and self.profile is None and self.trace_offsets_ns is None:
+            raise ValueError("an open-loop run needs a rate profile or a trace")
+        if self.max_in_flight < 1:
+            raise ValueError("max_in_flight must be a positive int")
+
+
+@dataclass(slots=True)
+class RunStats:
+    """What the harness measured about itself (generator health) and the window."""
+
+    measure_start_ns: int = 0
+    measure_end_ns: int = 0
+    generator_cpu_s: float = 0.0
+    wall_s: float = 0.0
+    interrupted: bool = False
+    abandoned: int = 0
+
+    @property
+    def window_s(self) -> float:
+        return max(self.measure_end_ns - self.measure_start_ns, 1) / 1e9
+
+
+class Harness:
+    """One run of ``plan`` against ``driver`` with ``payloads``; see the module docstring."""
+
+    def __init__(
+        self,
+        driver: Driver,
+        payloads: PayloadGenerator,
+        plan: LoadPlan,
+        *,
+        schedule_seed: int = 0,
+        clock: Clock | None = None,
+        on_tick: Callable[[Recorder, RunStats], None] | None = None,
+        tick_s: float = 1.0,
+    ) -> None:
+        self.driver = driver
+        self.payloads = payloads
+        self.plan = plan
+        self.schedule_seed = schedule_seed
+        self._clock = clock
+        self.on_tick = on_tick
+        self.tick_s = tick_s
+        self.recorder = Recorder()
+        self.stats = RunStats()
+        self._stop = asyncio.Event()
+        self._index = 0
+        self._recorded = 0
+        self._in_flight: set[asyncio.Task[None]] = set()
+
+    def stop(self) -> None:
+        """Stop early (Ctrl-C): scheduling ends, in-flight requests drain, result is partial."""
+        self.stats.interrupted = True
+        self._stop.set()
+
+    # -- bookkeeping shared by both modes ------------------------------------------------------
+
+    def _progress(self, now_ns: int) -> float:
+        total_s = self.plan.warmup_s + (self.plan.duration_s or 0.0)
+        if total_s <= 0:
+            return self._recorded / (self.plan.requests or 1)
+        return (now_ns - self._t0) / 1e9 / total_s
+
+    def _should_stop(self, scheduled_ns: int) -> bool:
+        if self._stop.is_set():
+            return True
+        if self._end_ns is not None and scheduled_ns >= self._end_ns:
+            return True
+        return self.plan.requests is not None and self._recorded >= self.plan.requests
+
+    async def _one(self, index: int, scheduled_ns: int) -> None:
+        clock = self.clock
+        payload = self.payloads.payload(index, self._progress(scheduled_ns))
+        measured = scheduled_ns >= self._measure_start_ns
+        if measured:
+            self._recorded += 1
+        sent_ns = clock.now_ns()
+        outcome, error_class, predictions, schema_ok = await self.driver.send(payload)
+        ended_ns = clock.now_ns()
+        if measured:
+            code = self.recorder.error_code(error_class) if error_class else 0
+            self.recorder.record(
+                scheduled_ns, sent_ns, ended_ns, outcome, code, predictions, schema_ok
+            )
+
+    # -- the two modes -------------------------------------------------------------------------
+
+    async def _closed_worker(self) -> None:
+        clock = self.clock
+        think_ns = int(self.plan.think_time_s * 1e9)
+        scheduled_ns = clock.now_ns()
+        while not self._should_stop(scheduled_ns):
+            index = self._index
+            self._index += 1
+            await self._one(index, scheduled_ns)
+            if think_ns:
+                await clock.sleep_until_ns(clock.now_ns() + think_ns)
+            scheduled_ns = clock.now_ns()
+
+    def _offsets(self) -> Iterator[IntArray]:
+        if self.plan.trace_offsets_ns is not None:
+            yield self.plan.trace_offsets_ns
+            return
+        assert self.plan.profile is not None  # checked by LoadPlan
+        limit_s = (
+            None if self.plan.duration_s is None else self.plan.warmup_s + self.plan.duration_s
+        )
+        yield from open_loop_offsets_ns(
+            self.plan.profile, self.plan.arrival, self.schedule_seed, limit_s=limit_s
+        )
+
+    async def _open_dispatcher(self) -> None:
+        clock = self.clock
+        slots = asyncio.Semaphore(self.plan.max_in_flight)
+        for chunk in self._offsets():
+            for offset_ns in chunk.tolist():
+                scheduled_ns = self._t0 + offset_ns
+                if self._should_stop(scheduled_ns):
+                    return
+                if scheduled_ns > clock.now_ns():
+                    sleeper = asyncio.ensure_future(clock.sleep_until_ns(scheduled_ns))
+                    stopper = asyncio.ensure_future(self._stop.wait())
+                    await asyncio.wait((sleeper, stopper), return_when=asyncio.FIRST_COMPLETED)
+                    for waiter in (sleeper, stopper):
+                        waiter.cancel()
+                    if self._stop.is_set():
+                        return
+                await slots.acquire()  # past max_in_flight sends start late, and count as late
+                index = self._index
+                self._index += 1
+                task = asyncio.ensure_future(self._one(index, scheduled_ns))
+                self._in_flight.add(task)
+                task.add_done_callback(self._in_flight.discard)
+                task.add_done_callback(lambda _: slots.release())
+
+    async def _drain(self) -> None:
+        if not self._in_flight:
+            return
+        _, pending = await asyncio.wait(set(self._in_flight), timeout=self.plan.drain_timeout_s)
+        if pending:
+            now_ns = self.clock.now_ns()
+            code = self.recorder.error_code(ABANDONED)
+            for task in pending:
+                task.cancel()
+            self.stats.abandoned = len(pending)
+            for _ in pending:  # charged as failures that took until the drain gave up
+                self.recorder.record(now_ns, now_ns, now_ns, Outcome.FAILURE, code, 0, False)
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick_s)
+            self.recorder.fold(now_ns=self.clock.now_ns())
+            if self.on_tick is not None:
+                self.on_tick(self.recorder, self.stats)
+
+    async def run(self) -> Recorder:
+        """Run the plan; returns the finished recorder (also ``self.recorder``)."""
+        self.clock = self._clock or LoopClock()
+        await self.driver.open()
+        cpu_before, wall_before = time.process_time(), time.perf_counter()
+        self._t0 = self.clock.now_ns()
+        self._measure_start_ns = self._t0 + int(self.plan.warmup_s * 1e9)
+        self._end_ns = (
+            None
+            if self.plan.duration_s is None
+            else self._measure_start_ns + int(self.plan.duration_s * 1e9)
+        )
+        self.recorder.start_ns = self._measure_start_ns
+        ticker = asyncio.ensure_future(self._ticker())
+        try:
+            if self.plan.mode == "closed":
+                await asyncio.gather(*(self._closed_worker() for _ in range(self.plan.concurrency)))
+            else:
+                await self._open_dispatcher()
+                await self._drain()
+        finally:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+            self.stats.measure_start_ns = self._measure_start_ns
+            self.stats.measure_end_ns = self.clock.now_ns()
+            self.stats.generator_cpu_s = time.process_time() - cpu_before
+            self.stats.wall_s = time.perf_counter() - wall_before
+            await self.driver.close()
+            self.recorder.bytes_sent += self.driver.bytes_sent
+            self.recorder.bytes_received += self.driver.bytes_received
+            self.recorder.finish()
+        return self.recorder
+
+
+def late_share(lateness_counts: IntArray, threshold_index: int) -> float:
+    """Share of sends later than the value at ``threshold_index`` of a lateness histogram."""
+    total = int(lateness_counts.sum())
+    return float(lateness_counts[threshold_index + 1 :].sum()) / total if total else 0.0
+
+
+def lateness_over(recorder: Recorder, threshold_ns: int) -> float:
+    """Share of measured sends that started more than ``threshold_ns`` after their schedule."""
+    histogram = recorder.lateness
+    counts = np.ctypeslib.as_array(histogram.hdr.counts)
+    index = int(histogram.counts_indices(np.array([threshold_ns], dtype=np.int64))[0])
+    return late_share(counts, index)

@@ -1,0 +1,228 @@
+"""The recorder: column buffers on the hot path, folded vectorised into histograms and a
+per-second series.
+
+``record`` appends plain ints to ``array('q')`` columns (no object per request). ``fold`` —
+called every ``fold_every`` samples, at each progress tick and at the end — turns the columns
+into numpy arrays once, bincounts them into the HDR histograms and error counts, and closes
+finished seconds of the per-second series, so memory stays constant in run length.
+"""
+
+from __future__ import annotations
+
+from array import array
+from dataclasses import dataclass, field
+from typing import Final
+
+import numpy as np
+
+from loadtests.histogram import IntArray, LatencyHistogram
+from loadtests.records import Outcome, RequestRecord
+
+NS_PER_S: Final = 1_000_000_000
+_SCHEMA_BAD: Final = 4  # flag bit; outcome uses bits 0-1, error class from bit 8
+_ERROR_SHIFT: Final = 8
+
+
+@dataclass(slots=True)
+class SecondStats:
+    """One second of the per-second series (by end time, relative to the run start)."""
+
+    t_s: int
+    requests: int = 0
+    failures: int = 0
+    latencies_ns: list[IntArray] = field(default_factory=list)
+
+    def close(self) -> dict[str, float]:
+        if self.latencies_ns:
+            values = np.concatenate(self.latencies_ns)
+            p50, p99 = np.percentile(values, [50, 99], method="inverted_cdf")
+        else:
+            p50 = p99 = 0
+        return {
+            "t_s": self.t_s,
+            "requests": self.requests,
+            "failures": self.failures,
+            "p50_ms": float(p50) / 1e6,
+            "p99_ms": float(p99) / 1e6,
+        }
+
+
+class Recorder:
+    """Collects requests of one run (or one worker); mergeable."""
+
+    def __init__(self, *, start_ns: int = 0, fold_every: int = 1 << 16) -> None:
+        self.start_ns = start_ns
+        self.fold_every = fold_every
+        self.latency = LatencyHistogram()  # from the intended start
+        self.service = LatencyHistogram()  # from the actual send
+        self.lateness = LatencyHistogram()  # how late each send was against its schedule
+        self.requests = 0
+        self.successes = 0
+        self.failures = 0
+        self.expected_rejections = 0
+        self.schema_checked = 0
+        self.schema_ok = 0
+        self.predictions = 0
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        self.first_sent_ns: int | None = None
+        self.last_ended_ns: int | None = None
+        self.errors: dict[str, int] = {}
+        self.timeseries: list[dict[str, float]] = []
+        self._error_codes: dict[str, int] = {}
+        self._error_names: list[str] = []
+        self._open_seconds: dict[int, SecondStats] = {}
+        self._scheduled = array("q")
+        self._sent = array("q")
+        self._ended = array("q")
+        self._flags = array("q")
+        self._predictions = array("q")
+
+    def error_code(self, error_class: str) -> int:
+        """Small int for an error class (look it up once, outside the hot loop)."""
+        code = self._error_codes.get(error_class)
+        if code is None:
+            code = len(self._error_names) + 1
+            self._error_codes[error_class] = code
+            self._error_names.append(error_class)
+        return code
+
+    def record(
+        self,
+        scheduled_ns: int,
+        sent_ns: int,
+        ended_ns: int,
+        outcome: int = 0,
+        error_code: int = 0,
+        predictions: int = 0,
+        schema_ok: bool = True,
+    ) -> None:
+        """Hot path: one request, as ints (``outcome`` an ``Outcome`` value)."""
+        self._scheduled.append(scheduled_ns)
+        self._sent.append(sent_ns)
+        self._ended.append(ended_ns)
+        self._flags.append(
+            outcome | (0 if schema_ok else _SCHEMA_BAD) | (error_code << _ERROR_SHIFT)
+        )
+        self._predictions.append(predictions)
+        if len(self._ended) >= self.fold_every:
+            self.fold()
+
+    def add(self, record: RequestRecord, *, bytes_sent: int = 0, bytes_received: int = 0) -> None:
+        """Boundary path: one ``RequestRecord`` (Locust events, tests)."""
+        code = self.error_code(record.error_class) if record.error_class else 0
+        self.bytes_sent += bytes_sent or record.bytes_sent
+        self.bytes_received += bytes_received or record.bytes_received
+        self.record(
+            record.scheduled_ns,
+            record.sent_ns,
+            record.ended_ns,
+            int(record.outcome),
+            code,
+            record.predictions,
+            record.schema_ok,
+        )
+
+    @property
+    def pending(self) -> int:
+        return len(self._ended)
+
+    def fold(self, *, now_ns: int | None = None) -> None:
+        """Move buffered samples into the histograms; close seconds that ended before ``now_ns``."""
+        if self._ended:
+            self._fold_buffers()
+        if now_ns is not None:
+            self._close_seconds_before((now_ns - self.start_ns) // NS_PER_S)
+
+    def finish(self) -> None:
+        """Fold everything and close every second (end of run)."""
+        self.fold()
+        self._close_seconds_before(None)
+
+    def _fold_buffers(self) -> None:
+        # Hand the filled columns to numpy (zero-copy) and start fresh ones.
+        columns = (self._scheduled, self._sent, self._ended, self._flags, self._predictions)
+        self._scheduled, self._sent, self._ended = array("q"), array("q"), array("q")
+        self._flags, self._predictions = array("q"), array("q")
+        scheduled, sent, ended, flags, predictions = (
+            np.frombuffer(column, dtype=np.int64) for column in columns
+        )
+        outcome = flags & 3
+        counted = outcome != Outcome.EXPECTED_REJECTION
+        ok = outcome == Outcome.OK
+        self.requests += int(flags.size)
+        self.successes += int(ok.sum())
+        self.failures += int((outcome == Outcome.FAILURE).sum())
+        self.expected_rejections += int((~counted).sum())
+        self.predictions += int(predictions[ok].sum())
+        checked = ok | ((flags & _SCHEMA_BAD) != 0)  # answers whose body was checked
+        self.schema_checked += int(checked.sum())
+        self.schema_ok += int((ok & ((flags & _SCHEMA_BAD) == 0)).sum())
+        codes = flags >> _ERROR_SHIFT
+        if codes.any():
+            for code, count in enumerate(np.bincount(codes[codes > 0])):
+                if code and count:
+                    name = self._error_names[code - 1]
+                    self.errors[name] = self.errors.get(name, 0) + int(count)
+        first, last = int(sent.min()), int(ended.max())
+        self.first_sent_ns = first if self.first_sent_ns is None else min(self.first_sent_ns, first)
+        self.last_ended_ns = last if self.last_ended_ns is None else max(self.last_ended_ns, last)
+        # Latencies describe answered requests, not deliberate rejections.
+        latency = (ended - scheduled)[counted]
+        self.latency.record_many(latency)
+        self.service.record_many((ended - sent)[counted])
+        self.lateness.record_many(sent - scheduled)
+        self._fold_seconds(ended[counted], latency, outcome[counted] == Outcome.FAILURE)
+
+    def _fold_seconds(self, ended: IntArray, latency: IntArray, failed: np.ndarray) -> None:
+        if ended.size == 0:
+            return
+        seconds = (ended - self.start_ns) // NS_PER_S
+        order = np.argsort(seconds, kind="stable")
+        seconds, latency, failed = seconds[order], latency[order], failed[order]
+        unique, starts = np.unique(seconds, return_index=True)
+        bounds = [*starts.tolist(), int(seconds.size)]
+        for index, second in enumerate(unique.tolist()):
+            chunk = slice(bounds[index], bounds[index + 1])
+            stats = self._open_seconds.get(second)
+            if stats is None:
+                stats = self._open_seconds[second] = SecondStats(int(second))
+            stats.requests += chunk.stop - chunk.start
+            stats.failures += int(failed[chunk].sum())
+            stats.latencies_ns.append(latency[chunk])
+
+    def _close_seconds_before(self, limit_s: int | None) -> None:
+        for second in sorted(self._open_seconds):
+            if limit_s is not None and second >= limit_s:
+                break
+            self.timeseries.append(self._open_seconds.pop(second).close())
+
+    def merge(self, other: Recorder) -> None:
+        """Add another finished recorder's counts and histograms (another worker or process)."""
+        other.finish()
+        self.finish()
+        self.latency.merge(other.latency)
+        self.service.merge(other.service)
+        self.lateness.merge(other.lateness)
+        for name in (
+            "requests", "successes", "failures", "expected_rejections", "schema_checked",
+            "schema_ok", "predictions", "bytes_sent", "bytes_received",
+        ):  # fmt: skip
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for name, count in other.errors.items():
+            self.errors[name] = self.errors.get(name, 0) + count
+        if other.first_sent_ns is not None:
+            self.first_sent_ns = min(self.first_sent_ns or other.first_sent_ns, other.first_sent_ns)
+        if other.last_ended_ns is not None:
+            self.last_ended_ns = max(self.last_ended_ns or other.last_ended_ns, other.last_ended_ns)
+        by_second = {int(row["t_s"]): row for row in self.timeseries}
+        for row in other.timeseries:  # per-second percentiles cannot merge exactly: keep the worse
+            mine = by_second.get(int(row["t_s"]))
+            if mine is None:
+                by_second[int(row["t_s"])] = dict(row)
+            else:
+                mine["requests"] += row["requests"]
+                mine["failures"] += row["failures"]
+                mine["p50_ms"] = max(mine["p50_ms"], row["p50_ms"])
+                mine["p99_ms"] = max(mine["p99_ms"], row["p99_ms"])
+        self.timeseries = [by_second[second] for second in sorted(by_second)]

@@ -1,0 +1,156 @@
+"""The result file: one versioned JSON document per run, written atomically.
+
+``build_result`` turns a finished recorder into the document (fields in README "Result file");
+``load_result`` reads one back, refusing with one line anything that is not a servelab result or
+is from a newer schema, and upgrading older ones through ``upgrade`` — the one place that knows
+old layouts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import orjson
+
+from loadtests.recorder import Recorder
+from targets.files import write_atomic
+
+SCHEMA_VERSION: Final = 1
+KIND: Final = "servelab-result"
+
+
+class ResultFileError(ValueError):
+    """A file that cannot be used as a result; the message names the file and the problem."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    """The run's settings as recorded (``run`` in the file)."""
+
+    target: str
+    transport: str
+    mode: str
+    model: str
+    seed: int
+    concurrency: int | None = None
+    rate_per_s: float | None = None
+    arrival: str | None = None
+    duration_s: float | None = None
+    requests_limit: int | None = None
+    warmup_s: float = 0.0
+    batch_size: int | None = None
+    window_ms: float | None = None
+    api: str = "v1"
+    tool: str = "servelab"
+    profile: str | None = None
+    label: str | None = None
+    group: str | None = None
+    repeat: int = 0
+    partial: bool = False
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    started_at: str = field(
+        default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    valid: bool
+    reasons: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
+def summarize(recorder: Recorder, window_s: float) -> dict[str, Any]:
+    """The ``summary`` block. ``throughput_rps`` counts successful requests per second of the
+    measured window (goodput); expected rejections count in ``requests`` only."""
+    judged = recorder.requests - recorder.expected_rejections
+    return {
+        "requests": recorder.requests,
+        "successes": recorder.successes,
+        "failures": recorder.failures,
+        "expected_rejections": recorder.expected_rejections,
+        "success_rate": recorder.successes / judged if judged else 0.0,
+        "schema_success_rate": (
+            recorder.schema_ok / recorder.schema_checked if recorder.schema_checked else 0.0
+        ),
+        "throughput_rps": recorder.successes / window_s if window_s > 0 else 0.0,
+        "predictions_per_s": recorder.predictions / window_s if window_s > 0 else 0.0,
+        "window_s": window_s,
+        "latency_ms": recorder.latency.summary_ms(),
+        "service_latency_ms": recorder.service.summary_ms(),
+    }
+
+
+def build_result(
+    run: RunInfo,
+    recorder: Recorder,
+    *,
+    window_s: float,
+    verdict: Verdict,
+    environment: dict[str, Any],
+    cost: dict[str, float | None] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    recorder.finish()
+    return {
+        "kind": KIND,
+        "schema_version": SCHEMA_VERSION,
+        "run": asdict(run),
+        "environment": environment,
+        "cost": cost or {"target_cpu_s": None, "cpu_s_per_1k_predictions": None},
+        "verdict": {
+            "valid": verdict.valid,
+            "reasons": list(verdict.reasons),
+            "warnings": list(verdict.warnings),
+        },
+        "summary": summarize(recorder, window_s),
+        "errors": dict(sorted(recorder.errors.items())),
+        "histograms": {
+            "latency": recorder.latency.encode(),
+            "service_latency": recorder.service.encode(),
+            "send_lateness": recorder.lateness.encode(),
+        },
+        "timeseries": recorder.timeseries,
+        "extra": extra or {},
+    }
+
+
+def write_result(path: str | Path, result: dict[str, Any]) -> None:
+    """Write atomically (temp file + rename): a crash leaves no half-written result."""
+    write_atomic(path, orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
+
+
+def upgrade(document: dict[str, Any]) -> dict[str, Any]:
+    """Bring an older result document to ``SCHEMA_VERSION`` (only version 1 exists so far)."""
+    return document
+
+
+def load_result(path: str | Path) -> dict[str, Any]:
+    """Read a result file; ``ResultFileError`` (one line naming the file) if it is not usable."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise ResultFileError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    try:
+        document = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise ResultFileError(f"{path}: not JSON (truncated or not a result file)") from None
+    if not isinstance(document, dict) or document.get("kind") != KIND:
+        raise ResultFileError(f"{path}: not a servelab result file")
+    version = document.get("schema_version")
+    if not isinstance(version, int) or version < 1:
+        raise ResultFileError(f"{path}: missing or bad schema_version")
+    if version > SCHEMA_VERSION:
+        raise ResultFileError(
+            f"{path}: schema_version {version} is newer than this servelab reads "
+            f"({SCHEMA_VERSION}); upgrade servelab"
+        )
+    missing = [key for key in ("run", "summary", "verdict", "histograms") if key not in document]
+    if missing:
+        raise ResultFileError(f"{path}: incomplete result, missing {', '.join(missing)}")
+    return upgrade(document)

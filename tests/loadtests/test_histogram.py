@@ -1,0 +1,73 @@
+"""The vectorised HDR fold is exactly ``record_value``, and quantiles are within HDR precision."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hdrh.histogram import HdrHistogram
+
+from loadtests.histogram import HIGHEST_NS, LOWEST_NS, SIGNIFICANT_FIGURES, LatencyHistogram
+
+
+def _values() -> np.ndarray:
+    rng = np.random.default_rng(7)
+    edges = [0, 1, 2, 1023, 1024, 2047, 2048, 2049, 4095, 4096, 10**6, HIGHEST_NS - 1, HIGHEST_NS]
+    return np.concatenate(
+        [
+            rng.integers(0, 5000, 20_000),
+            rng.lognormal(15, 3, 50_000).astype(np.int64).clip(0, HIGHEST_NS),
+            np.array(edges, dtype=np.int64),
+        ]
+    )
+
+
+def test_bulk_fold_equals_record_value_one_by_one() -> None:
+    values = _values()
+    bulk = LatencyHistogram()
+    bulk.record_many(values)
+    reference = HdrHistogram(LOWEST_NS, HIGHEST_NS, SIGNIFICANT_FIGURES)
+    for value in values.tolist():
+        reference.record_value(value)
+    assert np.array_equal(
+        np.ctypeslib.as_array(bulk.hdr.counts), np.ctypeslib.as_array(reference.counts)
+    )
+    assert bulk.total == reference.get_total_count() == values.size
+    assert bulk.hdr.get_min_value() == reference.get_min_value()
+    assert bulk.hdr.get_max_value() == reference.get_max_value()
+    for percentile in (50, 90, 99, 99.9, 100):
+        assert bulk.percentile_ns(percentile) == reference.get_value_at_percentile(percentile)
+
+
+def test_quantiles_are_within_hdr_precision_of_exact_ones() -> None:
+    values = np.random.default_rng(3).lognormal(np.log(5e6), 0.5, 100_000).astype(np.int64)
+    histogram = LatencyHistogram()
+    histogram.record_many(values)
+    ordered = np.sort(values)
+    for percentile in (50, 90, 99, 99.9):
+        rank = int(percentile * values.size / 100 + 0.5)  # HdrHistogram's rank definition
+        exact = ordered[rank - 1]
+        assert histogram.percentile_ns(percentile) == pytest.approx(exact, rel=1e-3)
+
+
+def test_values_beyond_the_range_are_clamped_and_counted() -> None:
+    histogram = LatencyHistogram()
+    histogram.record_many(np.array([-5, HIGHEST_NS * 3], dtype=np.int64))
+    assert histogram.total == 2
+    assert histogram.saturated == 1
+    assert histogram.hdr.get_min_value() == 0
+
+
+def test_encoding_round_trips_and_merges() -> None:
+    first, second = LatencyHistogram(), LatencyHistogram()
+    first.record_many(np.arange(1, 1001, dtype=np.int64))
+    second.record_many(np.arange(1001, 2001, dtype=np.int64))
+    decoded = LatencyHistogram.decode(first.encode())
+    assert decoded.total == 1000
+    decoded.merge(LatencyHistogram.decode(second.encode()))
+    assert decoded.total == 2000
+    assert decoded.percentile_ns(50) == pytest.approx(1000, rel=1e-3)
+    assert decoded.hdr.get_max_value() == pytest.approx(2000, rel=1e-3)
+
+
+def test_empty_summary_is_zeros() -> None:
+    assert set(LatencyHistogram().summary_ms().values()) == {0.0}
