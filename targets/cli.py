@@ -1,4 +1,5 @@
-"""The ``servelab`` command line. Stdlib only at import; each command imports what it needs.
+"""The serving targets' commands of ``servelab``. Stdlib only at import; each command imports
+what it needs (the full CLI, with ``run`` and the rest, is ``loadtests.cli``).
 
 Bad input is translated here, and only here: a wrong option, a bad SPEC, a missing file is one
 line on stderr and exit code 2 — never a traceback.
@@ -10,7 +11,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import NoReturn, TypeAlias
 
 from targets.errors import ServelabError
 from targets.logs import LEVELS
@@ -18,9 +19,10 @@ from targets.schema import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES
 from targets.spec import DEFAULT_MODEL_SPEC
 
 EXIT_USAGE = 2
+Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 # command path -> "module:function" taking the parsed Namespace and returning an exit code
-_HANDLERS = {
+HANDLERS = {
     "serve rest": "targets.rest.server:main",
     "serve grpc": "targets.rpc.server:main",
     "batch score": "targets.batch:main",
@@ -96,10 +98,19 @@ def _add_batching(parser: argparse.ArgumentParser, batch_size: int, window_ms: f
     parser.add_argument("--queue-size", type=_positive_int, default=1024, metavar="N")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="servelab", description=__doc__.splitlines()[0] if __doc__ else None)
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+def new_parser() -> tuple[argparse.ArgumentParser, Subcommands]:
+    """The root ``servelab`` parser (one-line errors) and its subcommand registry."""
+    parser: argparse.ArgumentParser = _Parser(
+        prog="servelab", description="servelab: load-test ML model serving."
+    )
+    commands: Subcommands = parser.add_subparsers(
+        dest="command", required=True, parser_class=_Parser
+    )
+    return parser, commands
 
+
+def add_target_commands(commands: Subcommands) -> None:
+    """serve rest|grpc, batch score, stream, edge run|bundle, demo."""
     serve = commands.add_parser("serve", help="run a serving target")
     serve_kinds = serve.add_subparsers(dest="kind", required=True, parser_class=_Parser)
     rest = serve_kinds.add_parser("rest", help="FastAPI on uvicorn")
@@ -146,20 +157,42 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--quant", default="int8:8", metavar="Q", help="int8:RANGE | fixed:BITS")
         sub.add_argument("--cache-size", type=int, default=1024, metavar="N")
         sub.add_argument("--timeout-ms", type=_window_ms, default=200.0, metavar="MS")
+        sub.add_argument(
+            "--failure-threshold",
+            type=_positive_int,
+            default=1,
+            metavar="N",
+            help="consecutive remote failures that open the circuit breaker",
+        )
+        sub.add_argument(
+            "--cooldown-s",
+            type=float,
+            default=5.0,
+            metavar="S",
+            help="circuit-breaker cool-down before one trial request",
+        )
+        sub.add_argument(
+            "--drift-every",
+            type=int,
+            default=1,
+            metavar="N",
+            help="measure quantisation drift on 1 in N local computations (0: off)",
+        )
         if name == "bundle":
             sub.add_argument("--out", required=True, metavar="FILE")
 
     demo = commands.add_parser("demo", help="start every target and show one answer from each")
     _add_model(demo)
-    return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+def dispatch(
+    parser: argparse.ArgumentParser, handlers: dict[str, str], argv: Sequence[str] | None
+) -> int:
+    """Parse, run the handler, and translate every input error to one line and exit code 2."""
     try:
         args = parser.parse_args(argv)
         command = " ".join(part for part in (args.command, getattr(args, "kind", None)) if part)
-        module_name, _, function = _HANDLERS[command].partition(":")
+        module_name, _, function = handlers[command].partition(":")
         handler = getattr(importlib.import_module(module_name), function)
         code: int = handler(args)
         return code
@@ -172,6 +205,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("servelab: interrupted", file=sys.stderr)
         return 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The targets' commands alone (``python -m targets.cli``); ``servelab`` adds the rest."""
+    parser, commands = new_parser()
+    add_target_commands(commands)
+    return dispatch(parser, HANDLERS, argv)
 
 
 if __name__ == "__main__":

@@ -15,13 +15,14 @@ from typing import Any
 TMP_PREFIX = ".tmp-"
 
 
-def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (same-directory temp file + rename)."""
+def write_atomic(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644) -> None:
+    """Write ``data`` to ``path`` atomically (same-directory temp file + rename), as ``mode``."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=".part", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), mode)  # mkstemp creates 0600
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())

@@ -1,0 +1,404 @@
+"""The edge runtime: JSON lines in, canonical responses out. Stdlib only.
+
+Each request is validated by the canonical validator, its rows are quantised (``--quant``), and
+the answer comes from, in order: the LRU cache keyed by the quantised rows, the remote REST target
+(when ``--remote`` is given and the circuit breaker allows), the local model. Every answer is a
+canonical response with transport ``"edge"`` and metadata ``source`` (``cache``/``remote``/
+``local``), ``quantization`` (the mode) and ``quantization_drift``.
+
+Drift is ``max |model(quantised rows) - model(rows)|``, measured on local computations only —
+the cheap place: the quantised prediction is already in hand, and the exact one costs one more
+local model call (none when quantisation changed nothing). ``drift_every`` samples it (1: every
+local computation, N: one in N, 0: off); answers without a measurement carry ``null``.
+
+A line that is a JSON object with any v2-only key (``rows``, ``request_id``, ``model_version``,
+``options``) is read as API v2, any other line as v1. Blank lines are skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import IO, Any, Final, NamedTuple, TextIO
+
+from targets.edge.breaker import DEFAULT_COOLDOWN_S, DEFAULT_FAILURE_THRESHOLD, CircuitBreaker
+from targets.edge.cache import LruCache
+from targets.edge.quantize import Quantizer, parse_quant
+from targets.edge.remote import (
+    ConnectionFactory,
+    RemoteClient,
+    RemoteRejected,
+    RemoteUnavailable,
+)
+from targets.errors import MalformedRequest, ModelFailure, RequestError, ServelabError
+from targets.logs import JsonLogger
+from targets.models import Model
+from targets.schema import ApiVersion, PredictRequest, build_response, check_body_size
+from targets.service import PredictionService
+from targets.spec import DEFAULT_MODEL_SPEC, load_model
+
+TRANSPORT: Final = "edge"
+SOURCES: Final = ("cache", "remote", "local")
+_V2_ONLY_KEYS: Final = frozenset({"rows", "request_id", "model_version", "options"})
+EXIT_USAGE: Final = 2
+
+CacheKey = tuple[tuple[float, ...], ...]
+
+
+class Answer(NamedTuple):
+    """What the cache holds: predictions for the quantised rows, and which model made them."""
+
+    predictions: list[float]
+    model_name: str
+    model_version: str
+
+
+def api_of(body: object) -> ApiVersion:
+    """The API a stdin line speaks: v2 when it uses anything only v2 has."""
+    return "v2" if isinstance(body, dict) and not _V2_ONLY_KEYS.isdisjoint(body) else "v1"
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeConfig:
+    """Everything that configures an edge runtime; field names match the CLI options."""
+
+    model: str = DEFAULT_MODEL_SPEC
+    remote: str | None = None
+    quant: str = "int8:8"
+    cache_size: int = 1024
+    timeout_ms: float = 200.0
+    failure_threshold: int = DEFAULT_FAILURE_THRESHOLD
+    cooldown_s: float = DEFAULT_COOLDOWN_S
+    drift_every: int = 1
+
+    def __post_init__(self) -> None:
+        parse_quant(self.quant)  # raises ValueError naming --quant
+        for name in ("cache_size", "failure_threshold", "drift_every"):
+            value = getattr(self, name)
+            least = 1 if name == "failure_threshold" else 0
+            if type(value) is not int or value < least:
+                option = "--" + name.replace("_", "-")
+                raise ValueError(f"{option} must be an integer >= {least}, got {value!r}")
+        if not (isinstance(self.timeout_ms, int | float) and 0 < self.timeout_ms < math.inf):
+            raise ValueError(f"--timeout-ms must be a number > 0, got {self.timeout_ms!r}")
+        if not (isinstance(self.cooldown_s, int | float) and 0 <= self.cooldown_s < math.inf):
+            raise ValueError(f"--cooldown-s must be a number >= 0, got {self.cooldown_s!r}")
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> EdgeConfig:
+        """From JSON (a bundle's baked-in config) or a Namespace's ``vars``; ``""`` remote: none."""
+        known = {field.name for field in fields(cls)}
+        values = {key: value for key, value in data.items() if key in known}
+        if values.get("remote") == "":
+            values["remote"] = None
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class EdgeRuntime:
+    """Answers requests: cache, then remote (if any, breaker permitting), then the local model."""
+
+    def __init__(
+        self,
+        model: Model,
+        quantizer: Quantizer,
+        *,
+        cache_size: int = 1024,
+        remote: RemoteClient | None = None,
+        breaker: CircuitBreaker | None = None,
+        drift_every: int = 1,
+        logger: JsonLogger | None = None,
+    ) -> None:
+        if type(drift_every) is not int or drift_every < 0:
+            raise ValueError(f"drift_every must be an integer >= 0, got {drift_every!r}")
+        self.service = PredictionService(model, transport=TRANSPORT)
+        self.quantizer = quantizer
+        self.cache: LruCache[CacheKey, Answer] = LruCache(cache_size)
+        self.remote = remote
+        self.breaker = breaker or CircuitBreaker()
+        self.drift_every = drift_every
+        self._logger = logger
+        self._by_source: Counter[str] = Counter(dict.fromkeys(SOURCES, 0))
+        self._remote_failures: Counter[str] = Counter()
+        self._remote_rejections = 0
+        self._requests = 0
+        self._errors = 0
+        self._local_computations = 0
+        self._drift_measured = 0
+        self._max_drift = 0.0
+
+    @classmethod
+    def from_config(
+        cls,
+        config: EdgeConfig,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        connection_factory: ConnectionFactory | None = None,
+        logger: JsonLogger | None = None,
+    ) -> EdgeRuntime:
+        remote = None
+        if config.remote:
+            timeout_s = config.timeout_ms / 1e3
+            remote = RemoteClient(
+                config.remote, timeout_s=timeout_s, connection_factory=connection_factory
+            )
+        breaker = CircuitBreaker(
+            failure_threshold=config.failure_threshold, cooldown_s=config.cooldown_s, clock=clock
+        )
+        return cls(
+            load_model(config.model),
+            parse_quant(config.quant),
+            cache_size=config.cache_size,
+            remote=remote,
+            breaker=breaker,
+            drift_every=config.drift_every,
+            logger=logger,
+        )
+
+    def close(self) -> None:
+        if self.remote is not None:
+            self.remote.close()
+
+    def __enter__(self) -> EdgeRuntime:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def handle_line(self, line: bytes | str) -> dict[str, Any]:
+        """One stdin line: a canonical response, or an ``{"error": {...}}`` body."""
+        try:
+            check_body_size(len(line), self.service.limits)
+            body = json.loads(line)
+        except RequestError as exc:
+            self._requests += 1
+            self._errors += 1
+            return exc.to_body()
+        except (ValueError, RecursionError) as exc:  # bad JSON or bad UTF-8
+            self._requests += 1
+            self._errors += 1
+            return MalformedRequest(f"line is not valid JSON: {exc}").to_body()
+        return self.handle(body)
+
+    def handle(self, body: object) -> dict[str, Any]:
+        """A decoded request body: a canonical response, or an ``{"error": {...}}`` body."""
+        self._requests += 1
+        try:
+            return self._answer(self.service.parse(body, api_of(body)))
+        except RequestError as exc:
+            self._errors += 1
+            return exc.to_body()
+        except ModelFailure as exc:  # the model's fault, reported; the runtime goes on
+            self._errors += 1
+            return {"error": {"code": exc.code, "message": str(exc)}}
+
+    def _answer(self, request: PredictRequest) -> dict[str, Any]:
+        rows = [self.quantizer.quantize_row(row) for row in request.rows]
+        key: CacheKey = tuple(tuple(row) for row in rows)
+        drift: float | None = None
+        answer = self.cache.get(key)
+        if answer is not None:
+            source = "cache"
+        else:
+            remote = self.remote
+            answer = self._ask_remote(remote, rows, request.api) if remote is not None else None
+            if answer is not None:
+                source = "remote"
+            else:
+                answer, drift = self._compute_locally(request.rows, rows)
+                source = "local"
+            self.cache.put(key, answer)
+        self._by_source[source] += 1
+        predictions = answer.predictions
+        if request.precision is not None:
+            predictions = [round(value, request.precision) for value in predictions]
+        return build_response(
+            predictions,
+            transport=TRANSPORT,
+            model_name=answer.model_name,
+            model_version=answer.model_version,
+            request_id=request.request_id or self.service.next_request_id(),
+            api=request.api,
+            extra={
+                "source": source,
+                "quantization": self.quantizer.spec,
+                "quantization_drift": drift,
+            },
+        )
+
+    def _ask_remote(
+        self, remote: RemoteClient, rows: Sequence[Sequence[float]], api: ApiVersion
+    ) -> Answer | None:
+        """The remote's answer, or ``None`` (breaker open, remote failed or declined)."""
+        if not self.breaker.allow():
+            return None
+        was_trial = self.breaker.state() == "half_open"
+        try:
+            remote_answer = remote.predict(rows, api)
+        except RemoteUnavailable as exc:
+            opens = self.breaker.opens
+            self.breaker.record_failure()
+            self._remote_failures[exc.kind] += 1
+            if self.breaker.opens != opens:
+                self._log("warning", "remote_unavailable", reason=str(exc), **self._breaker_log())
+            return None
+        except RemoteRejected as exc:
+            self.breaker.record_success()  # it answered: the remote is up
+            self._remote_rejections += 1
+            self._log("debug", "remote_rejected", reason=str(exc))  # counted in stats
+            return None
+        except BaseException:
+            self.breaker.record_failure()  # never leave a half-open trial hanging
+            raise
+        self.breaker.record_success()
+        if was_trial:
+            self._log("info", "remote_recovered", **self._breaker_log())
+        return Answer(
+            remote_answer.predictions, remote_answer.model_name, remote_answer.model_version
+        )
+
+    def _compute_locally(
+        self, rows: Sequence[Sequence[float]], quantised: Sequence[Sequence[float]]
+    ) -> tuple[Answer, float | None]:
+        model = self.service.model
+        predictions = self._predict(quantised)
+        self._local_computations += 1
+        drift: float | None = None
+        if self.drift_every and (self._local_computations - 1) % self.drift_every == 0:
+            if quantised == rows:
+                drift = 0.0  # quantisation changed nothing: no second model call needed
+            else:
+                exact = self._predict(rows)
+                drift = max(abs(q - x) for q, x in zip(predictions, exact, strict=True))
+            self._drift_measured += 1
+            self._max_drift = max(self._max_drift, drift)
+        return Answer(predictions, model.name, model.version), drift
+
+    def _predict(self, rows: Sequence[Sequence[float]]) -> list[float]:
+        model = self.service.model
+        try:
+            predictions = model.predict(rows)
+        except Exception as exc:  # any model fault is the runtime's, reported as such
+            raise ModelFailure(f"model {model.name} failed: {type(exc).__name__}") from exc
+        if len(predictions) != len(rows) or not all(map(math.isfinite, predictions)):
+            raise ModelFailure(
+                f"model {model.name} returned {len(predictions)} predictions for {len(rows)} "
+                "rows, or a non-finite one"
+            )
+        return predictions
+
+    def _breaker_log(self) -> dict[str, object]:
+        return {"breaker": self.breaker.state(), "cooldown_s": self.breaker.cooldown_s}
+
+    def _log(self, level: str, event: str, **fields: Any) -> None:
+        if self._logger is not None:
+            url = self.remote.base_url if self.remote is not None else None
+            self._logger.log(level, event, remote=url, **fields)
+
+    def stats(self) -> dict[str, Any]:
+        """Counts so far: requests, answers by source, cache, remote and breaker, drift."""
+        remote: dict[str, Any] | None = None
+        if self.remote is not None:
+            remote = {
+                "url": self.remote.base_url,
+                "failures": dict(self._remote_failures),
+                "rejections": self._remote_rejections,
+                "breaker": self.breaker.stats(),
+            }
+        return {
+            "requests": self._requests,
+            "errors": self._errors,
+            "by_source": dict(self._by_source),
+            "model": self.service.model.name,
+            "quantization": self.quantizer.spec,
+            "cache": self.cache.stats(),
+            "remote": remote,
+            "drift": {
+                "max": self._max_drift,
+                "measured": self._drift_measured,
+                "every": self.drift_every,
+            },
+        }
+
+
+def encode_line(body: Mapping[str, Any]) -> bytes:
+    """One compact JSON line; ``allow_nan=False`` because NaN is not JSON."""
+    return json.dumps(body, separators=(",", ":"), allow_nan=False).encode() + b"\n"
+
+
+def serve(runtime: EdgeRuntime, lines: Iterable[bytes], out: IO[bytes]) -> None:
+    """Answer each non-blank line with one line, flushed at once (a client may be waiting)."""
+    for line in lines:
+        if not line.strip():
+            continue
+        out.write(encode_line(runtime.handle_line(line)))
+        out.flush()
+
+
+def run(
+    config: EdgeConfig,
+    stdin: IO[bytes] | None = None,
+    stdout: IO[bytes] | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    """Serve stdin to stdout until end of input; final stats to stderr as one JSON line."""
+    logger = JsonLogger(stderr if stderr is not None else sys.stderr, "info")
+    out = stdout if stdout is not None else sys.stdout.buffer
+    with EdgeRuntime.from_config(config, logger=logger) as runtime:
+        try:
+            serve(runtime, stdin if stdin is not None else sys.stdin.buffer, out)
+        except BrokenPipeError:
+            # The reader went away: stop quietly, and keep the interpreter's final flush of
+            # stdout from failing again (the recipe in the ``signal`` module docs).
+            if stdout is None:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        finally:
+            logger.log("info", "edge_stats", **runtime.stats())
+    return 0
+
+
+def main(args: argparse.Namespace) -> int:
+    """``servelab edge run``: bad options raise ``ValueError``/``SpecError`` for the CLI."""
+    return run(EdgeConfig.from_mapping(vars(args)))
+
+
+def build_parser(defaults: EdgeConfig) -> argparse.ArgumentParser:
+    """Options of a bundle (``python edge.pyz --help``): baked-in values are the defaults."""
+    parser = argparse.ArgumentParser(
+        prog="edge.pyz",
+        description="servelab edge runtime: JSON requests on stdin, canonical responses on "
+        "stdout, final stats on stderr.",
+    )
+    parser.add_argument("--model", default=defaults.model, metavar="SPEC")
+    parser.add_argument("--remote", default=defaults.remote, metavar="URL", help="'' for none")
+    parser.add_argument("--quant", default=defaults.quant, metavar="Q", help="int8:R | fixed:B")
+    parser.add_argument("--cache-size", type=int, default=defaults.cache_size, metavar="N")
+    parser.add_argument("--timeout-ms", type=float, default=defaults.timeout_ms, metavar="MS")
+    parser.add_argument(
+        "--failure-threshold", type=int, default=defaults.failure_threshold, metavar="N"
+    )
+    parser.add_argument("--cooldown-s", type=float, default=defaults.cooldown_s, metavar="S")
+    parser.add_argument("--drift-every", type=int, default=defaults.drift_every, metavar="N")
+    return parser
+
+
+def run_bundled(baked_config: Mapping[str, Any], argv: Sequence[str]) -> int:
+    """A zipapp's entry point: the baked-in config, overridden by command-line options."""
+    try:
+        defaults = EdgeConfig.from_mapping(baked_config)
+        config = EdgeConfig.from_mapping(vars(build_parser(defaults).parse_args(argv)))
+        return run(config)
+    except (ServelabError, ValueError, OSError) as exc:  # one line, as the servelab CLI does
+        print(f"edge: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
