@@ -24,8 +24,27 @@ class Clock(Protocol):
     async def sleep_until_ns(self, deadline_ns: int) -> None: ...
 
 
+class PerfClock:
+    """Real time from ``perf_counter_ns``. (uvloop's ``loop.time()`` ticks in whole ms, far too
+    coarse for latency.) Sleeps coarsely on the loop's timers, then yields until the deadline, so
+    open-loop sends start within a fraction of a ms of their schedule."""
+
+    SPIN_S = 0.0015  # loop timers may fire up to ~1 ms late: hand over to yielding before that
+
+    def __init__(self) -> None:
+        self.now_ns = time.perf_counter_ns
+
+    async def sleep_until_ns(self, deadline_ns: int) -> None:
+        now_ns = time.perf_counter_ns
+        delay_s = (deadline_ns - now_ns()) / 1e9
+        if delay_s > self.SPIN_S:
+            await asyncio.sleep(delay_s - self.SPIN_S)
+        while now_ns() < deadline_ns:
+            await asyncio.sleep(0)
+
+
 class LoopClock:
-    """The running loop's clock in ns (``perf_counter``-based on real loops)."""
+    """The running loop's own clock in ns — the clock of a ``VirtualTimeLoop``."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._loop = loop or asyncio.get_running_loop()
@@ -65,11 +84,13 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         super()._run_once()  # type: ignore[misc]
 
 
+def clock_for_running_loop() -> Clock:
+    """Virtual time on a ``VirtualTimeLoop``, real ``perf_counter`` time otherwise."""
+    loop = asyncio.get_running_loop()
+    return LoopClock(loop) if isinstance(loop, VirtualTimeLoop) else PerfClock()
+
+
 def run_virtual(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run ``main()`` to completion on a fresh ``VirtualTimeLoop``."""
     with asyncio.Runner(loop_factory=VirtualTimeLoop) as runner:
         return runner.run(main())
-
-
-def wall_clock_ns() -> int:
-    return time.perf_counter_ns()

@@ -19,7 +19,7 @@ from typing import Literal
 
 import numpy as np
 
-from loadtests.clock import Clock, LoopClock
+from loadtests.clock import Clock, clock_for_running_loop
 from loadtests.drivers.base import Driver
 from loadtests.histogram import IntArray
 from loadtests.recorder import Recorder
@@ -94,6 +94,7 @@ class Harness:
         schedule_seed: int = 0,
         clock: Clock | None = None,
         on_tick: Callable[[Recorder, RunStats], None] | None = None,
+        on_measure_start: Callable[[], None] | None = None,
         tick_s: float = 1.0,
     ) -> None:
         self.driver = driver
@@ -102,6 +103,7 @@ class Harness:
         self.schedule_seed = schedule_seed
         self._clock = clock
         self.on_tick = on_tick
+        self.on_measure_start = on_measure_start
         self.tick_s = tick_s
         self.recorder = Recorder()
         self.stats = RunStats()
@@ -211,6 +213,9 @@ class Harness:
                 await asyncio.gather(*pending, return_exceptions=True)
 
     async def _ticker(self) -> None:
+        if self.on_measure_start is not None:
+            await self.clock.sleep_until_ns(self._measure_start_ns)
+            self.on_measure_start()
         while True:
             await asyncio.sleep(self.tick_s)
             self.recorder.fold(now_ns=self.clock.now_ns())
@@ -219,7 +224,7 @@ class Harness:
 
     async def run(self) -> Recorder:
         """Run the plan; returns the finished recorder (also ``self.recorder``)."""
-        self.clock = self._clock or LoopClock()
+        self.clock = self._clock or clock_for_running_loop()
         await self.driver.open()
         cpu_before, wall_before = time.process_time(), time.perf_counter()
         self._t0 = self.clock.now_ns()

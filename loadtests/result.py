@@ -93,7 +93,7 @@ def build_result(
     window_s: float,
     verdict: Verdict,
     environment: dict[str, Any],
-    cost: dict[str, float | None] | None = None,
+    cost: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     recorder.finish()

@@ -1,0 +1,219 @@
+"""The full ``servelab`` command: the targets' commands plus ``run`` (and, as they land, the
+report and bench commands). Option errors are one line and exit code 2 (``targets.cli.dispatch``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from targets.cli import HANDLERS, Subcommands, add_target_commands, dispatch, new_parser
+from targets.spec import DEFAULT_MODEL_SPEC
+from targets.units import parse_duration_s
+
+if TYPE_CHECKING:
+    from loadtests.run import RunOutput, RunSettings
+
+COMMANDS = {**HANDLERS, "run": "loadtests.cli:run_main"}
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration_s(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _share_range(text: str) -> tuple[float, float | None]:
+    parts = text.split(":")
+    try:
+        values = [float(part) for part in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected SHARE or START:END, got {text!r}") from None
+    if len(values) not in (1, 2) or not all(0 <= value <= 1 for value in values):
+        raise argparse.ArgumentTypeError(f"expected shares between 0 and 1, got {text!r}")
+    return values[0], values[1] if len(values) == 2 else None
+
+
+def _int_range(text: str) -> tuple[int, int]:
+    low, _, high = text.partition(":")
+    try:
+        first, last = int(low), int(high or low)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or MIN:MAX, got {text!r}") from None
+    if not 0 <= first <= last:
+        raise argparse.ArgumentTypeError(f"expected 0 <= MIN <= MAX, got {text!r}")
+    return first, last
+
+
+def _stages(text: str) -> list[tuple[float, float]]:
+    stages = []
+    for part in text.split(","):
+        duration, _, rate = part.partition(":")
+        try:
+            stages.append((parse_duration_s(duration), float(rate)))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected DURATION:RATE[,DURATION:RATE...], got {part!r}"
+            ) from None
+    return stages
+
+
+def add_run_command(commands: Subcommands) -> None:
+    from loadtests.run import TARGETS
+
+    run = commands.add_parser("run", help="one measured run of one target")
+    run.add_argument("--target", required=True, choices=TARGETS)
+    where = run.add_mutually_exclusive_group()
+    where.add_argument("--url", help="REST base URL (default: start a target on loopback)")
+    where.add_argument("--address", help="gRPC HOST:PORT (default: start a target on loopback)")
+    run.add_argument("--model", default=DEFAULT_MODEL_SPEC, metavar="SPEC")
+    load = run.add_mutually_exclusive_group()
+    load.add_argument("--concurrency", type=int, metavar="N", help="closed loop (default 8)")
+    load.add_argument("--rate", type=_positive_float, metavar="R", help="open loop, requests/s")
+    load.add_argument("--stages", type=_stages, metavar="D:R,...", help="open loop, stepped rate")
+    load.add_argument("--trace", metavar="FILE", help="open loop, replay timestamps (s per line)")
+    run.add_argument("--ramp", action="store_true", help="with --stages: ramp between rates")
+    run.add_argument("--arrival", choices=["constant", "poisson"], default="constant")
+    run.add_argument("--think-time", type=_duration, default=0.0, metavar="D")
+    bound = run.add_mutually_exclusive_group()
+    bound.add_argument("--duration", type=_duration, metavar="D", help="e.g. 10s (default)")
+    bound.add_argument("--requests", type=int, metavar="N")
+    run.add_argument("--warmup", type=_duration, default=0.0, metavar="D")
+    run.add_argument("--seed", type=int, default=42)
+    run.add_argument("--api", choices=["v1", "v2"], default="v1")
+    run.add_argument("--v2-share", type=_share_range, metavar="S[:E]", help="v2 share / rollout")
+    run.add_argument("--instances", type=_int_range, default=(8, 8), metavar="N[:M]")
+    run.add_argument("--rows-per-request", type=int, default=1, metavar="N")
+    run.add_argument("--invalid-fraction", type=float, default=0.0, metavar="F")
+    run.add_argument("--distinct", type=int, default=4096, metavar="N")
+    run.add_argument("--batch-size", type=int, metavar="N")
+    run.add_argument("--window-ms", type=float, metavar="MS")
+    run.add_argument("--connections", type=int, metavar="N")
+    run.add_argument("--timeout", type=_duration, default=30.0, metavar="D")
+    run.add_argument("--label")
+    run.add_argument("--profile")
+    run.add_argument("--target-pid", type=int, metavar="PID", help="count this process's CPU")
+    run.add_argument("--allow-remote", action="store_true")
+    run.add_argument("--out", metavar="FILE")
+    run.add_argument("--json", action="store_true", help="print the summary as JSON")
+    run.add_argument("--no-progress", action="store_true")
+
+
+def settings_from_args(args: argparse.Namespace) -> RunSettings:
+    from loadtests.harness import LoadPlan
+    from loadtests.run import RunSettings
+    from loadtests.schedule import RateProfile, read_trace
+    from loadtests.workload import PayloadSpec
+
+    if args.ramp and not args.stages:
+        raise ValueError("--ramp needs --stages")
+    duration = args.duration if args.duration is not None or args.requests else 10.0
+    if args.rate or args.stages or args.trace:
+        profile = None
+        if args.rate:
+            profile = RateProfile.constant(args.rate)
+        elif args.stages:
+            profile = RateProfile.steps(args.stages, ramp=args.ramp)
+        trace = read_trace(args.trace) if args.trace else None
+        plan = LoadPlan(
+            mode="open",
+            profile=profile,
+            arrival=args.arrival,
+            trace_offsets_ns=trace,
+            duration_s=duration,
+            requests=args.requests,
+            warmup_s=args.warmup,
+        )
+    else:
+        plan = LoadPlan(
+            mode="closed",
+            concurrency=args.concurrency or 8,
+            think_time_s=args.think_time,
+            duration_s=duration,
+            requests=args.requests,
+            warmup_s=args.warmup,
+        )
+    share_start, share_end = args.v2_share or ((1.0, None) if args.api == "v2" else (0.0, None))
+    payloads = PayloadSpec(
+        min_instances=args.instances[0],
+        max_instances=args.instances[1],
+        rows_per_request=args.rows_per_request,
+        invalid_fraction=args.invalid_fraction,
+        v2_share_start=share_start,
+        v2_share_end=share_end,
+        distinct=args.distinct,
+    )
+    return RunSettings(
+        target=args.target,
+        model=args.model,
+        url=args.url,
+        address=args.address,
+        plan=plan,
+        payloads=payloads,
+        seed=args.seed,
+        api=args.api if args.v2_share is None else "mix",
+        batch_size=args.batch_size,
+        window_ms=args.window_ms,
+        connections=args.connections,
+        timeout_s=args.timeout,
+        label=args.label,
+        profile=args.profile,
+        target_pid=args.target_pid,
+        allow_remote=args.allow_remote,
+    )
+
+
+def run_main(args: argparse.Namespace) -> int:
+    from loadtests.display import LiveProgress, print_summary
+    from loadtests.run import execute
+
+    settings = settings_from_args(args)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = Path(args.out) if args.out else Path("results") / f"run-{args.target}-{stamp}.json"
+    interactive = sys.stderr.isatty() and not args.no_progress and not args.json
+    try:
+        import uvloop
+
+        loop_factory = uvloop.new_event_loop
+    except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]
+        loop_factory = None
+
+    async def go() -> RunOutput:
+        if not interactive:
+            return await execute(settings, out=out, install_signal_handlers=True)
+        with LiveProgress(scheduled_rate=settings.rate_per_s) as progress:
+            return await execute(settings, out=out, on_tick=progress, install_signal_handlers=True)
+
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        output = runner.run(go())
+    result = output.result
+    print_summary(result, str(out), as_json=args.json, rich=sys.stdout.isatty())
+    return 130 if result["run"]["partial"] else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser, commands = new_parser()
+    add_target_commands(commands)
+    add_run_command(commands)
+    return dispatch(parser, COMMANDS, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""Targets servelab starts itself: ``servelab serve ...`` subprocesses on free loopback ports,
+readiness read from their ready file (polled, never guessed), stopped by PID afterwards."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from targets.files import read_ready_file
+
+READY_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 15.0
+
+
+class TargetStartError(RuntimeError):
+    """A target servelab started did not come up; the message carries the end of its log."""
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchedTarget:
+    kind: str
+    process: subprocess.Popen[bytes]
+    info: dict[str, Any]
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def url(self) -> str:
+        return str(self.info["url"])
+
+    @property
+    def address(self) -> str:
+        return f"{self.info['host']}:{self.info['port']}"
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(STOP_TIMEOUT_S)
+
+
+@contextmanager
+def launch_target(
+    kind: str, *, model_spec: str, extra_args: Sequence[str] = (), log_level: str = "warning"
+) -> Iterator[LaunchedTarget]:
+    """Start ``servelab serve KIND`` on 127.0.0.1, port 0; stop it (SIGTERM, then KILL) on exit."""
+    with tempfile.TemporaryDirectory(prefix=f"servelab-{kind}-") as workdir:
+        ready = Path(workdir) / "ready.json"
+        log_path = Path(workdir) / "target.log"
+        command = [
+            sys.executable, "-m", "targets.cli", "serve", kind, "--host", "127.0.0.1",
+            "--port", "0", "--ready-file", str(ready), "--model", model_spec,
+            "--log-level", log_level, *extra_args,
+        ]  # fmt: skip
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ)
+            )
+        try:
+            deadline = time.monotonic() + READY_TIMEOUT_S
+            info = read_ready_file(ready)
+            while info is None:
+                if process.poll() is not None:
+                    tail = log_path.read_text(errors="replace").strip().splitlines()[-1:]
+                    raise TargetStartError(
+                        f"{kind} target exited with {process.returncode}: {' '.join(tail)}"
+                    )
+                if time.monotonic() > deadline:
+                    raise TargetStartError(f"{kind} target not ready in {READY_TIMEOUT_S:g}s")
+                time.sleep(0.02)  # polling the ready file
+                info = read_ready_file(ready)
+            yield LaunchedTarget(kind, process, info, log_path)
+        finally:
+            _stop(process)

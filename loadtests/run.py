@@ -1,0 +1,227 @@
+"""``servelab run``: one measured run of one target, end to end.
+
+Builds the workload and the driver, starts the target on a free loopback port when no
+``--url`` / ``--address`` is given (and stops it afterwards), runs the harness with a live
+progress display, judges the run, and writes the result file atomically. Ctrl-C / SIGTERM stop
+the load, keep what was measured and write it as a partial, invalid result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loadtests.drivers.base import Driver
+from loadtests.environment import fingerprint, process_tree_cpu_s
+from loadtests.harness import Harness, LoadPlan
+from loadtests.launch import LaunchedTarget, launch_target
+from loadtests.result import RunInfo, build_result, write_result
+from loadtests.safety import check_target_allowed
+from loadtests.verdict import judge_run
+from loadtests.workload import PayloadGenerator, PayloadSpec, derive_seeds
+
+TARGETS = (
+    "inprocess", "rest-inprocess", "grpc-inprocess", "rest", "grpc", "grpc-stream",
+    "batch", "stream", "edge",
+)  # fmt: skip
+IN_PROCESS = frozenset({"inprocess", "rest-inprocess", "grpc-inprocess", "batch", "stream", "edge"})
+NEEDS_SERVER = {"rest": "rest", "grpc": "grpc", "grpc-stream": "grpc", "edge": "rest"}
+
+
+@dataclass(frozen=True, slots=True)
+class RunSettings:
+    """Everything ``servelab run`` was asked for, validated."""
+
+    target: str
+    model: str = "reference"
+    url: str | None = None
+    address: str | None = None
+    plan: LoadPlan = field(default_factory=LoadPlan)
+    payloads: PayloadSpec = field(default_factory=PayloadSpec)
+    seed: int = 42
+    api: str = "v1"
+    batch_size: int | None = None
+    window_ms: float | None = None
+    connections: int | None = None
+    timeout_s: float = 30.0
+    label: str | None = None
+    profile: str | None = None
+    group: str | None = None
+    repeat: int = 0
+    target_pid: int | None = None
+    allow_remote: bool = False
+
+    def __post_init__(self) -> None:
+        if self.target not in TARGETS:
+            raise ValueError(f"--target must be one of {', '.join(TARGETS)}, got {self.target!r}")
+        if self.url is not None:
+            check_target_allowed(self.url, allow_remote=self.allow_remote, option="--url")
+        if self.address is not None:
+            check_target_allowed(self.address, allow_remote=self.allow_remote, option="--address")
+
+    @property
+    def rate_per_s(self) -> float | None:
+        profile = self.plan.profile
+        if self.plan.mode != "open" or profile is None:
+            return None
+        return profile.segments[0].start_rate if len(profile.segments) == 1 else None
+
+
+@dataclass(slots=True)
+class RunOutput:
+    result: dict[str, Any]
+    path: Path | None
+
+
+def _connections(settings: RunSettings) -> int:
+    if settings.connections:
+        return settings.connections
+    if settings.plan.mode == "closed":
+        return settings.plan.concurrency
+    return min(max(int((settings.rate_per_s or 100) / 100), 4), 64)
+
+
+def make_driver(settings: RunSettings, server: LaunchedTarget | None) -> Driver:
+    """The driver for ``settings.target`` (imports only what that transport needs)."""
+    target = settings.target
+    from targets.spec import load_model
+
+    if target == "inprocess":
+        from loadtests.drivers.inprocess import InProcessDriver
+
+        return InProcessDriver(load_model(settings.model))
+    if target == "rest-inprocess":
+        from loadtests.drivers.inprocess import AsgiDriver
+        from targets.rest.app import create_app
+        from targets.service import PredictionService
+
+        service = PredictionService(load_model(settings.model), transport="rest")
+        return AsgiDriver(create_app(service))
+    if target == "rest":
+        from loadtests.drivers.rest import RestDriver
+
+        url = settings.url or (server.url if server else "")
+        connections = _connections(settings)
+        return RestDriver(url, connections=connections, timeout_s=settings.timeout_s)
+    raise ValueError(f"--target {target} has no driver yet")
+
+
+@contextlib.asynccontextmanager
+async def _target_for(settings: RunSettings) -> AsyncIterator[LaunchedTarget | None]:
+    kind = NEEDS_SERVER.get(settings.target)
+    given = settings.url if kind == "rest" else settings.address
+    if kind is None or given:
+        yield None
+        return
+    with launch_target(kind, model_spec=settings.model) as launched:
+        yield launched
+
+
+class _Cost:
+    """CPU seconds of the target over the measured window (its process tree, or ours)."""
+
+    def __init__(self, pid: int | None) -> None:
+        self.pid = pid
+        self.start_s: float | None = None
+
+    def read(self) -> float:
+        return process_tree_cpu_s(self.pid) if self.pid else time.process_time()
+
+    def mark_start(self) -> None:
+        self.start_s = self.read()
+
+    def measured(self) -> float | None:
+        return None if self.start_s is None else max(self.read() - self.start_s, 0.0)
+
+
+async def execute(
+    settings: RunSettings,
+    *,
+    out: Path | None,
+    on_tick: Callable[..., None] | None = None,
+    install_signal_handlers: bool = False,
+) -> RunOutput:
+    """Run ``settings`` once; returns the result (written to ``out`` when given)."""
+    payload_seed, schedule_seed = derive_seeds(settings.seed)
+    payloads = PayloadGenerator(settings.payloads, payload_seed)
+    async with _target_for(settings) as server:
+        driver = make_driver(settings, server)
+        in_process = settings.target in IN_PROCESS
+        cost = _Cost(server.pid if server and not in_process else settings.target_pid)
+        harness = Harness(
+            driver,
+            payloads,
+            settings.plan,
+            schedule_seed=schedule_seed,
+            on_tick=on_tick,
+            on_measure_start=cost.mark_start,
+        )
+        loop = asyncio.get_running_loop()
+        handled: list[signal.Signals] = []
+        if install_signal_handlers:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, harness.stop)
+                handled.append(sig)
+        try:
+            recorder = await harness.run()
+        finally:
+            for sig in handled:
+                loop.remove_signal_handler(sig)
+        target_cpu_s = cost.measured()
+    stats = harness.stats
+    verdict = judge_run(recorder, stats, mode=settings.plan.mode, in_process=in_process)
+    run = RunInfo(
+        target=settings.target,
+        transport=driver.transport,
+        mode=settings.plan.mode,
+        model=settings.model,
+        seed=settings.seed,
+        concurrency=settings.plan.concurrency if settings.plan.mode == "closed" else None,
+        rate_per_s=settings.rate_per_s,
+        arrival=settings.plan.arrival if settings.plan.mode == "open" else None,
+        duration_s=settings.plan.duration_s,
+        requests_limit=settings.plan.requests,
+        warmup_s=settings.plan.warmup_s,
+        batch_size=settings.batch_size,
+        window_ms=settings.window_ms,
+        api=settings.api,
+        profile=settings.profile,
+        label=settings.label,
+        group=settings.group,
+        repeat=settings.repeat,
+        partial=stats.interrupted,
+    )
+    predictions = recorder.predictions
+    cost_block = {
+        "target_cpu_s": target_cpu_s,
+        "cpu_s_per_1k_predictions": (
+            target_cpu_s / predictions * 1000 if target_cpu_s is not None and predictions else None
+        ),
+        "scope": "this process (in-process target)" if in_process else "target process tree",
+    }
+    extra_method = getattr(driver, "extra", None)
+    extra = dict(extra_method()) if callable(extra_method) else {}
+    extra["generator"] = {
+        "cpu_s": stats.generator_cpu_s,
+        "wall_s": stats.wall_s,
+        "abandoned": stats.abandoned,
+        "send_lateness_ms": recorder.lateness.summary_ms(),
+    }
+    result = build_result(
+        run,
+        recorder,
+        window_s=stats.window_s,
+        verdict=verdict,
+        environment=fingerprint(),
+        cost=cost_block,
+        extra=extra,
+    )
+    if out is not None:
+        write_result(out, result)
+    return RunOutput(result, out)
