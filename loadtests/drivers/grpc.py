@@ -1,0 +1,322 @@
+"""gRPC drivers: unary ``Predict`` over grpc.aio channels, and the servicer called in-process.
+
+The streaming driver lives in ``grpc_stream``; this module also holds what all three share — the
+payload → protobuf edge and the one place a gRPC outcome becomes a ``Reply``::
+
+    exception out of a call ─────► status_of ────────────────┐   (AioRpcError, CallAborted,
+    in-place stream error code ──► STATUS_BY_ERROR_CODE ─────┤    TimeoutError → status)
+                                                             ▼
+    reply_for_status:  INVALID_ARGUMENT ─► judge_answer(rejected=True): expected rejection
+                       any other status ─► failure, ERROR_CLASS_BY_STATUS (DEADLINE → timeout)
+
+Channels are made in ``open()``, never at import or in a constructor: grpc is not fork-safe, and a
+driver may be built in one process and run in another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Awaitable, Mapping, Sequence
+from typing import Any, Final, NoReturn, Protocol
+
+import grpc
+
+from loadtests.drivers.base import Reply, judge_answer
+from loadtests.records import Outcome
+from loadtests.workload import Payload
+from targets.rpc import convert, predict_pb2_grpc
+from targets.rpc import predict_pb2 as pb
+
+_SPECIAL_CLASSES: Final = {grpc.StatusCode.DEADLINE_EXCEEDED: "timeout"}
+ERROR_CLASS_BY_STATUS: Final[Mapping[grpc.StatusCode, str]] = {
+    code: _SPECIAL_CLASSES.get(code, code.name.lower()) for code in grpc.StatusCode
+}
+# The unary status the server gives each canonical error code (``targets.rpc.server.translate``;
+# a test holds the two together), so an error answered in place on a stream is classified exactly
+# as the same error ending a unary call.
+STATUS_BY_ERROR_CODE: Final[Mapping[str, grpc.StatusCode]] = {
+    "malformed_request": grpc.StatusCode.INVALID_ARGUMENT,
+    "unsupported_media_type": grpc.StatusCode.INVALID_ARGUMENT,
+    "invalid_request": grpc.StatusCode.INVALID_ARGUMENT,
+    "payload_too_large": grpc.StatusCode.RESOURCE_EXHAUSTED,
+    "api_version_disabled": grpc.StatusCode.UNIMPLEMENTED,
+    "model_version_mismatch": grpc.StatusCode.FAILED_PRECONDITION,
+    "model_error": grpc.StatusCode.INTERNAL,
+    "internal_error": grpc.StatusCode.INTERNAL,
+}
+MESSAGE_CACHE_LIMIT: Final = 1 << 14
+
+
+# -- payload → message -------------------------------------------------------------------------
+
+
+def _doubles(values: object) -> list[float]:
+    """A ``repeated double`` for a canonical row; NaN stands for what a double cannot carry."""
+    if not isinstance(values, list):  # absent, null or not a list: no row proto3 can carry
+        return [math.nan]
+    return [
+        float(value) if type(value) in (int, float) else math.nan  # bool is not a number here
+        for value in values
+    ]
+
+
+def to_message(payload: Payload) -> pb.PredictRequest:
+    """The ``PredictRequest`` for a payload's canonical body.
+
+    A v2 body with ``rows`` becomes a v2 ``rows`` message, anything else one v1 ``instances`` row.
+    proto3 cannot carry what makes the workload's invalid bodies invalid (a string, a null or a
+    list where a double goes; an absent field, which proto3 reads as the empty — valid — row), so
+    each becomes NaN, the one invalid value a ``repeated double`` holds: the server's canonical
+    validator then rejects the message (INVALID_ARGUMENT) as REST rejects the JSON.
+    """
+    body = payload.body
+    rows = body.get("rows")
+    if payload.api == "v2" and isinstance(rows, list) and rows:
+        request_id, model_version = body.get("request_id"), body.get("model_version")
+        message = convert.rows_request(
+            [_doubles(row) for row in rows],
+            request_id=request_id if isinstance(request_id, str) else None,
+            model_version=model_version if isinstance(model_version, str) else None,
+        )
+        options = body.get("options")
+        if isinstance(options, dict):  # as text, so the server judges a bad option as it would
+            message.options.update({str(key): str(value) for key, value in options.items()})
+        if "instances" in body:  # both fields: the server must see both to reject the pair
+            message.instances.extend(_doubles(body["instances"]))
+        return message
+    return convert.instances_request(_doubles(body.get("instances")))
+
+
+class MessageCache:
+    """Payload → (message, serialized size), built once per distinct payload object.
+
+    Workloads cycle a pool of payloads, so conversion and sizing leave the timed path after the
+    first lap. Entries hold their payload, so an ``id`` cannot be reused while it is a key.
+    """
+
+    def __init__(self, limit: int = MESSAGE_CACHE_LIMIT) -> None:
+        if limit < 1:
+            raise ValueError("limit must be a positive int")
+        self.limit = limit
+        self._entries: dict[int, tuple[Payload, pb.PredictRequest, int]] = {}
+
+    def get(self, payload: Payload) -> tuple[pb.PredictRequest, int]:
+        entry = self._entries.get(id(payload))
+        if entry is not None and entry[0] is payload:
+            return entry[1], entry[2]
+        message = to_message(payload)
+        size = message.ByteSize()
+        if len(self._entries) >= self.limit:
+            self._entries.clear()
+        self._entries[id(payload)] = (payload, message, size)
+        return message, size
+
+
+# -- the one boundary: gRPC outcome → Reply ----------------------------------------------------
+
+
+class CallAborted(Exception):
+    """Raised by ``RecordingContext.abort``, as grpc raises out of a servicer that aborts."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(f"{code.name}: {details}")
+        self.code = code
+        self.details = details
+
+
+def reply_for_status(payload: Payload, code: grpc.StatusCode) -> Reply:
+    """A call that ended with ``code`` (not OK): INVALID_ARGUMENT is the client's mistake — an
+    expected rejection for a deliberately invalid payload — anything else a failure by class."""
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return judge_answer(payload, False, None, True)
+    return Outcome.FAILURE, ERROR_CLASS_BY_STATUS.get(code, "unknown"), 0, False
+
+
+def status_of(exc: Exception) -> grpc.StatusCode | None:
+    """The status an exception out of a call stands for; ``None`` when it is no gRPC outcome."""
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return exc.code()
+    if isinstance(exc, CallAborted):
+        return exc.code
+    if isinstance(exc, TimeoutError):
+        return grpc.StatusCode.DEADLINE_EXCEEDED
+    return None
+
+
+def error_class(exc: Exception) -> str:
+    """The error class of an exception that ended a call or a whole stream."""
+    status = status_of(exc)
+    if status is None:
+        return f"client_{type(exc).__name__}"
+    return ERROR_CLASS_BY_STATUS.get(status, "unknown")
+
+
+def reply_for_error(payload: Payload, exc: Exception) -> Reply:
+    """The reply for an exception out of a call; nothing a target or network does escapes."""
+    status = status_of(exc)
+    if status is None:
+        return Outcome.FAILURE, error_class(exc), 0, False
+    return reply_for_status(payload, status)
+
+
+def judge_response(payload: Payload, response: pb.PredictResponse) -> Reply:
+    """An answered message: an in-place error (streams) by its code, else the canonical check."""
+    if response.HasField("error"):
+        status = STATUS_BY_ERROR_CODE.get(response.error.code, grpc.StatusCode.UNKNOWN)
+        return reply_for_status(payload, status)
+    return judge_answer(payload, True, convert.from_response(response), False)
+
+
+def check_timeout(timeout_s: float | None, *, optional: bool = False) -> None:
+    if timeout_s is None and optional:
+        return
+    if timeout_s is None or not (timeout_s > 0 and math.isfinite(timeout_s)):
+        raise ValueError(f"timeout_s must be a positive number of seconds, got {timeout_s}")
+
+
+# -- unary over the network --------------------------------------------------------------------
+
+
+class GrpcUnaryDriver:
+    """One unary ``Predict`` per request, round-robin over ``channels`` grpc.aio channels.
+
+    Each channel gets its own subchannel pool, so ``channels=N`` means N HTTP/2 connections
+    (grpc otherwise shares one connection between channels with equal arguments). Byte counts are
+    serialized message sizes: every message sent, every response received (no HTTP/2 framing).
+    """
+
+    transport = "grpc"
+
+    def __init__(self, address: str, *, channels: int = 1, timeout_s: float = 30.0) -> None:
+        if channels < 1:
+            raise ValueError("channels must be a positive int")
+        check_timeout(timeout_s)
+        self.address = address
+        self.channels = channels
+        self.timeout_s = timeout_s
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        self._messages = MessageCache()
+        self._channels: list[grpc.aio.Channel] = []
+        self._stubs: list[Any] = []
+        self._next = 0
+
+    async def open(self) -> None:
+        for _ in range(self.channels):
+            channel = grpc.aio.insecure_channel(
+                self.address, options=[("grpc.use_local_subchannel_pool", 1)]
+            )
+            self._channels.append(channel)
+            self._stubs.append(predict_pb2_grpc.PredictorStub(channel))
+
+    async def send(self, payload: Payload) -> Reply:
+        stubs = self._stubs
+        if not stubs:
+            raise RuntimeError("GrpcUnaryDriver.send() before open()")
+        index = self._next
+        self._next = (index + 1) % len(stubs)
+        message, size = self._messages.get(payload)
+        self.bytes_sent += size
+        try:
+            response = await stubs[index].Predict(message, timeout=self.timeout_s)
+        except Exception as exc:  # the driver's one error boundary
+            return reply_for_error(payload, exc)
+        self.bytes_received += response.ByteSize()
+        return judge_response(payload, response)
+
+    async def close(self) -> None:
+        channels, self._channels, self._stubs = self._channels, [], []
+        for channel in channels:
+            await channel.close()
+
+
+# -- in-process: the servicer without a socket -------------------------------------------------
+
+
+class PredictServicer(Protocol):
+    def Predict(
+        self, request: pb.PredictRequest, context: Any
+    ) -> Awaitable[pb.PredictResponse]: ...
+
+
+class RecordingContext:
+    """Just enough of ``grpc.aio.ServicerContext`` for a unary servicer called directly."""
+
+    __slots__ = ("code", "details", "trailing_metadata")
+
+    def __init__(self) -> None:
+        self.code: grpc.StatusCode | None = None
+        self.details = ""
+        self.trailing_metadata: Sequence[tuple[str, str]] = ()
+
+    async def abort(
+        self,
+        code: grpc.StatusCode,
+        details: str = "",
+        trailing_metadata: Sequence[tuple[str, str]] = (),
+    ) -> NoReturn:
+        self.code, self.details, self.trailing_metadata = code, details, trailing_metadata
+        raise CallAborted(code, details)
+
+    def set_code(self, code: grpc.StatusCode) -> None:
+        self.code = code
+
+    def set_details(self, details: str) -> None:
+        self.details = details
+
+    def set_trailing_metadata(self, trailing_metadata: Sequence[tuple[str, str]]) -> None:
+        self.trailing_metadata = trailing_metadata
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return ()
+
+    def peer(self) -> str:
+        return "inprocess"
+
+    def time_remaining(self) -> float | None:
+        return None
+
+    def cancelled(self) -> bool:
+        return False
+
+
+class GrpcInProcessDriver:
+    """Calls the servicer's ``Predict`` directly: conversion, validation, model and the status
+    translation, without channel, socket or HTTP/2 — what gRPC costs on top of it is the gap to
+    ``GrpcUnaryDriver``. An exception the servicer lets out is UNKNOWN, as grpc would answer."""
+
+    transport = "grpc-inprocess"
+
+    def __init__(self, servicer: PredictServicer, *, timeout_s: float | None = None) -> None:
+        check_timeout(timeout_s, optional=True)
+        self.servicer = servicer
+        self.timeout_s = timeout_s
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        self._messages = MessageCache()
+
+    async def open(self) -> None:
+        return None
+
+    async def send(self, payload: Payload) -> Reply:
+        message, size = self._messages.get(payload)
+        self.bytes_sent += size
+        context = RecordingContext()
+        try:
+            if self.timeout_s is None:
+                response = await self.servicer.Predict(message, context)
+            else:
+                async with asyncio.timeout(self.timeout_s):
+                    response = await self.servicer.Predict(message, context)
+        except (CallAborted, TimeoutError) as exc:
+            return reply_for_error(payload, exc)
+        except Exception:  # a servicer bug: what grpc would answer for it
+            return reply_for_status(payload, grpc.StatusCode.UNKNOWN)
+        if context.code is not None and context.code != grpc.StatusCode.OK:
+            return reply_for_status(payload, context.code)
+        self.bytes_received += response.ByteSize()
+        return judge_response(payload, response)
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,115 @@
+"""Result files: the fields others read, atomic writes, and one-line refusals of bad files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from loadtests.recorder import Recorder
+from loadtests.records import Outcome, RequestRecord
+from loadtests.result import (
+    SCHEMA_VERSION,
+    ResultFileError,
+    RunInfo,
+    Verdict,
+    build_result,
+    load_result,
+    write_result,
+)
+
+GOLDEN = Path(__file__).parent / "golden" / "result-v1.json"
+
+
+def _result() -> dict[str, object]:
+    recorder = Recorder(start_ns=0)
+    for index in range(10):
+        start = index * 100_000_000
+        recorder.add(RequestRecord(start, start + 1_000, start + 5_000_000, predictions=1))
+    failure = recorder.error_code("timeout")
+    recorder.record(0, 0, 30_000_000, Outcome.FAILURE, failure, 0, False)
+    recorder.record(0, 0, 1_000_000, Outcome.EXPECTED_REJECTION, 0, 0, True)
+    run = RunInfo(target="rest", transport="rest", mode="closed", model="reference", seed=1)
+    return build_result(
+        run, recorder, window_s=1.0, verdict=Verdict(True, (), ("w",)), environment={"os": "x"}
+    )
+
+
+def test_result_carries_every_documented_field(tmp_path: Path) -> None:
+    result = _result()
+    assert result["schema_version"] == SCHEMA_VERSION
+    assert set(result) >= {
+        "run", "environment", "cost", "verdict", "summary", "errors", "histograms",
+        "timeseries", "extra",
+    }  # fmt: skip
+    summary = result["summary"]
+    assert isinstance(summary, dict)
+    assert (summary["requests"], summary["successes"], summary["failures"]) == (12, 10, 1)
+    assert summary["expected_rejections"] == 1
+    assert summary["success_rate"] == pytest.approx(10 / 11)
+    assert summary["schema_success_rate"] == pytest.approx(10 / 11)
+    assert summary["throughput_rps"] == 10.0
+    assert summary["latency_ms"]["p50"] == pytest.approx(5.0, rel=1e-3)
+    assert set(summary["latency_ms"]) == {"min", "mean", "p50", "p90", "p95", "p99", "p999", "max"}
+    assert result["errors"] == {"timeout": 1}
+    run = result["run"]
+    assert isinstance(run, dict)
+    assert {
+        "id",
+        "started_at",
+        "label",
+        "profile",
+        "api",
+        "batch_size",
+        "window_ms",
+        "partial",
+    } <= set(run)
+
+
+def test_write_then_load_round_trips(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "r.json"
+    write_result(path, _result())
+    assert load_result(path)["summary"]["requests"] == 12
+    assert [p.name for p in path.parent.iterdir()] == ["r.json"]  # no temp file left
+
+
+def test_golden_file_still_loads() -> None:
+    """A checked-in v1 file pins the format: it must keep loading as the code evolves."""
+    document = load_result(GOLDEN)
+    assert document["summary"]["requests"] == 12
+    assert document["run"]["target"] == "rest"
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        ('{"kind": "servelab-result", "schema_version": 1, "run"', "not JSON"),
+        ('{"stats": {}}', "not a servelab result file"),
+        ("[1, 2]", "not a servelab result file"),
+        ('{"kind": "servelab-result", "schema_version": 99, "run": {}}', "newer than this"),
+        ('{"kind": "servelab-result", "schema_version": "1"}', "bad schema_version"),
+        ('{"kind": "servelab-result", "schema_version": 1, "run": {}}', "missing summary"),
+    ],
+)
+def test_unusable_files_are_refused_in_one_line(tmp_path: Path, content: str, words: str) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(ResultFileError) as caught:
+        load_result(path)
+    assert words in str(caught.value)
+    assert str(path) in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_missing_file_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ResultFileError, match="cannot read"):
+        load_result(tmp_path / "nope.json")
+
+
+def test_golden_file_matches_the_current_layout() -> None:
+    golden = json.loads(GOLDEN.read_text())
+    fresh = _result()
+    assert set(golden) == set(fresh)
+    for block in ("run", "summary", "verdict", "cost", "histograms"):
+        assert set(golden[block]) == set(fresh[block]), block  # type: ignore[arg-type]

@@ -1,0 +1,81 @@
+"""``servelab run`` end to end: it starts the target, runs, prints a summary and writes a result."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from loadtests.histogram import LatencyHistogram
+from loadtests.result import load_result
+
+
+def _servelab(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "loadtests.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=cwd,
+        env={"PYTHONPATH": str(Path(__file__).resolve().parents[2]), "PATH": "/usr/bin:/bin"},
+    )
+
+
+def test_rest_run_starts_the_target_and_writes_every_field(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    result = _servelab(
+        "run", "--target", "rest", "--rate", "200", "--arrival", "poisson", "--duration", "2s",
+        "--seed", "7", "--invalid-fraction", "0.1", "--label", "ci", "--out", str(out),
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "verdict: VALID" in result.stdout
+    assert f"result: {out}" in result.stdout
+    document = load_result(out)
+    summary = document["summary"]
+    assert summary["requests"] > 300
+    assert summary["failures"] == 0
+    assert summary["expected_rejections"] > 0
+    assert summary["schema_success_rate"] == 1.0
+    assert document["run"]["label"] == "ci"
+    assert document["run"]["rate_per_s"] == 200
+    assert document["cost"]["target_cpu_s"] > 0
+    assert document["environment"]["logical_cores"] >= 1
+    counted = summary["requests"] - summary["expected_rejections"]
+    assert LatencyHistogram.decode(document["histograms"]["latency"]).total == counted
+
+
+def test_json_output_for_ci(tmp_path: Path) -> None:
+    result = _servelab(
+        "run", "--target", "inprocess", "--requests", "500", "--json", "--out",
+        str(tmp_path / "r.json"), cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["summary"]["requests"] == 500
+    assert summary["verdict"]["valid"] is True
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--target", "nope"], "invalid choice: 'nope'"),
+        (["--target", "rest", "--rate", "0"], "expected a positive number"),
+        (["--target", "rest", "--duration", "10"], "'10' is not a duration"),
+        (["--target", "rest", "--rate", "5", "--concurrency", "2"], "not allowed with argument"),
+        (["--target", "rest", "--url", "http://example.com"], "not a loopback address"),
+        (["--target", "grpc", "--address", "10.0.0.8:50051"], "not a loopback address"),
+        (["--target", "inprocess", "--model", "synthetic:x:1ms"], "unknown synthetic kind"),
+        (["--target", "inprocess", "--ramp"], "--ramp needs --stages"),
+        (["--target", "inprocess", "--trace", "/no/such/trace"], "cannot read trace"),
+    ],
+)
+def test_bad_options_are_one_line_exit_2(tmp_path: Path, args: list[str], words: str) -> None:
+    result = _servelab("run", *args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert words in result.stderr
+    assert result.stderr.strip().count("\n") == 0
