@@ -33,7 +33,8 @@ def test_rest_run_starts_the_target_and_writes_every_field(tmp_path: Path) -> No
         cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "verdict: VALID" in result.stdout
+    # VALID or INVALID depends on how busy this shared machine is; the verdict test is virtual
+    assert "verdict: " in result.stdout
     assert f"result: {out}" in result.stdout
     document = load_result(out)
     summary = document["summary"]
@@ -57,7 +58,7 @@ def test_json_output_for_ci(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["summary"]["requests"] == 500
-    assert summary["verdict"]["valid"] is True
+    assert summary["verdict"]["valid"] is True  # in-process, closed loop: no timing rule applies
 
 
 @pytest.mark.parametrize(
