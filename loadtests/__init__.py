@@ -1,1 +1,59 @@
-"""servelab load generation (workloads, harness, drivers, Locust users)."""
+"""servelab load generation: workloads, the harness, drivers, recorder and result files.
+
+Importing this package is light (no numpy until a run is built) and has no side effects.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from loadtests.api import LoadTestOutcome, run_load_test, run_load_test_async
+    from loadtests.drivers.base import Driver, FakeDriver
+    from loadtests.drivers.inprocess import AsgiDriver, InProcessDriver
+    from loadtests.drivers.rest import RestDriver
+    from loadtests.harness import LoadPlan
+    from loadtests.records import Outcome, RequestRecord
+    from loadtests.schedule import RateProfile
+    from loadtests.workload import PayloadSpec
+
+_EXPORTS = {
+    "AsgiDriver": "loadtests.drivers.inprocess",
+    "Driver": "loadtests.drivers.base",
+    "FakeDriver": "loadtests.drivers.base",
+    "InProcessDriver": "loadtests.drivers.inprocess",
+    "LoadPlan": "loadtests.harness",
+    "LoadTestOutcome": "loadtests.api",
+    "Outcome": "loadtests.records",
+    "PayloadSpec": "loadtests.workload",
+    "RateProfile": "loadtests.schedule",
+    "RequestRecord": "loadtests.records",
+    "RestDriver": "loadtests.drivers.rest",
+    "run_load_test": "loadtests.api",
+    "run_load_test_async": "loadtests.api",
+}
+__all__ = [
+    "AsgiDriver",
+    "Driver",
+    "FakeDriver",
+    "InProcessDriver",
+    "LoadPlan",
+    "LoadTestOutcome",
+    "Outcome",
+    "PayloadSpec",
+    "RateProfile",
+    "RequestRecord",
+    "RestDriver",
+    "run_load_test",
+    "run_load_test_async",
+]
+
+
+def __getattr__(name: str) -> Any:
+    """Lazy re-exports: ``from loadtests import run_load_test`` imports only what it needs."""
+    module_name = _EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'loadtests' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module_name), name)

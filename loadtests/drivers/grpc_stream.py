@@ -1,0 +1,255 @@
+"""The gRPC streaming driver: ``streams`` bidi ``PredictStream`` calls kept open for the run.
+
+Each ``send`` writes one message on a stream (round-robin: the server answers every stream from
+one shared micro-batcher, so streams are alike and an O(1) pick keeps the hot path short) and
+awaits its answer. A stream's answers come in request order, so each stream keeps a FIFO of the
+futures of its messages in flight and one reader task resolves them front to back, draining with
+``read()`` until ``grpc.aio.EOF`` (never mixed with ``async for``). A future holds the response or
+the error class that ended its stream — never an exception, so a stream that breaks with many
+sends in flight leaves nothing unretrieved.
+
+A broken stream (target stopped, connection lost, a write cancelled mid-way) fails its waiting
+sends with its classified error and is reopened by the next send that picks it, at most
+``max_reopens`` times per driver; past that, sends on it fail at once with that error rather than
+dialling a dead target on every request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from array import array
+from collections import deque
+from typing import Any, Final
+
+import grpc
+import numpy as np
+
+from loadtests.drivers.base import Reply
+from loadtests.drivers.grpc import (
+    ERROR_CLASS_BY_STATUS,
+    MessageCache,
+    check_timeout,
+    error_class,
+    judge_response,
+    reply_for_status,
+)
+from loadtests.histogram import LatencyHistogram
+from loadtests.records import Outcome
+from loadtests.workload import Payload
+from targets.rpc import predict_pb2 as pb
+from targets.rpc import predict_pb2_grpc
+
+StreamAnswer = pb.PredictResponse | str  # the response, or the error class that ended the stream
+STREAM_ENDED: Final = "stream_ended"  # the server ended a stream the driver had not finished
+UNASKED_RESPONSE: Final = "unasked_response"  # an answer with no message in flight for it
+CANCELLED: Final = "cancelled"
+GAP_FOLD_EVERY: Final = 1 << 16
+CLOSE_TIMEOUT_S: Final = 5.0
+
+
+class _Stream:
+    """One bidi call: its FIFO of waiting sends, its write lock, its timings and its fate."""
+
+    __slots__ = ("call", "error", "last_response_ns", "opened_ns", "waiting", "write_lock")
+
+    def __init__(self, call: Any, opened_ns: int) -> None:
+        self.call = call
+        self.waiting: deque[asyncio.Future[StreamAnswer]] = deque()
+        self.write_lock = asyncio.Lock()  # grpc allows one write in flight per call
+        self.opened_ns = opened_ns
+        self.last_response_ns = 0  # 0 until the first response
+        self.error: str | None = None  # set once, when the stream breaks
+
+    def fail(self, error: str) -> None:
+        """Mark the stream broken (the first cause wins), answer every waiting send with it."""
+        if self.error is None:
+            self.error = error
+        waiting = self.waiting
+        while waiting:
+            future = waiting.popleft()
+            if not future.done():
+                future.set_result(self.error)
+        if not self.call.done():
+            self.call.cancel()
+
+
+class GrpcStreamDriver:
+    """One message per request over ``streams`` long-lived ``PredictStream`` calls.
+
+    ``extra()`` reports ``first_response_ms`` (opening a stream to its first answer, median over
+    streams), ``gap_p50_ms``/``gap_p99_ms`` (between consecutive answers on a stream — idle time
+    included, so under saturation it is the server's per-stream pace), ``streams`` and
+    ``stream_reopens``. Byte counts are serialized message sizes, as in ``GrpcUnaryDriver``.
+    """
+
+    transport = "grpc-stream"
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        streams: int = 1,
+        timeout_s: float = 30.0,
+        max_reopens: int = 64,
+    ) -> None:
+        if streams < 1:
+            raise ValueError("streams must be a positive int")
+        if max_reopens < 0:
+            raise ValueError("max_reopens must be an int >= 0")
+        check_timeout(timeout_s)
+        self.address = address
+        self.streams = streams
+        self.timeout_s = timeout_s
+        self.max_reopens = max_reopens
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        self.reopens = 0
+        self._messages = MessageCache()
+        self._channel: Any = None
+        self._stub: Any = None
+        self._streams: list[_Stream] = []
+        self._next = 0
+        self._readers: set[asyncio.Task[None]] = set()
+        # Raw ns in int64 columns, folded vectorised: no Python object per answer, and the gap
+        # histogram keeps memory flat however long the run.
+        self._first_response_ns = array("q")
+        self._gaps_ns = array("q")
+        self._gaps = LatencyHistogram()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        self._channel = grpc.aio.insecure_channel(self.address)
+        self._stub = predict_pb2_grpc.PredictorStub(self._channel)
+        self._streams = [self._start() for _ in range(self.streams)]
+
+    def _start(self) -> _Stream:
+        # No deadline on the call: it lives for the run; each message has its own timeout.
+        stream = _Stream(self._stub.PredictStream(), time.perf_counter_ns())
+        reader = asyncio.get_running_loop().create_task(self._read(stream))
+        self._readers.add(reader)
+        reader.add_done_callback(self._readers.discard)
+        return stream
+
+    async def close(self) -> None:
+        """Half-close every live stream and let the readers see the end; then force the rest."""
+        streams, self._streams = self._streams, []
+        for stream in streams:
+            if stream.error is None:
+                with contextlib.suppress(Exception):  # it may have ended meanwhile: fine
+                    await stream.call.done_writing()
+        if self._readers:
+            await asyncio.wait(set(self._readers), timeout=min(self.timeout_s, CLOSE_TIMEOUT_S))
+        for stream in streams:
+            stream.fail(CANCELLED)
+        if self._channel is not None:
+            await self._channel.close()  # cancels any call still open, which ends its reader
+            self._channel = self._stub = None
+        readers = set(self._readers)
+        if readers:
+            _, stuck = await asyncio.wait(readers, timeout=CLOSE_TIMEOUT_S)
+            for reader in stuck:
+                reader.cancel()
+            await asyncio.gather(*stuck, return_exceptions=True)
+
+    # -- the hot path ------------------------------------------------------------------------
+
+    def _pick(self) -> _Stream:
+        streams = self._streams
+        if not streams:
+            raise RuntimeError("GrpcStreamDriver.send() before open()")
+        index = self._next
+        self._next = (index + 1) % len(streams)
+        stream = streams[index]
+        if stream.error is not None and self.reopens < self.max_reopens:
+            self.reopens += 1
+            stream = streams[index] = self._start()
+        return stream
+
+    async def send(self, payload: Payload) -> Reply:
+        message, size = self._messages.get(payload)
+        stream = self._pick()
+        future: asyncio.Future[StreamAnswer] = asyncio.get_running_loop().create_future()
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                async with stream.write_lock:  # FIFO order = write order
+                    if stream.error is not None:
+                        return Outcome.FAILURE, stream.error, 0, False
+                    stream.waiting.append(future)
+                    self.bytes_sent += size
+                    await self._write(stream, message)
+                answer = await future
+        except TimeoutError:  # the stream goes on; the reader drops the late answer
+            return reply_for_status(payload, grpc.StatusCode.DEADLINE_EXCEEDED)
+        if isinstance(answer, str):
+            return Outcome.FAILURE, answer, 0, False
+        return judge_response(payload, answer)
+
+    async def _write(self, stream: _Stream, message: pb.PredictRequest) -> None:
+        """Write one message; a failed write breaks the stream (its FIFO is no longer sure)."""
+        call = stream.call
+        try:
+            await call.write(message)
+        except asyncio.CancelledError:  # grpc cancels the whole call when a write is cancelled
+            stream.fail(CANCELLED)
+            raise
+        except Exception as exc:  # the call ended under us: report why it ended if grpc knows
+            error = error_class(exc)
+            if not isinstance(exc, grpc.aio.AioRpcError) and call.done():
+                code = await call.code()
+                ended_ok = code == grpc.StatusCode.OK
+                error = STREAM_ENDED if ended_ok else ERROR_CLASS_BY_STATUS.get(code, "unknown")
+            stream.fail(error)
+
+    async def _read(self, stream: _Stream) -> None:
+        """Resolve the stream's futures in order until it ends; then fail what is left."""
+        call, waiting = stream.call, stream.waiting
+        clock = time.perf_counter_ns
+        eof = grpc.aio.EOF
+        error = STREAM_ENDED
+        try:
+            while (response := await call.read()) is not eof:
+                now_ns = clock()
+                if stream.last_response_ns:
+                    self._gaps_ns.append(now_ns - stream.last_response_ns)
+                    if len(self._gaps_ns) >= GAP_FOLD_EVERY:
+                        self._fold_gaps()
+                else:
+                    self._first_response_ns.append(now_ns - stream.opened_ns)
+                stream.last_response_ns = now_ns
+                self.bytes_received += response.ByteSize()
+                if not waiting:
+                    error = UNASKED_RESPONSE
+                    break
+                future = waiting.popleft()
+                if not future.done():  # a timed-out or cancelled send no longer waits
+                    future.set_result(response)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():  # this reader is being cancelled
+                stream.fail(CANCELLED)
+                raise
+            error = CANCELLED  # the call was cancelled locally (a write, or close)
+        except Exception as exc:  # the stream broke: the reader's one error boundary
+            error = error_class(exc)
+        stream.fail(error)
+
+    # -- figures -----------------------------------------------------------------------------
+
+    def _fold_gaps(self) -> None:
+        gaps, self._gaps_ns = self._gaps_ns, array("q")
+        self._gaps.record_many(np.frombuffer(gaps, dtype=np.int64))
+
+    def extra(self) -> dict[str, float]:
+        """Transport figures for the result file's ``extra`` block (see the class docstring)."""
+        self._fold_gaps()
+        figures: dict[str, float] = {"streams": self.streams, "stream_reopens": self.reopens}
+        first_ns = np.frombuffer(self._first_response_ns, dtype=np.int64)
+        if first_ns.size:
+            figures["first_response_ms"] = float(np.median(first_ns)) / 1e6
+        if self._gaps.total:
+            figures["gap_p50_ms"] = self._gaps.percentile_ns(50) / 1e6
+            figures["gap_p99_ms"] = self._gaps.percentile_ns(99) / 1e6
+        return figures
