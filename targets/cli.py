@@ -128,7 +128,12 @@ def add_target_commands(commands: Subcommands) -> None:
     score.add_argument("input", metavar="INPUT")
     score.add_argument("--out", required=True, metavar="OUTPUT")
     score.add_argument("--batch-size", type=_positive_int, default=256)
-    score.add_argument("--errors", metavar="FILE", help="bad rows (default OUTPUT.errors.jsonl)")
+    score.add_argument(
+        "--errors",
+        metavar="FILE",
+        help="bad rows (default OUTPUT.errors.jsonl; with a directory INPUT, a directory, "
+        "default OUTPUT)",
+    )
     _add_model(score)
 
     stream = commands.add_parser("stream", help="event-driven micro-batched inference")
