@@ -20,7 +20,7 @@ from targets.units import parse_duration_s
 if TYPE_CHECKING:
     from loadtests.run import RunOutput, RunSettings
 
-COMMANDS = {**HANDLERS, "run": "loadtests.cli:run_main"}
+COMMANDS = {**HANDLERS, "run": "loadtests.cli:run_main", "demo": "loadtests.demo:main"}
 
 
 def _duration(text: str) -> float:
@@ -212,6 +212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser, commands = new_parser()
     add_target_commands(commands)
     add_run_command(commands)
+    demo = commands.add_parser("demo", help="start every target and answer through each")
+    demo.add_argument("--model", default=DEFAULT_MODEL_SPEC, metavar="SPEC")
     return dispatch(parser, COMMANDS, argv)
 
 

@@ -29,7 +29,6 @@ HANDLERS = {
     "stream": "targets.streaming:main",
     "edge run": "targets.edge.runtime:main",
     "edge bundle": "targets.edge.bundle:main",
-    "demo": "targets.demo:main",
 }
 
 
@@ -110,7 +109,7 @@ def new_parser() -> tuple[argparse.ArgumentParser, Subcommands]:
 
 
 def add_target_commands(commands: Subcommands) -> None:
-    """serve rest|grpc, batch score, stream, edge run|bundle, demo."""
+    """serve rest|grpc, batch score, stream, edge run|bundle."""
     serve = commands.add_parser("serve", help="run a serving target")
     serve_kinds = serve.add_subparsers(dest="kind", required=True, parser_class=_Parser)
     rest = serve_kinds.add_parser("rest", help="FastAPI on uvicorn")
@@ -185,9 +184,6 @@ def add_target_commands(commands: Subcommands) -> None:
         )
         if name == "bundle":
             sub.add_argument("--out", required=True, metavar="FILE")
-
-    demo = commands.add_parser("demo", help="start every target and show one answer from each")
-    _add_model(demo)
 
 
 def dispatch(

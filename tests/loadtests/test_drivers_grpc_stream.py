@@ -1,0 +1,154 @@
+"""The bidi-stream gRPC driver: answers matched in order, in-place errors, broken streams.
+
+Harness runs are bounded (request count or a 1 s open-loop schedule, each under a timeout) and
+go against the real target built by ``build_server`` on 127.0.0.1 port 0 in the test's loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from loadtests.drivers.grpc_stream import GrpcStreamDriver
+from loadtests.harness import LoadPlan
+from loadtests.records import Outcome
+from loadtests.workload import Payload, PayloadSpec
+from tests.loadtests.test_drivers_grpc_support import (
+    CLOSED,
+    OPEN,
+    StopTargetAfter,
+    assert_all_answered_to_contract,
+    run,
+    unused_address,
+)
+from tests.targets.test_grpc_support import STEP_TIMEOUT_S, GateModel, running_grpc
+
+ONE_ROW = Payload("v1", [[1.0, 2.0]], {"instances": [1.0, 2.0]})
+THREE_ROWS = Payload("v2", [[1.0], [2.0], [3.0]], {"rows": [[1.0], [2.0], [3.0]]})
+
+
+class FailingModel:
+    """A model that raises: the server answers each message in place with ``model_error``."""
+
+    name = "failing"
+    version = "1.0"
+
+    def predict(self, rows: Sequence[Sequence[float]]) -> list[float]:
+        raise ArithmeticError("broken model")
+
+    async def predict_async(self, rows: Sequence[Sequence[float]]) -> list[float]:
+        return self.predict(rows)
+
+
+@pytest.mark.parametrize("plan", [CLOSED, OPEN], ids=["closed", "open"])
+async def test_valid_payloads_succeed_and_invalid_ones_are_expected_rejections(
+    plan: LoadPlan,
+) -> None:
+    spec = PayloadSpec(invalid_fraction=0.2)
+    async with running_grpc() as running:
+        driver = GrpcStreamDriver(running.address, streams=3)
+        recorder = await run(driver, plan, spec)
+    assert_all_answered_to_contract(recorder, spec)
+    assert recorder.expected_rejections > 0
+    extra = driver.extra()
+    assert extra["streams"] == 3
+    assert extra["stream_reopens"] == 0  # nothing broke, so nothing was reopened
+    assert extra["first_response_ms"] > 0
+    assert 0 < extra["gap_p50_ms"] <= extra["gap_p99_ms"]
+
+
+async def test_multi_row_v2_payloads_count_one_prediction_per_row() -> None:
+    spec = PayloadSpec(rows_per_request=3, v2_share_start=1.0)
+    async with running_grpc() as running:
+        recorder = await run(GrpcStreamDriver(running.address, streams=2), CLOSED, spec)
+    assert_all_answered_to_contract(recorder, spec)
+    assert recorder.predictions == 3 * recorder.successes == 3 * 200
+
+
+async def test_a_late_answer_is_dropped_and_the_next_send_gets_its_own() -> None:
+    """A one-row message times out; a three-row one after it must get three predictions."""
+    model = GateModel()
+    async with running_grpc(model) as running:
+        driver = GrpcStreamDriver(running.address, timeout_s=0.2)
+        await driver.open()
+        try:
+            late = await driver.send(ONE_ROW)
+            assert model.entered.is_set()  # it reached the model and is held there
+            model.release.set()
+            answered = await driver.send(THREE_ROWS)
+        finally:
+            await driver.close()
+    assert late == (Outcome.FAILURE, "timeout", 0, False)
+    assert answered == (Outcome.OK, None, 3, True)
+    assert driver.reopens == 0
+
+
+async def test_a_model_failure_answered_in_place_is_a_failure_not_a_rejection() -> None:
+    async with running_grpc(FailingModel()) as running:
+        driver = GrpcStreamDriver(running.address, timeout_s=STEP_TIMEOUT_S)
+        await driver.open()
+        try:
+            replies = [await driver.send(ONE_ROW) for _ in range(3)]
+        finally:
+            await driver.close()
+    assert replies == [(Outcome.FAILURE, "internal", 0, False)] * 3
+    assert driver.reopens == 0  # the stream went on after each
+
+
+async def test_a_slow_target_past_the_timeout_fails_as_timeout() -> None:
+    plan = LoadPlan(mode="closed", concurrency=4, requests=8, duration_s=None)
+    async with running_grpc("synthetic:fixed:200ms") as running:
+        driver = GrpcStreamDriver(running.address, streams=2, timeout_s=0.05)
+        recorder = await run(driver, plan)
+    assert recorder.errors == {"timeout": 8}
+    assert driver.reopens == 0  # a timeout does not break the stream
+
+
+async def test_a_target_stopped_mid_run_fails_streams_with_classified_errors() -> None:
+    async with running_grpc() as running:
+        inner = GrpcStreamDriver(running.address, streams=2, timeout_s=10.0, max_reopens=4)
+        driver = StopTargetAfter(inner, 50, lambda: running.target.stop(0))
+        recorder = await run(driver, CLOSED, PayloadSpec(invalid_fraction=0.2))
+        assert driver.stopping is not None
+        await driver.stopping
+    assert recorder.requests == 200
+    assert recorder.successes + recorder.expected_rejections >= 50
+    assert recorder.failures > 0
+    assert sum(recorder.errors.values()) == recorder.failures
+    assert set(recorder.errors) <= {"unavailable", "cancelled", "stream_ended"}, recorder.errors
+    assert inner.reopens <= 4
+
+
+async def test_an_unreachable_target_is_unavailable_and_reopening_is_bounded() -> None:
+    plan = LoadPlan(mode="closed", concurrency=2, requests=10, duration_s=None)
+    driver = GrpcStreamDriver(unused_address(), streams=2, timeout_s=10.0, max_reopens=3)
+    recorder = await run(driver, plan)
+    assert recorder.errors == {"unavailable": 10}
+    assert driver.reopens == 3
+    assert "first_response_ms" not in driver.extra()
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"streams": 0}, "streams"),
+        ({"max_reopens": -1}, "max_reopens"),
+        ({"timeout_s": -1.0}, "timeout_s"),
+        ({"timeout_s": math.nan}, "timeout_s"),
+    ],
+)
+def test_the_stream_driver_names_a_bad_argument(options: dict[str, Any], named: str) -> None:
+    with pytest.raises(ValueError, match=named):
+        GrpcStreamDriver("127.0.0.1:1", **options)
+
+
+async def test_the_stream_driver_dials_nothing_before_open() -> None:
+    driver = GrpcStreamDriver(unused_address())
+    with pytest.raises(RuntimeError, match=r"before open\(\)"):
+        await driver.send(ONE_ROW)
+    await driver.close()
+    await asyncio.sleep(0)
