@@ -109,6 +109,14 @@ def make_driver(settings: RunSettings, server: LaunchedTarget | None) -> Driver:
         url = settings.url or (server.url if server else "")
         connections = _connections(settings)
         return RestDriver(url, connections=connections, timeout_s=settings.timeout_s)
+    if target == "edge":
+        from loadtests.drivers.edge import EdgeDriver
+        from targets.edge.runtime import EdgeConfig
+
+        # The remote is the REST target servelab started (or --url); quantisation, cache and
+        # the remote timeout keep EdgeConfig's defaults.
+        remote = settings.url or (server.url if server else None)
+        return EdgeDriver(EdgeConfig(model=settings.model, remote=remote))
     raise ValueError(f"--target {target} has no driver yet")
 
 
@@ -154,13 +162,20 @@ async def execute(
         driver = make_driver(settings, server)
         in_process = settings.target in IN_PROCESS
         cost = _Cost(server.pid if server and not in_process else settings.target_pid)
+        mark_driver = getattr(driver, "mark_measure_start", None)
+
+        def on_measure_start() -> None:
+            cost.mark_start()
+            if callable(mark_driver):  # drivers that count for ``extra`` drop warm-up too
+                mark_driver()
+
         harness = Harness(
             driver,
             payloads,
             settings.plan,
             schedule_seed=schedule_seed,
             on_tick=on_tick,
-            on_measure_start=cost.mark_start,
+            on_measure_start=on_measure_start,
         )
         loop = asyncio.get_running_loop()
         handled: list[signal.Signals] = []

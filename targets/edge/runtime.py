@@ -60,6 +60,11 @@ class Answer(NamedTuple):
     model_version: str
 
 
+def _key_of(quantised_rows: Sequence[Sequence[float]]) -> CacheKey:
+    """Quantised rows as a hashable key: rows that quantise alike share a cache entry."""
+    return tuple(tuple(row) for row in quantised_rows)
+
+
 def api_of(body: object) -> ApiVersion:
     """The API a stdin line speaks: v2 when it uses anything only v2 has."""
     return "v2" if isinstance(body, dict) and not _V2_ONLY_KEYS.isdisjoint(body) else "v1"
@@ -201,9 +206,22 @@ class EdgeRuntime:
             self._errors += 1
             return {"error": {"code": exc.code, "message": str(exc)}}
 
+    def cache_key(self, body: object) -> CacheKey | None:
+        """The cache key ``handle(body)`` would look up, or ``None`` when validation rejects the
+        body (``handle`` then answers an error without the remote or the model).
+
+        Counts nothing and changes nothing, so a caller can route a request before handing it
+        over — a load driver answers cache hits on its event loop and sends the rest to a thread.
+        """
+        try:
+            request = self.service.parse(body, api_of(body))
+        except RequestError:
+            return None
+        return _key_of([self.quantizer.quantize_row(row) for row in request.rows])
+
     def _answer(self, request: PredictRequest) -> dict[str, Any]:
         rows = [self.quantizer.quantize_row(row) for row in request.rows]
-        key: CacheKey = tuple(tuple(row) for row in rows)
+        key = _key_of(rows)
         drift: float | None = None
         answer = self.cache.get(key)
         if answer is not None:
