@@ -8,6 +8,7 @@ filled vectorised.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
@@ -19,6 +20,16 @@ HIGHEST_NS: Final = 2 * 3600 * 10**9  # 2 h: anything slower is clamped and coun
 SIGNIFICANT_FIGURES: Final = 3
 
 IntArray = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """Samples reduced to counts indices, ready to add to histograms of the standard layout."""
+
+    indices: IntArray
+    low_ns: int
+    high_ns: int
+    saturated: int
 
 
 class LatencyHistogram:
@@ -45,21 +56,50 @@ class LatencyHistogram:
         indices: IntArray = ((bucket + 1) << self._shift) + sub_bucket - hdr.sub_bucket_half_count
         return indices
 
-    def record_many(self, values_ns: IntArray) -> None:
-        """Record every value (ns; negatives count as 0, values over 2 h as 2 h)."""
-        if values_ns.size == 0:
-            return
+    def prepare(self, values_ns: IntArray) -> Prepared:
+        """Counts indices and extremes of ``values_ns`` (ns; negatives count as 0, values over
+        2 h as 2 h) — computed once, addable to several histograms of the same layout."""
         values = np.asarray(values_ns, dtype=np.int64)
-        over = values > HIGHEST_NS
-        if over.any():
-            self.saturated += int(over.sum())
-        values = np.clip(values, 0, HIGHEST_NS)
-        indices = self.counts_indices(values)
+        if values.size == 0:
+            return Prepared(values, 0, 0, 0)
+        low, high = int(values.min()), int(values.max())
+        saturated = 0
+        if low < 0 or high > HIGHEST_NS:
+            saturated = int((values > HIGHEST_NS).sum())
+            values = np.clip(values, 0, HIGHEST_NS)
+            low, high = max(low, 0), min(high, HIGHEST_NS)
+        return Prepared(self.counts_indices(values), low, high, saturated)
+
+    def add(self, prepared: Prepared, subset: np.ndarray | None = None) -> None:
+        """Add prepared samples (or the ``subset`` mask of them)."""
+        indices = prepared.indices if subset is None else prepared.indices[subset]
+        if indices.size == 0:
+            return
         self._counts += np.bincount(indices, minlength=self.hdr.counts_len).astype(np.uint64)
         hdr = self.hdr
-        hdr.total_count += int(values.size)
-        hdr.min_value = min(hdr.min_value, int(values.min()))
-        hdr.max_value = max(hdr.max_value, int(values.max()))
+        hdr.total_count += int(indices.size)
+        if subset is None:
+            low, high = prepared.low_ns, prepared.high_ns
+            self.saturated += prepared.saturated
+        else:  # extremes of a subset: read back from the bucket values (HDR precision)
+            low = int(hdr.get_value_from_index(int(indices.min())))
+            high = int(
+                hdr.get_highest_equivalent_value(hdr.get_value_from_index(int(indices.max())))
+            )
+        hdr.min_value = min(hdr.min_value, low)
+        hdr.max_value = max(hdr.max_value, high)
+
+    def add_zeros(self, count: int) -> None:
+        """Record ``count`` zero values (sends exactly on schedule) without any array work."""
+        if count:
+            self._counts[0] += np.uint64(count)
+            self.hdr.total_count += count
+            self.hdr.min_value = 0
+            self.hdr.max_value = max(self.hdr.max_value, 0)
+
+    def record_many(self, values_ns: IntArray) -> None:
+        """Record every value (ns; negatives count as 0, values over 2 h as 2 h)."""
+        self.add(self.prepare(values_ns))
 
     def merge(self, other: LatencyHistogram) -> None:
         self.hdr.add(other.hdr)

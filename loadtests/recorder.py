@@ -15,7 +15,7 @@ from typing import Final
 
 import numpy as np
 
-from loadtests.histogram import IntArray, LatencyHistogram
+from loadtests.histogram import IntArray, LatencyHistogram, Prepared
 from loadtests.records import Outcome, RequestRecord
 
 NS_PER_S: Final = 1_000_000_000
@@ -25,25 +25,21 @@ _ERROR_SHIFT: Final = 8
 
 @dataclass(slots=True)
 class SecondStats:
-    """One second of the per-second series (by end time, relative to the run start)."""
+    """One second of the per-second series (by end time, relative to the run start). Its
+    latencies go into a histogram of its own, so memory per open second is constant."""
 
     t_s: int
     requests: int = 0
     failures: int = 0
-    latencies_ns: list[IntArray] = field(default_factory=list)
+    latency: LatencyHistogram = field(default_factory=LatencyHistogram)
 
     def close(self) -> dict[str, float]:
-        if self.latencies_ns:
-            values = np.concatenate(self.latencies_ns)
-            p50, p99 = np.percentile(values, [50, 99], method="inverted_cdf")
-        else:
-            p50 = p99 = 0
         return {
             "t_s": self.t_s,
             "requests": self.requests,
             "failures": self.failures,
-            "p50_ms": float(p50) / 1e6,
-            "p99_ms": float(p99) / 1e6,
+            "p50_ms": self.latency.percentile_ns(50) / 1e6,
+            "p99_ms": self.latency.percentile_ns(99) / 1e6,
         }
 
 
@@ -147,6 +143,19 @@ class Recorder:
         scheduled, sent, ended, flags, predictions = (
             np.frombuffer(column, dtype=np.int64) for column in columns
         )
+        self.record_arrays(scheduled, sent, ended, flags, predictions)
+
+    def record_arrays(
+        self,
+        scheduled: IntArray,
+        sent: IntArray,
+        ended: IntArray,
+        flags: IntArray,
+        predictions: IntArray,
+    ) -> None:
+        """Fold many requests given as columns (``flags``: outcome | schema bit | error << 8)."""
+        if ended.size == 0:
+            return
         outcome = flags & 3
         counted = outcome != Outcome.EXPECTED_REJECTION
         ok = outcome == Outcome.OK
@@ -168,28 +177,39 @@ class Recorder:
         self.first_sent_ns = first if self.first_sent_ns is None else min(self.first_sent_ns, first)
         self.last_ended_ns = last if self.last_ended_ns is None else max(self.last_ended_ns, last)
         # Latencies describe answered requests, not deliberate rejections.
-        latency = (ended - scheduled)[counted]
-        self.latency.record_many(latency)
-        self.service.record_many((ended - sent)[counted])
-        self.lateness.record_many(sent - scheduled)
-        self._fold_seconds(ended[counted], latency, outcome[counted] == Outcome.FAILURE)
+        all_counted = bool(counted.all())
+        latency = ended - scheduled if all_counted else (ended - scheduled)[counted]
+        prepared = self.latency.prepare(latency)
+        self.latency.add(prepared)
+        if sent is scheduled:  # back-to-back loop: intended start == send, lateness zero
+            self.service.add(prepared)
+            self.lateness.add_zeros(int(flags.size))
+        else:
+            self.service.record_many(ended - sent if all_counted else (ended - sent)[counted])
+            self.lateness.record_many(sent - scheduled)
+        failed = outcome == Outcome.FAILURE
+        self._fold_seconds(
+            ended if all_counted else ended[counted],
+            prepared,
+            failed if all_counted else failed[counted],
+        )
 
-    def _fold_seconds(self, ended: IntArray, latency: IntArray, failed: np.ndarray) -> None:
+    def _fold_seconds(self, ended: IntArray, latency: Prepared, failed: np.ndarray) -> None:
         if ended.size == 0:
             return
         seconds = (ended - self.start_ns) // NS_PER_S
-        order = np.argsort(seconds, kind="stable")
-        seconds, latency, failed = seconds[order], latency[order], failed[order]
-        unique, starts = np.unique(seconds, return_index=True)
-        bounds = [*starts.tolist(), int(seconds.size)]
-        for index, second in enumerate(unique.tolist()):
-            chunk = slice(bounds[index], bounds[index + 1])
+        first, last = int(seconds.min()), int(seconds.max())
+        for second in range(first, last + 1):  # a fold spans few seconds: masks beat sorting
+            mask = None if first == last else seconds == second
+            count = int(ended.size) if mask is None else int(mask.sum())
+            if count == 0:
+                continue
             stats = self._open_seconds.get(second)
             if stats is None:
-                stats = self._open_seconds[second] = SecondStats(int(second))
-            stats.requests += chunk.stop - chunk.start
-            stats.failures += int(failed[chunk].sum())
-            stats.latencies_ns.append(latency[chunk])
+                stats = self._open_seconds[second] = SecondStats(second)
+            stats.requests += count
+            stats.failures += int(failed.sum() if mask is None else failed[mask].sum())
+            stats.latency.add(latency, mask)
 
     def _close_seconds_before(self, limit_s: int | None) -> None:
         for second in sorted(self._open_seconds):
