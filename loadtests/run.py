@@ -117,7 +117,32 @@ def make_driver(settings: RunSettings, server: LaunchedTarget | None) -> Driver:
         # the remote timeout keep EdgeConfig's defaults.
         remote = settings.url or (server.url if server else None)
         return EdgeDriver(EdgeConfig(model=settings.model, remote=remote))
+    if target == "stream":
+        from loadtests.drivers import stream
+
+        window_ms = settings.window_ms
+        return stream.StreamDriver(
+            load_model(settings.model),
+            batch_size=settings.batch_size or stream.DEFAULT_BATCH_SIZE,
+            window_ms=stream.DEFAULT_WINDOW_MS if window_ms is None else window_ms,
+        )
+    if target == "batch":
+        from loadtests.drivers.batch import BatchDriver
+        from targets.batch.scoring import DEFAULT_BATCH_SIZE
+
+        return BatchDriver(
+            load_model(settings.model),
+            batch_size=settings.batch_size or DEFAULT_BATCH_SIZE,
+            threads=_connections(settings),  # the pool never caps the concurrency asked for
+        )
     raise ValueError(f"--target {target} has no driver yet")
+
+
+def _used(driver: Driver, name: str, asked: Any) -> Any:
+    """The setting a driver actually used (its default when none was asked for)."""
+    if name == "batch_size" and hasattr(driver, "config"):
+        return getattr(driver.config, "max_batch_rows", asked)
+    return getattr(driver, name, asked)
 
 
 @contextlib.asynccontextmanager
@@ -203,8 +228,8 @@ async def execute(
         duration_s=settings.plan.duration_s,
         requests_limit=settings.plan.requests,
         warmup_s=settings.plan.warmup_s,
-        batch_size=settings.batch_size,
-        window_ms=settings.window_ms,
+        batch_size=_used(driver, "batch_size", settings.batch_size),
+        window_ms=_used(driver, "window_ms", settings.window_ms),
         api=settings.api,
         profile=settings.profile,
         label=settings.label,

@@ -4,7 +4,8 @@ The streaming driver lives in ``grpc_stream``; this module also holds what all t
 payload → protobuf edge and the one place a gRPC outcome becomes a ``Reply``::
 
     exception out of a call ─────► status_of ────────────────┐   (AioRpcError, CallAborted,
-    in-place stream error code ──► STATUS_BY_ERROR_CODE ─────┤    TimeoutError → status)
+    in-place stream error code ──► STATUS_BY_ERROR_CODE ─────┤    TimeoutError → status;
+                                                             │    none: client_* classes)
                                                              ▼
     reply_for_status:  INVALID_ARGUMENT ─► judge_answer(rejected=True): expected rejection
                        any other status ─► failure, ERROR_CLASS_BY_STATUS (DEADLINE → timeout)
@@ -46,6 +47,11 @@ STATUS_BY_ERROR_CODE: Final[Mapping[str, grpc.StatusCode]] = {
     "internal_error": grpc.StatusCode.INTERNAL,
 }
 MESSAGE_CACHE_LIMIT: Final = 1 << 14
+# grpc.aio's details when its own core refused an operation — e.g. a stream write racing the
+# GOAWAY of a target going down. The status then says INTERNAL, but no server said it, so it is
+# counted as the client's, apart from the target's own ``internal``.
+CLIENT_CORE_DETAILS: Final = "Internal error from Core"
+CLIENT_INTERNAL: Final = "client_internal"
 
 
 # -- payload → message -------------------------------------------------------------------------
@@ -134,9 +140,9 @@ def reply_for_status(payload: Payload, code: grpc.StatusCode) -> Reply:
 
 
 def status_of(exc: Exception) -> grpc.StatusCode | None:
-    """The status an exception out of a call stands for; ``None`` when it is no gRPC outcome."""
+    """The status an exception out of a call stands for; ``None`` when no peer gave it one."""
     if isinstance(exc, grpc.aio.AioRpcError):
-        return exc.code()
+        return None if exc.details() == CLIENT_CORE_DETAILS else exc.code()
     if isinstance(exc, CallAborted):
         return exc.code
     if isinstance(exc, TimeoutError):
@@ -147,9 +153,11 @@ def status_of(exc: Exception) -> grpc.StatusCode | None:
 def error_class(exc: Exception) -> str:
     """The error class of an exception that ended a call or a whole stream."""
     status = status_of(exc)
-    if status is None:
-        return f"client_{type(exc).__name__}"
-    return ERROR_CLASS_BY_STATUS.get(status, "unknown")
+    if status is not None:
+        return ERROR_CLASS_BY_STATUS.get(status, "unknown")
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return CLIENT_INTERNAL
+    return f"client_{type(exc).__name__}"
 
 
 def reply_for_error(payload: Payload, exc: Exception) -> Reply:

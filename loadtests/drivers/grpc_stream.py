@@ -28,7 +28,6 @@ import numpy as np
 
 from loadtests.drivers.base import Reply
 from loadtests.drivers.grpc import (
-    ERROR_CLASS_BY_STATUS,
     MessageCache,
     check_timeout,
     error_class,
@@ -81,7 +80,9 @@ class GrpcStreamDriver:
     ``extra()`` reports ``first_response_ms`` (opening a stream to its first answer, median over
     streams), ``gap_p50_ms``/``gap_p99_ms`` (between consecutive answers on a stream — idle time
     included, so under saturation it is the server's per-stream pace), ``streams`` and
-    ``stream_reopens``. Byte counts are serialized message sizes, as in ``GrpcUnaryDriver``.
+    ``stream_reopens``; gaps and reopens count since ``mark_measure_start``. Byte counts are
+    serialized message sizes, as in ``GrpcUnaryDriver``. All streams share one channel — one
+    HTTP/2 connection, the setup the design's bidi figures were measured with.
     """
 
     transport = "grpc-stream"
@@ -105,7 +106,8 @@ class GrpcStreamDriver:
         self.max_reopens = max_reopens
         self.bytes_sent = 0
         self.bytes_received = 0
-        self.reopens = 0
+        self.reopens = 0  # over the driver's life: what ``max_reopens`` bounds
+        self._reopens_before = 0
         self._messages = MessageCache()
         self._channel: Any = None
         self._stub: Any = None
@@ -195,13 +197,10 @@ class GrpcStreamDriver:
         except asyncio.CancelledError:  # grpc cancels the whole call when a write is cancelled
             stream.fail(CANCELLED)
             raise
-        except Exception as exc:  # the call ended under us: report why it ended if grpc knows
-            error = error_class(exc)
-            if not isinstance(exc, grpc.aio.AioRpcError) and call.done():
-                code = await call.code()
-                ended_ok = code == grpc.StatusCode.OK
-                error = STREAM_ENDED if ended_ok else ERROR_CLASS_BY_STATUS.get(code, "unknown")
-            stream.fail(error)
+        except Exception as exc:
+            if call.done() and not isinstance(exc, grpc.aio.AioRpcError):
+                return  # it had ended: its reader reports why, to every waiting send
+            stream.fail(error_class(exc))
 
     async def _read(self, stream: _Stream) -> None:
         """Resolve the stream's futures in order until it ends; then fail what is left."""
@@ -238,6 +237,14 @@ class GrpcStreamDriver:
 
     # -- figures -----------------------------------------------------------------------------
 
+    def mark_measure_start(self) -> None:
+        """Forget warm-up gaps and reopens, so ``extra()`` covers the measured window (chain it
+        into the harness's ``on_measure_start``). First-response times stay: streams open before
+        any window, and that opening is what the figure describes."""
+        self._gaps_ns = array("q")
+        self._gaps = LatencyHistogram()
+        self._reopens_before = self.reopens
+
     def _fold_gaps(self) -> None:
         gaps, self._gaps_ns = self._gaps_ns, array("q")
         self._gaps.record_many(np.frombuffer(gaps, dtype=np.int64))
@@ -245,7 +252,8 @@ class GrpcStreamDriver:
     def extra(self) -> dict[str, float]:
         """Transport figures for the result file's ``extra`` block (see the class docstring)."""
         self._fold_gaps()
-        figures: dict[str, float] = {"streams": self.streams, "stream_reopens": self.reopens}
+        reopens = self.reopens - self._reopens_before
+        figures: dict[str, float] = {"streams": self.streams, "stream_reopens": reopens}
         first_ns = np.frombuffer(self._first_response_ns, dtype=np.int64)
         if first_ns.size:
             figures["first_response_ms"] = float(np.median(first_ns)) / 1e6

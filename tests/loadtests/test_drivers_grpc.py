@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import math
 from collections.abc import AsyncIterator
 from typing import Any
@@ -31,12 +32,12 @@ from loadtests.drivers.grpc import (
 from loadtests.harness import LoadPlan
 from loadtests.records import Outcome
 from loadtests.workload import INVALID_BODIES, ApiName, Payload, PayloadGenerator, PayloadSpec
-from targets.batching import MicroBatcher
+from targets.batching import BatchingConfig, MicroBatcher
 from targets.errors import InvalidRequest, ModelFailure, RequestError
 from targets.logs import JsonLogger
 from targets.rpc import convert
 from targets.rpc import predict_pb2 as pb
-from targets.rpc.server import PredictorServicer, translate
+from targets.rpc.server import PredictorServicer, build_server, translate
 from targets.schema import validate_request
 from targets.service import PredictionService
 from targets.spec import load_model
@@ -89,15 +90,15 @@ def test_v1_payloads_become_instances_and_multi_row_v2_payloads_rows() -> None:
 
 
 def test_v2_extras_travel_as_their_proto_fields() -> None:
-    body = {"rows": [[1.0], [2.0, 3.0]], "request_id": "r-1", "model_version": "1.0"}
-    payload = Payload("v2", body["rows"], {**body, "options": {"precision": 2}})
-    message = to_message(payload)
+    rows = [[1.0], [2.0, 3.0]]
+    body = {"rows": rows, "request_id": "r-1", "model_version": "1.0", "options": {"precision": 2}}
+    message = to_message(Payload("v2", rows, body))
     assert (message.request_id, message.model_version) == ("r-1", "1.0")
     assert dict(message.options) == {"precision": "2"}
-    assert convert.to_canonical(message, enable_v2=True) == ({**payload.body}, "v2")
+    assert convert.to_canonical(message, enable_v2=True) == (body, "v2")
 
 
-V2_INVALID_BODIES = (
+V2_INVALID_BODIES: tuple[dict[str, Any], ...] = (
     {"rows": [[1.0], ["x"]]},
     {"rows": [[1.0]], "instances": [1.0]},
     {"rows": []},
@@ -171,6 +172,19 @@ def test_exceptions_become_replies_not_raises() -> None:
     assert reply_for_error(VALID, RuntimeError("x"))[:2] == (Outcome.FAILURE, "client_RuntimeError")
 
 
+def rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details)
+
+
+def test_an_internal_status_the_client_core_made_up_is_the_clients_not_the_targets() -> None:
+    server_said = rpc_error(grpc.StatusCode.INTERNAL, "internal error: ValueError")
+    core_said = rpc_error(grpc.StatusCode.INTERNAL, "Internal error from Core")
+    assert reply_for_error(VALID, server_said)[:2] == (Outcome.FAILURE, "internal")
+    assert reply_for_error(INVALID, core_said)[:2] == (Outcome.FAILURE, "client_internal")
+    rejected = rpc_error(grpc.StatusCode.INVALID_ARGUMENT, "instances[0] must be a finite number")
+    assert reply_for_error(INVALID, rejected) == (Outcome.EXPECTED_REJECTION, None, 0, True)
+
+
 def test_every_status_has_a_lower_case_class() -> None:
     for code in grpc.StatusCode:
         assert ERROR_CLASS_BY_STATUS[code] == (
@@ -180,9 +194,8 @@ def test_every_status_has_a_lower_case_class() -> None:
 
 def test_in_place_error_codes_classify_as_the_status_the_server_gives_them() -> None:
     """The stream driver reads ``error.code``; it must mean what the unary status means."""
-    errors: list[Exception] = [
-        kind("probe") for kind in (RequestError, *RequestError.__subclasses__())
-    ]
+    kinds: list[type[RequestError]] = [RequestError, *RequestError.__subclasses__()]
+    errors: list[Exception] = [kind("probe") for kind in kinds]
     errors += [ModelFailure("probe"), RuntimeError("probe")]
     codes = {convert.error_code(exc): translate(exc).status for exc in errors}
     assert codes == dict(STATUS_BY_ERROR_CODE)
@@ -238,10 +251,25 @@ async def test_multi_row_v2_payloads_count_one_prediction_per_row(kind: str) -> 
     assert recorder.predictions == 3 * recorder.successes == 3 * 200
 
 
-async def test_several_channels_share_the_load() -> None:
-    async with grpc_driver("unary", channels=3) as driver:
-        recorder = await run(driver, CLOSED)
+async def test_several_channels_are_several_connections() -> None:
+    service = PredictionService(load_model("reference"), transport="grpc")
+    log = io.StringIO()  # at debug level the servicer logs each call's peer (client host:port)
+    target = build_server(
+        service,
+        batching=BatchingConfig(),
+        max_message_bytes=1 << 20,
+        logger=JsonLogger(log, "debug"),
+    )
+    await target.start("127.0.0.1", 0)
+    try:
+        assert target.address is not None
+        recorder = await run(GrpcUnaryDriver(target.address, channels=3), CLOSED)
+    finally:
+        await target.stop(grace_s=0)
     assert_all_answered_to_contract(recorder, PayloadSpec())
+    lines = [json.loads(line) for line in log.getvalue().splitlines()]
+    peers = {line["peer"] for line in lines if line["event"] == "rpc_started"}
+    assert len(peers) == 3
 
 
 @pytest.mark.parametrize("kind", ["unary", "inprocess"])
