@@ -109,6 +109,34 @@ def make_driver(settings: RunSettings, server: LaunchedTarget | None) -> Driver:
         url = settings.url or (server.url if server else "")
         connections = _connections(settings)
         return RestDriver(url, connections=connections, timeout_s=settings.timeout_s)
+    if target == "grpc":
+        from loadtests.drivers.grpc import GrpcUnaryDriver
+
+        # One HTTP/2 connection multiplexes every call (the gRPC norm); --connections N opts
+        # into N channels, each its own connection.
+        address = settings.address or (server.address if server else "")
+        channels = settings.connections or 1
+        return GrpcUnaryDriver(address, channels=channels, timeout_s=settings.timeout_s)
+    if target == "grpc-stream":
+        from loadtests.drivers.grpc_stream import GrpcStreamDriver
+
+        # One stream per closed-loop worker (ping-pong), else --connections or the rate's share.
+        address = settings.address or (server.address if server else "")
+        streams = _connections(settings)
+        return GrpcStreamDriver(address, streams=streams, timeout_s=settings.timeout_s)
+    if target == "grpc-inprocess":
+        from loadtests.drivers.grpc import GrpcInProcessDriver
+        from targets.batching import MicroBatcher
+        from targets.logs import JsonLogger
+        from targets.rpc.server import PredictorServicer
+        from targets.service import PredictionService
+
+        service = PredictionService(load_model(settings.model), transport="grpc")
+        # Unary Predict never touches the batcher; the servicer only needs one to exist.
+        servicer = PredictorServicer(
+            service, MicroBatcher(service), JsonLogger(level="warning"), pending_limit=1024
+        )
+        return GrpcInProcessDriver(servicer, timeout_s=settings.timeout_s)
     if target == "edge":
         from loadtests.drivers.edge import EdgeDriver
         from targets.edge.runtime import EdgeConfig

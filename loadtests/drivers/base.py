@@ -9,8 +9,11 @@ reports outcomes with ``events.request.fire(exception=...)`` instead of raising.
 from __future__ import annotations
 
 import asyncio
+from array import array
 from collections.abc import Callable
 from typing import Protocol
+
+import numpy as np
 
 from loadtests.records import Outcome
 from loadtests.workload import Payload
@@ -85,3 +88,16 @@ class FakeDriver:
 
     async def close(self) -> None:
         self.closed = True
+
+
+def p50_p99(
+    samples: array[int] | array[float], scale: float = 1.0
+) -> tuple[float | None, float | None]:
+    """Median and 99th percentile of a driver's raw samples, times ``scale``, as sample values
+    (``inverted_cdf``, as the recorder's per-second series); ``None`` for no samples. The numpy
+    view is dropped on return, so the array can grow again (an exported buffer cannot resize)."""
+    if not samples:
+        return None, None
+    dtype = np.int64 if samples.typecode == "q" else np.float64
+    p50, p99 = np.percentile(np.frombuffer(samples, dtype=dtype), [50, 99], method="inverted_cdf")
+    return float(p50) * scale, float(p99) * scale

@@ -39,9 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from loadtests.drivers.base import OK_REPLY_SCHEMA_BAD, Reply
+from loadtests.drivers.base import OK_REPLY_SCHEMA_BAD, Reply, p50_p99
 from loadtests.records import Outcome
 from loadtests.workload import Payload
 from targets.batch import score_file
@@ -302,11 +300,5 @@ class BatchDriver:
 
 
 def _p50_p99_ms(samples_ns: array[int]) -> dict[str, float | None]:
-    """Median and 99th percentile in ms as sample values (``inverted_cdf``, as the recorder's
-    per-second series); ``None`` for no samples. The numpy view is dropped on return, so the
-    array can grow again (an exported buffer cannot be resized)."""
-    if not samples_ns:
-        return {"p50": None, "p99": None}
-    values = np.frombuffer(samples_ns, dtype=np.int64)
-    p50, p99 = np.percentile(values, [50, 99], method="inverted_cdf")
-    return {"p50": float(p50) / 1e6, "p99": float(p99) / 1e6}
+    p50, p99 = p50_p99(samples_ns, 1e-6)
+    return {"p50": p50, "p99": p99}

@@ -35,9 +35,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
 
-import numpy as np
-
-from loadtests.drivers.base import Reply, judge_answer
+from loadtests.drivers.base import Reply, judge_answer, p50_p99
 from loadtests.records import Outcome
 from loadtests.workload import Payload
 from targets.edge.remote import ConnectionFactory
@@ -175,7 +173,7 @@ class EdgeDriver:
         sources: dict[str, dict[str, Any]] = {}
         for source, latencies in self._latency_ns.items():
             count = len(latencies)
-            p50_ms, p99_ms = _p50_p99_ms(latencies)
+            p50_ms, p99_ms = p50_p99(latencies, 1e-6)
             sources[source] = {
                 "count": count,
                 "share": count / answers if answers else 0.0,
@@ -195,14 +193,3 @@ class EdgeDriver:
             "remote": self.config.remote,
             "runtime": runtime_stats,
         }
-
-
-def _p50_p99_ms(latencies_ns: array[int]) -> tuple[float | None, float | None]:
-    """Median and 99th percentile in ms, as sample values (``inverted_cdf``, as the recorder's
-    per-second series); ``None`` for no samples. The numpy view is dropped on return, so the
-    array can grow again (an exported buffer cannot be resized)."""
-    if not latencies_ns:
-        return None, None
-    values = np.frombuffer(latencies_ns, dtype=np.int64)
-    p50, p99 = np.percentile(values, [50, 99], method="inverted_cdf")
-    return float(p50) / 1e6, float(p99) / 1e6

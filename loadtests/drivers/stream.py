@@ -26,10 +26,8 @@ from array import array
 from collections.abc import Callable
 from typing import Any, Final
 
-import numpy as np
-
 from loadtests.clock import clock_for_running_loop
-from loadtests.drivers.base import Reply, judge_answer
+from loadtests.drivers.base import Reply, judge_answer, p50_p99
 from loadtests.records import Outcome
 from loadtests.workload import Payload
 from targets.batching import BatchingConfig
@@ -179,7 +177,7 @@ class StreamDriver:
         events, bad, failed, batches, batched_rows = (
             a - b for a, b in zip(now, self._base, strict=True)
         )
-        p50_ms, p99_ms = _p50_p99(self._latency_ms)
+        p50_ms, p99_ms = p50_p99(self._latency_ms)
         return {
             "batch_size": self.config.max_batch_rows,
             "window_ms": self.window_ms,
@@ -195,15 +193,3 @@ class StreamDriver:
             "queue_full_arrivals": self._full_arrivals,
             "consumer_latency_ms": {"count": len(self._latency_ms), "p50": p50_ms, "p99": p99_ms},
         }
-
-
-def _p50_p99(samples: array[float]) -> tuple[float | None, float | None]:
-    """Median and 99th percentile as sample values (``inverted_cdf``, as the recorder's
-    per-second series); ``None`` for no samples. The numpy view is dropped on return, so the
-    array can grow again (an exported buffer cannot be resized)."""
-    if not samples:
-        return None, None
-    p50, p99 = np.percentile(
-        np.frombuffer(samples, dtype=np.float64), [50, 99], method="inverted_cdf"
-    )
-    return float(p50), float(p99)
