@@ -196,8 +196,11 @@ def run_main(args: argparse.Namespace) -> int:
         loop_factory = None
 
     async def go() -> RunOutput:
+        def announce(line: str) -> None:
+            print(line, file=sys.stderr, flush=True)
+
         if not interactive:
-            return await execute(settings, out=out, install_signal_handlers=True)
+            return await execute(settings, out=out, install_signal_handlers=True, announce=announce)
         with LiveProgress(scheduled_rate=settings.rate_per_s) as progress:
             return await execute(settings, out=out, on_tick=progress, install_signal_handlers=True)
 

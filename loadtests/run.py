@@ -207,6 +207,7 @@ async def execute(
     out: Path | None,
     on_tick: Callable[..., None] | None = None,
     install_signal_handlers: bool = False,
+    announce: Callable[[str], None] | None = None,
 ) -> RunOutput:
     """Run ``settings`` once; returns the result (written to ``out`` when given)."""
     payload_seed, schedule_seed = derive_seeds(settings.seed)
@@ -236,6 +237,10 @@ async def execute(
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, harness.stop)
                 handled.append(sig)
+        if announce is not None:
+            where = settings.url or settings.address or (server.url if server else "in-process")
+            pid = f" (target pid {server.pid})" if server else ""
+            announce(f"servelab: load started: {settings.target} at {where}{pid}")
         try:
             recorder = await harness.run()
         finally:
