@@ -20,7 +20,12 @@ from targets.units import parse_duration_s
 if TYPE_CHECKING:
     from loadtests.run import RunOutput, RunSettings
 
-COMMANDS = {**HANDLERS, "run": "loadtests.cli:run_main", "demo": "loadtests.demo:main"}
+COMMANDS = {
+    **HANDLERS,
+    "run": "loadtests.cli:run_main",
+    "demo": "loadtests.demo:main",
+    "bench": "loadtests.bench:main",
+}
 
 
 def _duration(text: str) -> float:
@@ -211,12 +216,23 @@ def run_main(args: argparse.Namespace) -> int:
     return 130 if result["run"]["partial"] else 0
 
 
+def add_bench_command(commands: Subcommands) -> None:
+    bench = commands.add_parser("bench", help="the main job: every pattern, measured and reported")
+    bench.add_argument("--config", metavar="FILE", help="benchmark config (TOML)")
+    bench.add_argument("--quick", action="store_true", help="short runs (~25 s in all)")
+    bench.add_argument("--out", metavar="DIR", help="results and report (default results/bench-*)")
+    bench.add_argument("--model", default=DEFAULT_MODEL_SPEC, metavar="SPEC")
+    bench.add_argument("--repeat", type=int, metavar="N", help="run each cell N times")
+    bench.add_argument("--threshold", action="append", metavar="EXPR", help="e.g. p99<50ms")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser, commands = new_parser()
     add_target_commands(commands)
     add_run_command(commands)
     demo = commands.add_parser("demo", help="start every target and answer through each")
     demo.add_argument("--model", default=DEFAULT_MODEL_SPEC, metavar="SPEC")
+    add_bench_command(commands)
     return dispatch(parser, COMMANDS, argv)
 
 

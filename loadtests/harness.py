@@ -157,6 +157,8 @@ class Harness:
             index = self._index
             self._index += 1
             await self._one(index, scheduled_ns)
+            if not index & 63:  # drivers that never suspend would starve ticks and signals
+                await asyncio.sleep(0)
             if think_ns:
                 await clock.sleep_until_ns(clock.now_ns() + think_ns)
             scheduled_ns = clock.now_ns()

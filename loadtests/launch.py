@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,9 +58,18 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 @contextmanager
 def launch_target(
-    kind: str, *, model_spec: str, extra_args: Sequence[str] = (), log_level: str = "warning"
+    kind: str,
+    *,
+    model_spec: str,
+    extra_args: Sequence[str] = (),
+    log_level: str = "warning",
+    env: Mapping[str, str] | None = None,
+    cpus: Sequence[int] | None = None,
 ) -> Iterator[LaunchedTarget]:
-    """Start ``servelab serve KIND`` on 127.0.0.1, port 0; stop it (SIGTERM, then KILL) on exit."""
+    """Start ``servelab serve KIND`` on 127.0.0.1, port 0; stop it (SIGTERM, then KILL) on exit.
+
+    ``env`` adds variables (thread caps); ``cpus`` pins the server — and every worker it spawns,
+    which inherit the affinity — to those CPUs."""
     with tempfile.TemporaryDirectory(prefix=f"servelab-{kind}-") as workdir:
         ready = Path(workdir) / "ready.json"
         log_path = Path(workdir) / "target.log"
@@ -70,8 +79,13 @@ def launch_target(
             "--log-level", log_level, *extra_args,
         ]  # fmt: skip
         with log_path.open("wb") as log:
+            pin = None if cpus is None else (lambda: os.sched_setaffinity(0, set(cpus)))
             process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ)
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})},
+                preexec_fn=pin,  # noqa: PLW1509 - only sched_setaffinity, no locks taken
             )
         try:
             deadline = time.monotonic() + READY_TIMEOUT_S

@@ -208,6 +208,7 @@ async def execute(
     on_tick: Callable[..., None] | None = None,
     install_signal_handlers: bool = False,
     announce: Callable[[str], None] | None = None,
+    extra_fields: Callable[[LaunchedTarget | None], dict[str, Any]] | None = None,
 ) -> RunOutput:
     """Run ``settings`` once; returns the result (written to ``out`` when given)."""
     payload_seed, schedule_seed = derive_seeds(settings.seed)
@@ -247,6 +248,7 @@ async def execute(
             for sig in handled:
                 loop.remove_signal_handler(sig)
         target_cpu_s = cost.measured()
+        added = extra_fields(server) if extra_fields is not None else {}
     stats = harness.stats
     verdict = judge_run(recorder, stats, mode=settings.plan.mode, in_process=in_process)
     run = RunInfo(
@@ -280,6 +282,7 @@ async def execute(
     }
     extra_method = getattr(driver, "extra", None)
     extra = dict(extra_method()) if callable(extra_method) else {}
+    extra.update(added)
     extra["generator"] = {
         "cpu_s": stats.generator_cpu_s,
         "wall_s": stats.wall_s,
