@@ -152,8 +152,8 @@ class Sweep:
         return point
 
     def _clear_cut(self, rate: float, summary: dict[str, Any]) -> bool:
-        p99, slo = summary["latency_ms"]["p99"], self.settings.slo_p99_ms
-        saturated = summary["throughput_rps"] < SATURATION_TRACKING * rate
+        p99, slo = float(summary["latency_ms"]["p99"]), self.settings.slo_p99_ms
+        saturated = float(summary["throughput_rps"]) < SATURATION_TRACKING * rate
         return saturated or p99 > CLEAR_MARGIN_HIGH * slo or p99 < CLEAR_MARGIN_LOW * slo
 
     def _judge(self, point: Point, result: dict[str, Any]) -> None:
