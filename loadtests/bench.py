@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
-import importlib
 import os
 import re
 import sys
@@ -231,14 +230,14 @@ def summary_table(outcome: BenchOutcome) -> Table:
     return table
 
 
-def write_report(paths: list[Path], out_dir: Path) -> Path | None:
-    """The report of the finished runs (``reports`` package), or None when it is not available."""
-    try:
-        reporting = importlib.import_module("reports.api")
-    except ImportError:
+def write_report(paths: list[Path], out_dir: Path, title: str) -> Path | None:
+    """The report of the finished runs; None when no run finished."""
+    from reports.build import build_report
+
+    if not paths:
         return None
-    written: Path = reporting.write_report([str(path) for path in paths], out_dir)
-    return written
+    build_report([str(path) for path in paths], out_dir, title=title)
+    return out_dir / "index.html"
 
 
 def main(args: argparse.Namespace) -> int:
@@ -263,7 +262,11 @@ def main(args: argparse.Namespace) -> int:
     console = Console(width=None if sys.stdout.isatty() else 132)
     outcome = run_bench(config, out_dir, console)
     console.print(summary_table(outcome))
-    report = write_report([path for _, path, _ in outcome.results], out_dir / "report")
+    report = write_report(
+        [path for _, path, _ in outcome.results],
+        out_dir / "report",
+        f"servelab bench — {config.source}",
+    )
     if report is not None:
         console.print(f"report: {report}", highlight=False)
     console.print(f"results: {out_dir}", highlight=False)

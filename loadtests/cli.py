@@ -19,12 +19,18 @@ from targets.units import parse_duration_s
 
 if TYPE_CHECKING:
     from loadtests.run import RunOutput, RunSettings
+    from loadtests.sweep import SweepSettings
 
 COMMANDS = {
     **HANDLERS,
     "run": "loadtests.cli:run_main",
     "demo": "loadtests.demo:main",
+    "report": "reports.cli:report_main",
+    "compare": "reports.compare:main",
     "bench": "loadtests.bench:main",
+    "sweep": "loadtests.sweep:main",
+    "locust": "loadtests.locust_cli:locust_main",
+    "import-locust": "loadtests.locust_cli:import_main",
 }
 
 
@@ -226,6 +232,50 @@ def add_bench_command(commands: Subcommands) -> None:
     bench.add_argument("--threshold", action="append", metavar="EXPR", help="e.g. p99<50ms")
 
 
+def add_sweep_command(commands: Subcommands) -> None:
+    from loadtests.run import TARGETS
+
+    sweep = commands.add_parser("sweep", help="capacity search under a p99 SLO")
+    sweep.add_argument("--target", required=True, choices=TARGETS)
+    where = sweep.add_mutually_exclusive_group()
+    where.add_argument("--url")
+    where.add_argument("--address")
+    sweep.add_argument("--model", default=DEFAULT_MODEL_SPEC, metavar="SPEC")
+    sweep.add_argument("--slo-p99", type=_duration, default=0.05, metavar="D", help="e.g. 50ms")
+    sweep.add_argument("--schema-target", type=float, default=0.999, metavar="F")
+    sweep.add_argument("--start-rate", type=_positive_float, default=50.0, metavar="R")
+    sweep.add_argument("--max-rate", type=_positive_float, default=20_000.0, metavar="R")
+    sweep.add_argument("--windows", type=int, default=3, metavar="N")
+    sweep.add_argument("--attempts", type=int, default=3, metavar="N")
+    sweep.add_argument("--precision", type=float, default=0.05, metavar="F")
+    sweep.add_argument("--seed", type=int, default=42)
+    sweep.add_argument("--allow-remote", action="store_true")
+    sweep.add_argument("--out", metavar="DIR")
+
+
+def sweep_settings(args: argparse.Namespace) -> SweepSettings:
+    from loadtests.safety import check_target_allowed
+    from loadtests.sweep import SweepSettings
+
+    for option, value in (("--url", args.url), ("--address", args.address)):
+        if value:
+            check_target_allowed(value, allow_remote=args.allow_remote, option=option)
+    return SweepSettings(
+        target=args.target,
+        model=args.model,
+        slo_p99_ms=args.slo_p99 * 1e3,
+        schema_target=args.schema_target,
+        start_rate=args.start_rate,
+        max_rate=args.max_rate,
+        windows=args.windows,
+        attempts=args.attempts,
+        precision=args.precision,
+        url=args.url,
+        address=args.address,
+        seed=args.seed,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser, commands = new_parser()
     add_target_commands(commands)
@@ -233,6 +283,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo = commands.add_parser("demo", help="start every target and answer through each")
     demo.add_argument("--model", default=DEFAULT_MODEL_SPEC, metavar="SPEC")
     add_bench_command(commands)
+    add_sweep_command(commands)
+    from reports.cli import add_report_commands
+
+    add_report_commands(commands)
+    from loadtests.locust_cli import add_locust_commands
+
+    add_locust_commands(commands)
     return dispatch(parser, COMMANDS, argv)
 
 

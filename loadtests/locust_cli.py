@@ -1,0 +1,225 @@
+"""``servelab locust`` (headless Locust with servelab's users, target and result file) and
+``servelab import-locust`` (an old Locust ``--csv`` output as a result file).
+
+    servelab locust [--model SPEC] [--out FILE] [--json] [-f LOCUSTFILE] [LOCUST OPTIONS] [USERS]
+
+Everything but servelab's four options goes to Locust unchanged; ``-f`` files must include
+servelab's locustfile (listed, or imported by yours). Added when missing:
+``--headless``, ``-u 8`` (``servelab run``'s default concurrency), ``-r`` = ``-u`` (Locust's
+1 user/s would spend a short run ramping), ``-t 10s`` (none of these three with ``--shape``),
+the user class ``RestUser``, and — when no ``--host`` / ``--grpc-host`` names one — the target the
+chosen users need, started on a free loopback port (``launch_target``) and stopped afterwards.
+Locust runs as a subprocess (its gevent patching never enters this process) with its output on
+stderr; the summary goes to stdout; the exit code is Locust's (1 when a ``--threshold`` failed),
+130 for an interrupted run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from targets.cli import Subcommands
+
+LOCUSTFILE: Final = Path(__file__).with_name("locustfile.py")
+SHAPES: Final = Path(__file__).with_name("shapes.py")
+DEFAULT_USERS: Final = "8"
+DEFAULT_RUN_TIME: Final = "10s"
+# which target servelab starts for each of its user classes (None: needs none)
+TARGET_OF_USER: Final = {
+    "RestUser": "rest", "EdgeUser": "rest", "GrpcUser": "grpc", "GrpcStreamUser": "grpc",
+    "BatchUser": None,
+}  # fmt: skip
+CPU_POLL_S: Final = 0.1
+HELP: Final = """\
+usage: servelab locust [--model SPEC] [--out FILE] [--json] [-f LOCUSTFILE] [LOCUST OPTIONS] [USERS]
+
+Headless Locust with servelab's users (RestUser, GrpcUser, GrpcStreamUser, BatchUser, EdgeUser),
+exact percentiles and a servelab result file. Without --host/--grpc-host, the target the users
+need is started on loopback (--model SPEC). Other options go to Locust (see `locust --help`),
+e.g. -u 16 -t 30s --processes 2 --threshold 'p99<50ms' --invalid-fraction 0.05 --seed 7.
+"""
+
+
+def add_locust_commands(commands: Subcommands) -> None:
+    """``locust`` takes everything after it verbatim (Locust's options are its own), so its
+    parser has no option prefix; ``locust_main`` picks servelab's options out."""
+    locust = commands.add_parser(
+        "locust", help="headless Locust + result file", prefix_chars="+", add_help=False
+    )
+    locust.add_argument("locust_args", nargs=argparse.REMAINDER)
+    imported = commands.add_parser("import-locust", help="a Locust --csv output as a result")
+    imported.add_argument("prefix", metavar="CSV_PREFIX")
+    imported.add_argument("--out", required=True, metavar="FILE")
+
+
+def _own_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="servelab locust", add_help=False, allow_abbrev=False)
+    parser.add_argument("--out")
+    parser.add_argument("--model", default="reference")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("-f", "--locustfile", default=str(LOCUSTFILE))
+    parser.add_argument("-h", "--help", action="store_true")
+    return parser
+
+
+def option_value(tokens: Sequence[str], *names: str) -> str | None:
+    """The last value of a Locust option in ``tokens`` (``-u 8``, ``--users=8``, ``-u8``)."""
+    value = None
+    for index, token in enumerate(tokens):
+        for name in names:
+            if token == name and index + 1 < len(tokens):
+                value = tokens[index + 1]
+            elif name.startswith("--") and token.startswith(name + "="):
+                value = token.split("=", 1)[1]
+            elif len(name) == 2 and token.startswith(name) and len(token) > 2 and token[2] != "-":
+                value = token[2:]
+    return value
+
+
+def plan_arguments(
+    tokens: list[str], *, default_user: str | None = "RestUser"
+) -> tuple[list[str], list[str]]:
+    """(Locust arguments with servelab's defaults, the target kinds servelab must start).
+    ``default_user`` is added when no servelab user is named (``None`` for a foreign locustfile,
+    whose users and targets servelab cannot know: give ``--host`` then)."""
+    args = list(tokens)
+    shaped = option_value(args, "--shape") is not None
+    if "--headless" not in args:
+        args.append("--headless")
+    users = option_value(args, "-u", "--users")
+    if users is None and not shaped:
+        users = DEFAULT_USERS
+        args += ["-u", users]
+    if option_value(args, "-r", "--spawn-rate") is None and users is not None:
+        args += ["-r", users]
+    if option_value(args, "-t", "--run-time") is None and not shaped:
+        args += ["-t", DEFAULT_RUN_TIME]
+    classes = [token for token in args if token in TARGET_OF_USER]
+    if not classes and default_user is not None:
+        classes = [default_user]
+        args.append(default_user)
+    host = option_value(args, "-H", "--host")
+    grpc_host = option_value(args, "--grpc-host")
+    needed = {TARGET_OF_USER[name] for name in classes} - {None}
+    start = []
+    if "rest" in needed and host is None:
+        start.append("rest")
+    if "grpc" in needed and grpc_host is None and (host is None or host.startswith("http")):
+        start.append("grpc")
+    return args, start
+
+
+def locust_main(args: argparse.Namespace) -> int:
+    from loadtests.display import print_summary
+    from loadtests.launch import launch_target
+    from loadtests.locust_session import default_result_path
+    from loadtests.result import ResultFileError, load_result
+
+    own, rest = _own_parser().parse_known_args(args.locust_args)
+    if own.help:
+        print(HELP, end="")
+        return 0
+    ours = any(Path(name).resolve() == LOCUSTFILE.resolve() for name in own.locustfile.split(","))
+    locust_args, start = plan_arguments(
+        [arg for arg in rest if arg != "--"], default_user="RestUser" if ours else None
+    )
+    given = option_value(locust_args, "--result")
+    out = Path(own.out or given or default_result_path())
+    if own.out or given is None:  # the last --result wins in Locust's parser
+        locust_args += ["--result", str(out)]
+    locust_args += ["--model", own.model]
+    with ExitStack() as stack:
+        targets = {kind: stack.enter_context(launch_target(kind, model_spec=own.model))
+                   for kind in start}  # fmt: skip
+        if "rest" in targets:
+            locust_args += ["--host", targets["rest"].url]
+        if "grpc" in targets:
+            locust_args += ["--grpc-host", targets["grpc"].address]
+        locustfile = own.locustfile
+        if option_value(locust_args, "--shape") is not None and SHAPES.name not in locustfile:
+            locustfile += f",{SHAPES}"  # --shape needs the shape class loaded
+        command = [sys.executable, "-m", "locust", "-f", locustfile, *locust_args]
+        code, target_cpu = _run(command, [target.pid for target in targets.values()])
+    try:
+        result = load_result(out)
+    except ResultFileError as exc:
+        print(f"servelab: locust exited with {code} and left no result ({exc})", file=sys.stderr)
+        return code or 2
+    if targets:
+        _add_cost(result, target_cpu)
+        from loadtests.result import write_result
+
+        write_result(out, result)
+    print_summary(result, str(out), as_json=own.json, rich=sys.stdout.isatty())
+    return 130 if result["run"]["partial"] else code
+
+
+def _run(command: list[str], target_pids: list[int]) -> tuple[int, list[tuple[float, float]]]:
+    """Run Locust (output to our stderr) while sampling the started targets' CPU seconds;
+    returns its exit code and the ``(wall clock s, cpu s)`` samples."""
+    from loadtests.environment import process_tree_cpu_s
+
+    samples: list[tuple[float, float]] = []
+
+    def sample() -> None:
+        if target_pids:
+            samples.append((time.time(), sum(process_tree_cpu_s(pid) for pid in target_pids)))
+
+    process = subprocess.Popen(command, stdout=sys.stderr)
+    try:
+        while process.poll() is None:
+            sample()
+            time.sleep(CPU_POLL_S)
+    except KeyboardInterrupt:  # Locust got the same Ctrl-C: let it write its partial result
+        pass
+    finally:
+        code = process.wait()
+    sample()
+    return code, samples
+
+
+def _at(samples: list[tuple[float, float]], when_s: float) -> float:
+    """CPU seconds at ``when_s``, interpolated between samples."""
+    previous = samples[0]
+    for current in samples:
+        if current[0] >= when_s:
+            span = current[0] - previous[0]
+            share = (when_s - previous[0]) / span if span > 0 else 1.0
+            return previous[1] + (current[1] - previous[1]) * min(max(share, 0.0), 1.0)
+        previous = current
+    return samples[-1][1]
+
+
+def _add_cost(result: dict[str, Any], samples: list[tuple[float, float]]) -> None:
+    """The started targets' CPU over the test window (``extra.generator.window_epoch_s``)."""
+    extra, summary = result["extra"], result["summary"]
+    window = extra.get("generator", {}).get("window_epoch_s")
+    if not samples or not window:
+        return
+    cpu_s = max(_at(samples, window[1]) - _at(samples, window[0]), 0.0)
+    predictions = float(summary["predictions_per_s"]) * float(summary["window_s"])
+    result["cost"] = {
+        "target_cpu_s": cpu_s,
+        "cpu_s_per_1k_predictions": cpu_s / predictions * 1000 if predictions else None,
+        "scope": "target process tree (started by servelab locust)",
+    }
+
+
+def import_main(args: argparse.Namespace) -> int:
+    from loadtests.display import summary_lines
+    from loadtests.locust_csv import import_locust_csv
+    from loadtests.result import write_result
+
+    result = import_locust_csv(args.prefix)  # ValueError: one line, exit 2 (dispatch)
+    write_result(args.out, result)
+    for line in summary_lines(result, args.out):
+        print(line)
+    return 0

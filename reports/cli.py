@@ -1,0 +1,82 @@
+"""The ``report`` and ``compare`` commands of ``servelab``: parsers and handlers.
+
+``loadtests.cli`` registers the parsers (``add_report_commands``) and dispatches to the handlers
+by name, so nothing here — matplotlib least of all — is imported until a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from targets.cli import Subcommands
+
+COMMANDS = {"report": "reports.cli:report_main", "compare": "reports.compare:main"}
+
+
+def _confidence(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}")
+    return value
+
+
+def _resamples(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 100, got {text!r}") from None
+    if value < 100:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 100, got {text!r}")
+    return value
+
+
+def add_report_commands(commands: Subcommands) -> None:
+    """``report RESULT... --out DIR`` and ``compare BASELINE CANDIDATE``."""
+    report = commands.add_parser("report", help="HTML/Markdown/CSV/JSON report of result files")
+    report.add_argument("results", nargs="+", metavar="RESULT", help="files, directories, globs")
+    report.add_argument("--out", required=True, metavar="DIR")
+    report.add_argument("--title", default="servelab report")
+    report.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+
+    compare = commands.add_parser(
+        "compare", help="compare two runs (or groups); exit 1 on a significant regression"
+    )
+    compare.add_argument("baseline", metavar="BASELINE", help="result file, directory or glob")
+    compare.add_argument("candidate", metavar="CANDIDATE", help="result file, directory or glob")
+    compare.add_argument(
+        "--threshold",
+        action="append",
+        metavar="EXPR",
+        help="p99:+10%% · throughput_rps:-5%% · p99<50ms · schema_success_rate>=0.999 "
+        "(repeatable; default p50:+10%%, p99:+10%%, throughput_rps:-10%%)",
+    )
+    compare.add_argument("--markdown", action="store_true", help="Markdown for CI summaries")
+    compare.add_argument("--include-invalid", action="store_true")
+    compare.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    compare.add_argument("--resamples", type=_resamples, default=2000, metavar="N")
+    compare.add_argument("--confidence", type=_confidence, default=0.95, metavar="C")
+
+
+def report_main(args: argparse.Namespace) -> int:
+    """Write the report; exit 2 (via ``NoUsableInput``, a ValueError) when nothing was usable."""
+    from reports.build import build_report
+
+    def warn(message: str) -> None:
+        print(f"servelab: skipped {message}", file=sys.stderr)
+
+    report = build_report(args.results, args.out, title=args.title, seed=args.seed, warn=warn)
+    cells = report.analysis.cells
+    runs = sum(len(cell.runs) + len(cell.invalid) for cell in cells)
+    print(
+        f"report: {runs} run(s) in {len(cells)} cell(s), {len(report.warnings)} skipped → "
+        f"{Path(args.out) / 'index.html'}, summary.md, comparison.csv, comparison.json, "
+        f"{sum(chart.png is not None for chart in report.charts)} chart(s)"
+    )
+    return 0
