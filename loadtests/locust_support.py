@@ -12,7 +12,9 @@ the event's ``context`` (``REPLY_KEY``), with the exact latency in ns (``LATENCY
 from __future__ import annotations
 
 import argparse
+import errno
 import re
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -264,21 +266,28 @@ def score_batch(
     from targets.batch import score_file
     from targets.errors import ModelFailure
 
-    source = directory / f"{name}.jsonl"
-    output = directory / f"{name}.out.jsonl"
-    errors = directory / f"{name}.errors.jsonl"
+    job = directory / name  # a folder per job: concurrent jobs never see each other's files
+    source, output, errors = job / "input.jsonl", job / "out.jsonl", job / "errors.jsonl"
     try:
+        job.mkdir()
         data = batch_input(payload, batch_size)
         source.write_bytes(data)
         report = score_file(source, output, model=model, batch_size=batch_size, errors_path=errors)
         answer, refused = output.read_bytes(), errors.read_bytes()
     except ModelFailure:
         return (Outcome.FAILURE, ModelFailure.code, 0, False), 0
-    except Exception as exc:  # the job failed outright: nothing was committed
+    except OSError as exc:  # the job failed outright: nothing was committed
+        reason = errno.errorcode.get(exc.errno or 0, "")
+        return (
+            Outcome.FAILURE,
+            f"batch_{type(exc).__name__}{'_' + reason if reason else ''}",
+            0,
+            False,
+        ), 0
+    except Exception as exc:
         return (Outcome.FAILURE, f"batch_{type(exc).__name__}", 0, False), 0
     finally:
-        for path in (source, output, errors):
-            path.unlink(missing_ok=True)
+        shutil.rmtree(job, ignore_errors=True)
     lines, schema_bad = check_output(answer)
     scored = ScoredBatch(
         output_lines=lines,

@@ -7,6 +7,7 @@ never leaves a half-written output: the old file stays, or there is none.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import math
@@ -53,7 +54,11 @@ def fsync_directory(directory: Path) -> None:
     except OSError:
         pass
     finally:
-        os.close(fd)
+        # Under gevent (Locust's BatchUser runs jobs in its thread pool) the patched os.close
+        # can raise EBADF for a descriptor another thread just closed and reused; the fsync
+        # above is what mattered.
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 def remove_stale_temps(directory: Path, target_name: str = "") -> int:
