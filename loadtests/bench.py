@@ -16,6 +16,7 @@ import contextlib
 import datetime as dt
 import os
 import re
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -260,7 +261,13 @@ def main(args: argparse.Namespace) -> int:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out_dir = Path(args.out) if args.out else Path("results") / f"bench-{stamp}"
     console = Console(width=None if sys.stdout.isatty() else 132)
-    outcome = run_bench(config, out_dir, console)
+    # Between runs (server start-up, report) SIGTERM acts as Ctrl-C: finished results are kept
+    # and the shared servers stopped; during a run the harness's own handler takes over.
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        outcome = run_bench(config, out_dir, console)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     console.print(summary_table(outcome))
     report = write_report(
         [path for _, path, _ in outcome.results],

@@ -8,6 +8,7 @@ import argparse
 import asyncio
 import datetime as dt
 import math
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,6 +32,7 @@ COMMANDS = {
     "sweep": "loadtests.sweep:main",
     "locust": "loadtests.locust_cli:locust_main",
     "import-locust": "loadtests.locust_cli:import_main",
+    "recompute": "loadtests.events:recompute_main",
 }
 
 
@@ -123,6 +125,7 @@ def add_run_command(commands: Subcommands) -> None:
     run.add_argument("--target-pid", type=int, metavar="PID", help="count this process's CPU")
     run.add_argument("--allow-remote", action="store_true")
     run.add_argument("--out", metavar="FILE")
+    run.add_argument("--events", metavar="FILE", help="log every request as JSON lines here")
     run.add_argument("--json", action="store_true", help="print the summary as JSON")
     run.add_argument("--no-progress", action="store_true")
 
@@ -198,6 +201,7 @@ def run_main(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(args.out) if args.out else Path("results") / f"run-{args.target}-{stamp}.json"
+    events = Path(args.events) if args.events else None
     interactive = sys.stderr.isatty() and not args.no_progress and not args.json
     try:
         import uvloop
@@ -211,12 +215,22 @@ def run_main(args: argparse.Namespace) -> int:
             print(line, file=sys.stderr, flush=True)
 
         if not interactive:
-            return await execute(settings, out=out, install_signal_handlers=True, announce=announce)
+            return await execute(
+                settings, out=out, install_signal_handlers=True, announce=announce, events=events
+            )
         with LiveProgress(scheduled_rate=settings.rate_per_s) as progress:
-            return await execute(settings, out=out, on_tick=progress, install_signal_handlers=True)
+            return await execute(
+                settings, out=out, on_tick=progress, install_signal_handlers=True, events=events
+            )
 
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
-        output = runner.run(go())
+    # Outside the harness (target start-up and shutdown) SIGTERM acts as Ctrl-C, so the target
+    # servelab started is still stopped; during the load the harness's own handler takes over.
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            output = runner.run(go())
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     result = output.result
     print_summary(result, str(out), as_json=args.json, rich=sys.stdout.isatty())
     return 130 if result["run"]["partial"] else 0
@@ -290,6 +304,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from loadtests.locust_cli import add_locust_commands
 
     add_locust_commands(commands)
+    from loadtests.events import add_recompute_command
+
+    add_recompute_command(commands)
     return dispatch(parser, COMMANDS, argv)
 
 

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -57,6 +58,25 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
+def _signals_deferred() -> Iterator[list[int]]:
+    """Hold SIGINT/SIGTERM while a child is being forked: a signal landing inside ``Popen``
+    would leave a child nobody stops. Python-level handlers are not inherited across exec."""
+    if threading.current_thread() is not threading.main_thread():
+        yield []
+        return
+    arrived: list[int] = []
+    previous = {
+        sig: signal.signal(sig, lambda number, _frame: arrived.append(number))
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield arrived
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextmanager
 def launch_target(
     kind: str,
     *,
@@ -78,7 +98,7 @@ def launch_target(
             "--port", "0", "--ready-file", str(ready), "--model", model_spec,
             "--log-level", log_level, *extra_args,
         ]  # fmt: skip
-        with log_path.open("wb") as log:
+        with log_path.open("wb") as log, _signals_deferred() as deferred:
             pin = None if cpus is None else (lambda: os.sched_setaffinity(0, set(cpus)))
             process = subprocess.Popen(
                 command,
@@ -88,6 +108,8 @@ def launch_target(
                 preexec_fn=pin,  # noqa: PLW1509 - only sched_setaffinity, no locks taken
             )
         try:
+            if deferred:  # Ctrl-C / SIGTERM arrived while starting: stop what was started
+                raise KeyboardInterrupt
             deadline = time.monotonic() + READY_TIMEOUT_S
             info = read_ready_file(ready)
             while info is None:

@@ -10,8 +10,9 @@ finished seconds of the per-second series, so memory stays constant in run lengt
 from __future__ import annotations
 
 from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Protocol
 
 import numpy as np
 
@@ -19,8 +20,24 @@ from loadtests.histogram import IntArray, LatencyHistogram, Prepared
 from loadtests.records import Outcome, RequestRecord
 
 NS_PER_S: Final = 1_000_000_000
-_SCHEMA_BAD: Final = 4  # flag bit; outcome uses bits 0-1, error class from bit 8
-_ERROR_SHIFT: Final = 8
+SCHEMA_BAD_BIT: Final = 4  # flag bit; outcome uses bits 0-1, error class from bit 8
+ERROR_SHIFT: Final = 8
+
+
+class RecordSink(Protocol):
+    """Where a recorder also sends its raw columns (the per-request event log), at each fold —
+    so at every harness tick and at the end, never on the hot path."""
+
+    def write_columns(
+        self,
+        start_ns: int,
+        error_names: Sequence[str],
+        scheduled: IntArray,
+        sent: IntArray,
+        ended: IntArray,
+        flags: IntArray,
+        predictions: IntArray,
+    ) -> None: ...
 
 
 @dataclass(slots=True)
@@ -46,9 +63,12 @@ class SecondStats:
 class Recorder:
     """Collects requests of one run (or one worker); mergeable."""
 
-    def __init__(self, *, start_ns: int = 0, fold_every: int = 1 << 16) -> None:
+    def __init__(
+        self, *, start_ns: int = 0, fold_every: int = 1 << 16, sink: RecordSink | None = None
+    ) -> None:
         self.start_ns = start_ns
         self.fold_every = fold_every
+        self.sink = sink
         self.latency = LatencyHistogram()  # from the intended start
         self.service = LatencyHistogram()  # from the actual send
         self.lateness = LatencyHistogram()  # how late each send was against its schedule
@@ -98,7 +118,7 @@ class Recorder:
         self._sent.append(sent_ns)
         self._ended.append(ended_ns)
         self._flags.append(
-            outcome | (0 if schema_ok else _SCHEMA_BAD) | (error_code << _ERROR_SHIFT)
+            outcome | (0 if schema_ok else SCHEMA_BAD_BIT) | (error_code << ERROR_SHIFT)
         )
         self._predictions.append(predictions)
         if len(self._ended) >= self.fold_every:
@@ -143,6 +163,10 @@ class Recorder:
         scheduled, sent, ended, flags, predictions = (
             np.frombuffer(column, dtype=np.int64) for column in columns
         )
+        if self.sink is not None:
+            self.sink.write_columns(
+                self.start_ns, self._error_names, scheduled, sent, ended, flags, predictions
+            )
         self.record_arrays(scheduled, sent, ended, flags, predictions)
 
     def record_arrays(
@@ -164,10 +188,10 @@ class Recorder:
         self.failures += int((outcome == Outcome.FAILURE).sum())
         self.expected_rejections += int((~counted).sum())
         self.predictions += int(predictions[ok].sum())
-        checked = ok | ((flags & _SCHEMA_BAD) != 0)  # answers whose body was checked
+        checked = ok | ((flags & SCHEMA_BAD_BIT) != 0)  # answers whose body was checked
         self.schema_checked += int(checked.sum())
-        self.schema_ok += int((ok & ((flags & _SCHEMA_BAD) == 0)).sum())
-        codes = flags >> _ERROR_SHIFT
+        self.schema_ok += int((ok & ((flags & SCHEMA_BAD_BIT) == 0)).sum())
+        codes = flags >> ERROR_SHIFT
         if codes.any():
             for code, count in enumerate(np.bincount(codes[codes > 0])):
                 if code and count:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loadtests.drivers.base import Driver
 from loadtests.environment import fingerprint, process_tree_cpu_s
@@ -25,6 +26,9 @@ from loadtests.result import RunInfo, build_result, write_result
 from loadtests.safety import check_target_allowed
 from loadtests.verdict import judge_run
 from loadtests.workload import PayloadGenerator, PayloadSpec, derive_seeds
+
+if TYPE_CHECKING:
+    from loadtests.events import EventLog
 
 TARGETS = (
     "inprocess", "rest-inprocess", "grpc-inprocess", "rest", "grpc", "grpc-stream",
@@ -201,6 +205,41 @@ class _Cost:
         return None if self.start_s is None else max(self.read() - self.start_s, 0.0)
 
 
+def _run_info(settings: RunSettings, driver: Driver) -> RunInfo:
+    """The run's settings as the result file records them (``partial`` set at the end)."""
+    return RunInfo(
+        target=settings.target,
+        transport=driver.transport,
+        mode=settings.plan.mode,
+        model=settings.model,
+        seed=settings.seed,
+        concurrency=settings.plan.concurrency if settings.plan.mode == "closed" else None,
+        rate_per_s=settings.rate_per_s,
+        arrival=settings.plan.arrival if settings.plan.mode == "open" else None,
+        duration_s=settings.plan.duration_s,
+        requests_limit=settings.plan.requests,
+        warmup_s=settings.plan.warmup_s,
+        batch_size=_used(driver, "batch_size", settings.batch_size),
+        window_ms=_used(driver, "window_ms", settings.window_ms),
+        api=settings.api,
+        profile=settings.profile,
+        label=settings.label,
+        group=settings.group,
+        repeat=settings.repeat,
+    )
+
+
+def _event_log(path: Path | None, run: RunInfo, harness: Harness) -> EventLog | None:
+    """The ``--events`` log, fed by the recorder at each fold (the hot path is unchanged)."""
+    if path is None:
+        return None
+    from loadtests.events import EventLog
+
+    log = EventLog(path, run=dataclasses.asdict(run), environment=fingerprint())
+    harness.recorder.sink = log
+    return log
+
+
 async def execute(
     settings: RunSettings,
     *,
@@ -209,8 +248,10 @@ async def execute(
     install_signal_handlers: bool = False,
     announce: Callable[[str], None] | None = None,
     extra_fields: Callable[[LaunchedTarget | None], dict[str, Any]] | None = None,
+    events: Path | None = None,
 ) -> RunOutput:
-    """Run ``settings`` once; returns the result (written to ``out`` when given)."""
+    """Run ``settings`` once; returns the result (written to ``out`` when given). ``events``:
+    also log every measured request there as JSON lines (see ``loadtests.events``)."""
     payload_seed, schedule_seed = derive_seeds(settings.seed)
     payloads = PayloadGenerator(settings.payloads, payload_seed)
     async with _target_for(settings) as server:
@@ -232,46 +273,33 @@ async def execute(
             on_tick=on_tick,
             on_measure_start=on_measure_start,
         )
+        run = _run_info(settings, driver)  # before the run: ``started_at`` is the start
+        event_log = _event_log(events, run, harness)
         loop = asyncio.get_running_loop()
-        handled: list[signal.Signals] = []
+        handled: list[tuple[signal.Signals, Any]] = []
         if install_signal_handlers:
             for sig in (signal.SIGINT, signal.SIGTERM):
+                handled.append((sig, signal.getsignal(sig)))
                 loop.add_signal_handler(sig, harness.stop)
-                handled.append(sig)
         if announce is not None:
             where = settings.url or settings.address or (server.url if server else "in-process")
             pid = f" (target pid {server.pid})" if server else ""
             announce(f"servelab: load started: {settings.target} at {where}{pid}")
         try:
             recorder = await harness.run()
+            if event_log is not None:
+                event_log.finish(recorder.start_ns, harness.stats)
         finally:
-            for sig in handled:
+            for sig, previous in handled:  # the loop would leave SIG_DFL: restore the caller's
                 loop.remove_signal_handler(sig)
+                signal.signal(sig, previous)
+            if event_log is not None:
+                event_log.close()
         target_cpu_s = cost.measured()
         added = extra_fields(server) if extra_fields is not None else {}
     stats = harness.stats
     verdict = judge_run(recorder, stats, mode=settings.plan.mode, in_process=in_process)
-    run = RunInfo(
-        target=settings.target,
-        transport=driver.transport,
-        mode=settings.plan.mode,
-        model=settings.model,
-        seed=settings.seed,
-        concurrency=settings.plan.concurrency if settings.plan.mode == "closed" else None,
-        rate_per_s=settings.rate_per_s,
-        arrival=settings.plan.arrival if settings.plan.mode == "open" else None,
-        duration_s=settings.plan.duration_s,
-        requests_limit=settings.plan.requests,
-        warmup_s=settings.plan.warmup_s,
-        batch_size=_used(driver, "batch_size", settings.batch_size),
-        window_ms=_used(driver, "window_ms", settings.window_ms),
-        api=settings.api,
-        profile=settings.profile,
-        label=settings.label,
-        group=settings.group,
-        repeat=settings.repeat,
-        partial=stats.interrupted,
-    )
+    run = dataclasses.replace(run, partial=stats.interrupted)
     predictions = recorder.predictions
     cost_block = {
         "target_cpu_s": target_cpu_s,

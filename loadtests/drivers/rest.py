@@ -4,6 +4,7 @@ connection. (httpx.AsyncClient measured ~15x slower as a load generator; it is n
 from __future__ import annotations
 
 import asyncio
+import errno
 from typing import Any
 
 import aiohttp
@@ -63,6 +64,10 @@ class RestDriver:
         except aiohttp.ServerDisconnectedError:
             return Outcome.FAILURE, "disconnected", 0, False
         except (aiohttp.ClientError, OSError) as exc:  # resets, protocol errors
+            if getattr(exc, "errno", None) == errno.ECONNRESET or isinstance(
+                exc.__cause__, ConnectionResetError
+            ):
+                return Outcome.FAILURE, "reset", 0, False
             return Outcome.FAILURE, f"io_{type(exc).__name__}", 0, False
         self.bytes_sent += len(body)
         self.bytes_received += len(raw)

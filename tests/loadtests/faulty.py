@@ -1,0 +1,199 @@
+"""Faulty targets for tests: tiny loopback servers whose behaviour per request is scripted.
+
+``FaultyRestTarget`` speaks just enough HTTP/1.1 (keep-alive, Content-Length) to answer the
+canonical ``/v1/predict`` and ``/v2/predict``; ``FaultyGrpcTarget`` serves ``Predictor.Predict``
+with grpc.aio. A *script* maps the request's index (0, 1, 2... in arrival order) to a ``Fault``:
+
+- ``OK``: a canonical answer; ``Slow(s)``: the same after ``s`` seconds;
+- ``HANG``: never answer (the client's per-request timeout ends it);
+- ``RESET``: abort the connection (RST) without answering; ``CLOSE``: close it cleanly (FIN);
+- ``Status(code)``: answer that HTTP status (5xx bursts) or gRPC status (UNAVAILABLE).
+
+``stop()`` is "the target was killed": the listener goes and every open connection is cut. Both
+run in the test's event loop on 127.0.0.1, port 0; hanging handlers end when the target stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import struct
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import orjson
+
+from targets.rpc import convert, predict_pb2_grpc
+from targets.rpc import predict_pb2 as pb
+
+
+@dataclass(frozen=True, slots=True)
+class Slow:
+    delay_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    code: int | grpc.StatusCode
+
+
+OK, HANG, RESET, CLOSE = "ok", "hang", "reset", "close"
+Fault = str | Slow | Status
+Script = Callable[[int], Fault]
+
+
+def burst(fault: Fault, start: int, stop: int) -> Script:
+    """``fault`` for requests ``start`` to ``stop - 1``, a normal answer otherwise."""
+    return lambda index: fault if start <= index < stop else OK
+
+
+def _answer(body: Any, transport: str) -> dict[str, Any]:
+    rows = body.get("rows") if isinstance(body, dict) else None
+    count = len(rows) if isinstance(rows, list) and rows else 1
+    metadata = {"transport": transport, "model_name": "faulty", "model_version": "0",
+                "request_id": "0", "api": "v2" if rows else "v1"}  # fmt: skip
+    return {"predictions": [0.5] * count, "metadata": metadata}
+
+
+class FaultyRestTarget:
+    """See the module docstring. ``url`` once ``start()`` returned; ``seen`` counts requests."""
+
+    def __init__(self, script: Script) -> None:
+        self.script = script
+        self.seen = 0
+        self.url = ""
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._stopped = asyncio.Event()
+
+    async def start(self) -> FaultyRestTarget:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def stop(self) -> None:
+        """Killed: stop listening and cut every connection, answered or not."""
+        self._stopped.set()
+        if self._server is not None:
+            self._server.close()
+        for writer in list(self._writers):
+            writer.transport.abort()
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+
+    async def _read_request(self, reader: asyncio.StreamReader) -> bytes | None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+            return None
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value.strip())
+        try:
+            return await reader.readexactly(length)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        try:
+            while not self._stopped.is_set():  # one request per turn, keep-alive
+                body = await self._read_request(reader)
+                if body is None:
+                    return
+                fault = self.script(self.seen)
+                self.seen += 1
+                if not await self._respond(writer, body, fault):
+                    return
+        finally:
+            self._writers.discard(writer)
+            writer.transport.abort()
+
+    async def _respond(self, writer: asyncio.StreamWriter, body: bytes, fault: Fault) -> bool:
+        """Act out ``fault``; False when the connection is gone."""
+        if fault == HANG:
+            await self._stopped.wait()
+            return False
+        if fault in (RESET, CLOSE):
+            sock = writer.get_extra_info("socket")
+            if fault == RESET and sock is not None:  # linger 0: close sends RST, not FIN
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort() if fault == RESET else writer.close()
+            return False
+        if isinstance(fault, Slow):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopped.wait(), fault.delay_s)
+            if self._stopped.is_set():
+                return False
+        status = fault.code if isinstance(fault, Status) else 200
+        if status == 200:
+            payload = orjson.dumps(_answer(orjson.loads(body), "rest"))
+        else:
+            payload = orjson.dumps({"error": {"code": "internal_error", "message": "scripted"}})
+        writer.write(
+            f"HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(payload)}\r\n\r\n".encode()
+            + payload
+        )
+        try:
+            await writer.drain()
+        except ConnectionError:
+            return False
+        return True
+
+
+class _ScriptedPredictor(predict_pb2_grpc.PredictorServicer):
+    def __init__(self, target: FaultyGrpcTarget) -> None:
+        self.target = target
+
+    async def Predict(self, request: pb.PredictRequest, context: Any) -> pb.PredictResponse:
+        target = self.target
+        fault = target.script(target.seen)
+        target.seen += 1
+        if fault == HANG:
+            await target.stopped.wait()
+        if isinstance(fault, Slow):
+            await asyncio.sleep(fault.delay_s)
+        if isinstance(fault, Status) and isinstance(fault.code, grpc.StatusCode):
+            await context.abort(fault.code, "scripted")
+        body = {"rows": [list(row.values) for row in request.rows]} if request.rows else {}
+        return convert.to_response(_answer(body, "grpc"))
+
+    async def PredictStream(
+        self, request_iterator: Any, context: Any
+    ) -> AsyncIterator[pb.PredictResponse]:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "the faulty target is unary only")
+        yield pb.PredictResponse()  # never reached: abort raises; makes this a stream handler
+
+
+class FaultyGrpcTarget:
+    """A grpc.aio server whose ``Predict`` follows the script (``Status(grpc.StatusCode...)``)."""
+
+    def __init__(self, script: Script) -> None:
+        self.script = script
+        self.seen = 0
+        self.address = ""
+        self.stopped = asyncio.Event()
+        self._server: grpc.aio.Server | None = None
+
+    async def start(self) -> FaultyGrpcTarget:
+        server = grpc.aio.server()
+        predict_pb2_grpc.add_PredictorServicer_to_server(_ScriptedPredictor(self), server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        self._server, self.address = server, f"127.0.0.1:{port}"
+        return self
+
+    async def stop(self) -> None:
+        """Killed: no grace period, in-flight calls are cut."""
+        self.stopped.set()
+        if self._server is not None:
+            server, self._server = self._server, None
+            await server.stop(grace=None)
