@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn, TypeAlias
 
+from targets.admission import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_QUEUE
 from targets.errors import ServelabError
 from targets.logs import LEVELS
 from targets.schema import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES
@@ -52,6 +53,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
 def _port(text: str) -> int:
     try:
         value = int(text)
@@ -88,6 +99,21 @@ def _add_server_options(parser: argparse.ArgumentParser, default_port: int) -> N
     parser.add_argument("--log-level", choices=list(LEVELS), default="info")
     parser.add_argument("--disable-v2", action="store_true", help="serve API v1 only")
     parser.add_argument("--max-instances", type=_positive_int, default=DEFAULT_MAX_INSTANCES)
+    parser.add_argument(
+        "--max-in-flight",
+        type=_positive_int,
+        default=DEFAULT_MAX_IN_FLIGHT,
+        metavar="N",
+        help="predictions served at once (per worker); past it and the queue, REST answers 503 "
+        f"with Retry-After, gRPC UNAVAILABLE (default {DEFAULT_MAX_IN_FLIGHT})",
+    )
+    parser.add_argument(
+        "--max-queue",
+        type=_non_negative_int,
+        default=DEFAULT_MAX_QUEUE,
+        metavar="N",
+        help=f"requests allowed to wait for an in-flight slot (default {DEFAULT_MAX_QUEUE})",
+    )
     _add_model(parser)
 
 

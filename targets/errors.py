@@ -11,7 +11,12 @@ Each transport translates these at its own boundary, and only there::
     │   ├── InvalidRequest         violates the canonical schema    422    INVALID_ARGUMENT
     │   ├── ApiVersionDisabled     v2 asked of a v1-only server     404    UNIMPLEMENTED
     │   └── ModelVersionMismatch   asked for a version not served   409    FAILED_PRECONDITION
+    ├── Overloaded             past the in-flight + queue bound   503    UNAVAILABLE
     └── ModelFailure           the model raised: a server fault   500    INTERNAL
+
+``Overloaded`` is neither the client's mistake nor a fault: the request was fine and may succeed
+if sent again later (REST adds ``Retry-After``). It is kept apart from RESOURCE_EXHAUSTED, which
+gRPC already answers for an oversize message.
 """
 
 from __future__ import annotations
@@ -65,6 +70,25 @@ class ApiVersionDisabled(RequestError):
 
 class ModelVersionMismatch(RequestError):
     code = "model_version_mismatch"
+
+
+class Overloaded(ServelabError):
+    """The target is at its in-flight and queue bound and sheds this request (503 / UNAVAILABLE).
+
+    Shedding at a fixed bound keeps memory and queueing delay flat under any offered load;
+    ``retry_after_s`` tells a well-behaved client when to come back.
+    """
+
+    code = "overloaded"
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after_s = retry_after_s
+
+    def to_body(self) -> dict[str, object]:
+        """The canonical ``{"error": {...}}`` body, as ``RequestError.to_body`` gives it."""
+        return {"error": {"code": self.code, "message": self.message}}
 
 
 class ModelFailure(ServelabError):

@@ -45,6 +45,7 @@ STATUS_BY_ERROR_CODE: Final[Mapping[str, grpc.StatusCode]] = {
     "model_version_mismatch": grpc.StatusCode.FAILED_PRECONDITION,
     "model_error": grpc.StatusCode.INTERNAL,
     "internal_error": grpc.StatusCode.INTERNAL,
+    "overloaded": grpc.StatusCode.UNAVAILABLE,
 }
 MESSAGE_CACHE_LIMIT: Final = 1 << 14
 # grpc.aio's details when its own core refused an operation — e.g. a stream write racing the

@@ -8,6 +8,7 @@ in ``api_models`` only document the contract in ``/openapi.json``.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,11 +18,13 @@ from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from targets.admission import AdmissionGate
 from targets.errors import (
     ApiVersionDisabled,
     MalformedRequest,
     ModelFailure,
     ModelVersionMismatch,
+    Overloaded,
     RequestError,
     RequestTooLarge,
     UnsupportedMediaType,
@@ -29,11 +32,14 @@ from targets.errors import (
 from targets.logs import JsonLogger
 from targets.rest import api_models
 from targets.rest.metrics import RestMetrics
-from targets.rest.middleware import ObservabilityMiddleware
+from targets.rest.middleware import AdmissionMiddleware, ObservabilityMiddleware
 from targets.schema import ApiVersion, Limits, check_body_size
 from targets.service import PredictionService
 
 JSON = "application/json"
+# A client-chosen request id is echoed in a header only when it is a legal header value (visible
+# ASCII, inner blanks): anything else would fail latin-1 encoding (a 500) or smuggle a header.
+_HEADER_SAFE = re.compile(r"[\x21-\x7e]+(?:[ \t]+[\x21-\x7e]+)*")
 PREDICT_ROUTES = {"v1": "/v1/predict", "v2": "/v2/predict"}
 ROUTES = (*PREDICT_ROUTES.values(), "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs")
 _STATUS: dict[type[RequestError], int] = {
@@ -53,6 +59,7 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (415, "Content type is not application/json"),
         (422, "Body violates the canonical schema"),
         (500, "The model failed (a server fault)"),
+        (503, "Overloaded: past the in-flight and queue bound; retry after `Retry-After` s"),
     )
 }
 
@@ -64,9 +71,12 @@ def _json_response(
 
 
 def error_response(exc: Exception) -> Response:
-    """The one place REST turns errors into answers: client mistakes 4xx, server faults 500."""
+    """The one place REST turns errors into answers: client mistakes 4xx, server faults 500,
+    overload 503 with ``Retry-After`` (RFC 9110: the client may come back after that long)."""
     if isinstance(exc, RequestError):
         return _json_response(exc.to_body(), _STATUS.get(type(exc), 422))
+    if isinstance(exc, Overloaded):
+        return _json_response(exc.to_body(), 503, {"retry-after": str(exc.retry_after_s)})
     if isinstance(exc, ModelFailure):
         return _json_response({"error": {"code": exc.code, "message": str(exc)}}, 500)
     return _json_response(
@@ -120,7 +130,8 @@ def _predict_route(api: ApiVersion) -> Callable[[Request], Coroutine[Any, Any, R
             return error_response(exc)
         request_id = answer["metadata"]["request_id"]
         request.scope.setdefault("state", {})["request_id"] = request_id  # for the access log
-        return _json_response(answer, headers={"x-request-id": request_id})
+        headers = {"x-request-id": request_id} if _HEADER_SAFE.fullmatch(request_id) else None
+        return _json_response(answer, headers=headers)
 
     predict.__name__ = f"predict_{api}"
     predict.__doc__ = (
@@ -152,8 +163,13 @@ def create_app(
     *,
     metrics: RestMetrics | None = None,
     logger: JsonLogger | None = None,
+    admission: AdmissionGate | None = None,
 ) -> FastAPI:
-    """A FastAPI app serving ``service``; metrics and logger off when ``None``."""
+    """A FastAPI app serving ``service``; metrics and logger off when ``None``.
+
+    ``admission`` bounds the predict routes (503 past it); ``None`` admits everything, for
+    in-process callers that bound their own load.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -227,6 +243,13 @@ def create_app(
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(Exception, unexpected_error)
     _install_openapi(app)
+    if admission is not None:  # added first, so it runs inside observability: 503s are counted
+        app.add_middleware(
+            AdmissionMiddleware,
+            gate=admission,
+            paths=PREDICT_ROUTES.values(),
+            refuse=error_response,
+        )
     if metrics is not None or logger is not None:
         app.add_middleware(ObservabilityMiddleware, routes=ROUTES, metrics=metrics, logger=logger)
     return app

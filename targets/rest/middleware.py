@@ -1,4 +1,4 @@
-"""Pure-ASGI observability middleware: metrics and one access-log line per request.
+"""Pure-ASGI middleware: admission control, and metrics with one access-log line per request.
 
 Pure ASGI rather than Starlette's ``BaseHTTPMiddleware``, which wraps every request in extra
 tasks and streams and costs a large share of a small route's throughput.
@@ -7,10 +7,12 @@ tasks and streams and costs a large share of a small route's throughput.
 from __future__ import annotations
 
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from targets.admission import AdmissionGate
+from targets.errors import Overloaded
 from targets.logs import JsonLogger
 from targets.rest.metrics import RestMetrics
 
@@ -62,3 +64,39 @@ class ObservabilityMiddleware:
                     latency_ms=latency_s * 1e3,
                     request_id=request_id if isinstance(request_id, str) else None,
                 )
+
+
+class AdmissionMiddleware:
+    """Sheds requests to ``paths`` past the gate's bound, before routing or reading the body.
+
+    Other paths (health, readiness, metrics) pass untouched: a probe must see a live server
+    while it is shedding, or an orchestrator would restart the one process doing useful work.
+    ``refuse`` renders the answer, so the error's mapping stays at the app's one boundary.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        gate: AdmissionGate,
+        paths: Collection[str],
+        refuse: Callable[[Overloaded], ASGIApp],
+    ) -> None:
+        self.app = app
+        self.gate = gate
+        self.paths = frozenset(paths)
+        self.refuse = refuse
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in self.paths:
+            await self.app(scope, receive, send)
+            return
+        try:
+            await self.gate.acquire()
+        except Overloaded as exc:
+            await self.refuse(exc)(scope, receive, send)
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.gate.release()

@@ -30,6 +30,7 @@ import uvicorn
 from fastapi import FastAPI
 from uvicorn.supervisors import Multiprocess
 
+from targets.admission import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_QUEUE, AdmissionGate
 from targets.files import write_ready_file
 from targets.logs import JsonLogger
 from targets.rest.app import create_app
@@ -55,6 +56,8 @@ class RestSettings:
     enable_v2: bool = True
     max_instances: int = Limits().max_instances
     max_body_bytes: int = Limits().max_body_bytes
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT  # per worker process
+    max_queue: int = DEFAULT_MAX_QUEUE
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> RestSettings:
@@ -68,11 +71,13 @@ class RestSettings:
             enable_v2=not args.disable_v2,
             max_instances=args.max_instances,
             max_body_bytes=args.max_body_bytes,
+            max_in_flight=args.max_in_flight,
+            max_queue=args.max_queue,
         )
 
 
 def build_app(settings: RestSettings) -> FastAPI:
-    """Load the model and build the app with metrics and access logs."""
+    """Load the model and build the app with metrics, access logs and admission control."""
     service = PredictionService(
         load_model(settings.model_spec),
         transport="rest",
@@ -80,7 +85,9 @@ def build_app(settings: RestSettings) -> FastAPI:
         enable_v2=settings.enable_v2,
     )
     logger = JsonLogger(sys.stderr, settings.log_level, encode=encode_log_record)
-    return create_app(service, metrics=RestMetrics(), logger=logger)
+    # One gate per worker: each process has its own loop and memory to protect.
+    admission = AdmissionGate(settings.max_in_flight, settings.max_queue)
+    return create_app(service, metrics=RestMetrics(), logger=logger, admission=admission)
 
 
 def encode_log_record(record: dict[str, Any]) -> str:

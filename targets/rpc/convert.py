@@ -21,7 +21,13 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from targets.errors import ApiVersionDisabled, InvalidRequest, ModelFailure, RequestError
+from targets.errors import (
+    ApiVersionDisabled,
+    InvalidRequest,
+    ModelFailure,
+    Overloaded,
+    RequestError,
+)
 from targets.rpc import predict_pb2 as pb
 from targets.schema import ApiVersion
 
@@ -92,8 +98,9 @@ def to_response(answer: Mapping[str, Any]) -> pb.PredictResponse:
 
 
 def error_code(exc: BaseException) -> str:
-    """The canonical error code (``RequestError.code``, ``model_error``, ``internal_error``)."""
-    if isinstance(exc, RequestError | ModelFailure):
+    """The canonical error code (``RequestError.code``, ``model_error``, ``overloaded``,
+    ``internal_error``)."""
+    if isinstance(exc, RequestError | ModelFailure | Overloaded):
         return exc.code
     return INTERNAL_ERROR_CODE
 

@@ -7,6 +7,15 @@ writes the answers, so reading and writing overlap and the bounded queues are th
 client feels. A bad stream message is answered in place (``PredictResponse.error``) and the stream
 goes on; unary errors are status codes.
 
+Admission: every unary call and every valid stream message holds a slot of one ``AdmissionGate``
+while the model works on it (a stream message from batcher submit until its answer is ready).
+Past ``--max-in-flight`` and ``--max-queue`` a call ends UNAVAILABLE and a stream message is
+answered in place with ``error.code = "overloaded"``; both carry ``grpc-retry-pushback-ms``, the
+trailing metadata grpc's own retry policy honours. A stream's reader waits at most once at a
+time, so one busy stream is slowed (flow control), not shed. grpc's ``maximum_concurrent_rpcs``
+is not used: it answers RESOURCE_EXHAUSTED, which here means an oversize message, and it would
+count the health checks that must keep answering while the target sheds.
+
 Errors become gRPC statuses in ``translate`` and nowhere else: a client's mistake gets the code
 ``targets.errors`` names for it, a model failure or anything unexpected is INTERNAL (never UNKNOWN,
 never a client code). Messages over ``--max-message-bytes`` never reach a handler: grpc refuses them
@@ -25,15 +34,18 @@ from dataclasses import dataclass
 from typing import Any, Final, NoReturn
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from targets.admission import AdmissionGate
 from targets.batching import BatchingConfig, MicroBatcher
 from targets.errors import (
     ApiVersionDisabled,
     InvalidRequest,
     MalformedRequest,
     ModelVersionMismatch,
+    Overloaded,
     RequestError,
     RequestTooLarge,
     UnsupportedMediaType,
@@ -54,6 +66,7 @@ SHUTDOWN_GRACE_S: Final = 10.0
 HANDLED_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT)
 ERROR_CODE_KEY: Final = "servelab-error-code"  # trailing metadata: the canonical error code
 ERROR_FIELD_KEY: Final = "servelab-error-field"
+RETRY_PUSHBACK_KEY: Final = "grpc-retry-pushback-ms"  # honoured by grpc's retry policy (gRFC A6)
 
 _STATUS_BY_ERROR: Final[dict[type[RequestError], grpc.StatusCode]] = {
     MalformedRequest: grpc.StatusCode.INVALID_ARGUMENT,
@@ -73,10 +86,17 @@ class Failure:
     code: str
     message: str
     field: str | None = None
+    retry_after_ms: int | None = None
 
     def trailing_metadata(self) -> tuple[tuple[str, str], ...]:
-        pairs = ((ERROR_CODE_KEY, self.code),)
-        return pairs if self.field is None else (*pairs, (ERROR_FIELD_KEY, self.field))
+        pairs: tuple[tuple[str, str], ...] = ((ERROR_CODE_KEY, self.code),)
+        if self.field is not None:
+            # A field path can quote the client's own key (options.<key>); metadata values must
+            # be printable ASCII or the whole status fails to send, so escape everything else.
+            pairs += ((ERROR_FIELD_KEY, self.field.encode("unicode_escape").decode("ascii")),)
+        if self.retry_after_ms is not None:
+            pairs += ((RETRY_PUSHBACK_KEY, str(self.retry_after_ms)),)
+        return pairs
 
 
 def translate(exc: Exception) -> Failure:
@@ -87,6 +107,13 @@ def translate(exc: Exception) -> Failure:
             grpc.StatusCode.INVALID_ARGUMENT,
         )
         return Failure(status, exc.code, exc.message, exc.field)
+    if isinstance(exc, Overloaded):  # not RESOURCE_EXHAUSTED: that one means an oversize message
+        return Failure(
+            grpc.StatusCode.UNAVAILABLE,
+            exc.code,
+            exc.message,
+            retry_after_ms=exc.retry_after_s * 1000,
+        )
     # ModelFailure's message names the model and the exception type, not the exception's text
     # (which could leak internals); anything else is a server bug and says no more than that.
     code = convert.error_code(exc)
@@ -109,6 +136,9 @@ class _Pending:
     outcome: asyncio.Future[dict[str, Any]] | Failure
     request_id: str | None
 
+
+# A request as ``_decode_request`` hands it over: the message, or why its bytes are not one.
+_Decoded = pb.PredictRequest | MalformedRequest
 
 # What the reader hands the writer: a message, the exception that broke reading, or end of input.
 _StreamItem = _Pending | Exception | None
@@ -140,11 +170,14 @@ class PredictorServicer(predict_pb2_grpc.PredictorServicer):
         logger: JsonLogger,
         *,
         pending_limit: int,
+        admission: AdmissionGate | None = None,
     ) -> None:
         self.service = service
         self.batcher = batcher
         self.logger = logger
         self.pending_limit = pending_limit
+        # None: no bound, for in-process callers (grpc-inprocess) that bound their own load.
+        self.admission = admission or AdmissionGate.unbounded()
 
     def _access(self, transport: str, route: str, status: str, started_s: float, rid: Any) -> None:
         latency_ms = (time.perf_counter() - started_s) * 1e3
@@ -155,13 +188,17 @@ class PredictorServicer(predict_pb2_grpc.PredictorServicer):
     def _log_internal(self, event: str, exc: Exception) -> None:
         self.logger.log("error", event, error=repr(exc), cause=repr(exc.__cause__))
 
-    async def Predict(self, request: pb.PredictRequest, context: Any) -> pb.PredictResponse:
+    async def Predict(self, request: _Decoded, context: Any) -> pb.PredictResponse:
         started_s = time.perf_counter()
+        if isinstance(request, MalformedRequest):  # bytes that are no PredictRequest
+            self._access("grpc", PREDICT_ROUTE, "INVALID_ARGUMENT", started_s, None)
+            await _abort(context, translate(request))
         if self.logger.enabled("debug"):  # lets a test see a call arrive before it signals
             self.logger.log("debug", "rpc_started", route=PREDICT_ROUTE, peer=context.peer())
         try:
-            body, api = convert.to_canonical(request, enable_v2=self.service.enable_v2)
-            answer = await self.service.predict_async(self.service.parse(body, api))
+            async with self.admission.admit():
+                body, api = convert.to_canonical(request, enable_v2=self.service.enable_v2)
+                answer = await self.service.predict_async(self.service.parse(body, api))
             response = convert.to_response(answer)
         except asyncio.CancelledError:  # the client went away or the grace period ran out
             self._access("grpc", PREDICT_ROUTE, "CANCELLED", started_s, request.request_id or None)
@@ -178,7 +215,7 @@ class PredictorServicer(predict_pb2_grpc.PredictorServicer):
         return response
 
     async def PredictStream(
-        self, request_iterator: AsyncIterator[pb.PredictRequest], context: Any
+        self, request_iterator: AsyncIterator[_Decoded], context: Any
     ) -> AsyncIterator[pb.PredictResponse]:
         """The handler writes (awaiting futures in request order); a reader task reads."""
         pending: asyncio.Queue[_StreamItem] = asyncio.Queue(self.pending_limit)
@@ -203,7 +240,7 @@ class PredictorServicer(predict_pb2_grpc.PredictorServicer):
 
     async def _read_stream(
         self,
-        request_iterator: AsyncIterator[pb.PredictRequest],
+        request_iterator: AsyncIterator[_Decoded],
         pending: asyncio.Queue[_StreamItem],
     ) -> None:
         """Read every message (``async for``, never mixed with ``read()``) and queue it.
@@ -224,16 +261,30 @@ class PredictorServicer(predict_pb2_grpc.PredictorServicer):
         else:
             await pending.put(None)
 
-    async def _submit(self, message: pb.PredictRequest) -> _Pending:
-        """Validate one stream message; a valid one goes to the batcher (waiting while full)."""
+    async def _submit(self, message: _Decoded) -> _Pending:
+        """Validate one stream message; a valid one takes an admission slot (or is answered
+        ``overloaded`` in place) and goes to the batcher (waiting while full)."""
         started_s = time.perf_counter()
+        if isinstance(message, MalformedRequest):  # undecodable: answered in place like any bad one
+            return _Pending(started_s, translate(message), None)
         request_id = message.request_id or None
         try:
             body, api = convert.to_canonical(message, enable_v2=self.service.enable_v2)
             request = self.service.parse(body, api)
-        except RequestError as exc:
+            await self.admission.acquire()
+        except (RequestError, Overloaded) as exc:
             return _Pending(started_s, translate(exc), request_id)
-        return _Pending(started_s, await self.batcher.submit(request), request_id)
+        try:
+            future = await self.batcher.submit(request)
+        except BaseException:
+            self.admission.release()
+            raise
+        # Released when the answer is ready, even if the stream is gone by then.
+        future.add_done_callback(self._release_slot)
+        return _Pending(started_s, future, request_id)
+
+    def _release_slot(self, _: asyncio.Future[dict[str, Any]]) -> None:
+        self.admission.release()
 
     async def _answer(self, item: _Pending) -> tuple[pb.PredictResponse, str, str | None]:
         """The response to one stream message, its status name and request id."""
@@ -305,11 +356,13 @@ def build_server(
     batching: BatchingConfig,
     max_message_bytes: int,
     logger: JsonLogger,
+    admission: AdmissionGate | None = None,
 ) -> GrpcTarget:
     """Wire a grpc.aio server (Predictor, health, reflection) around ``service``; not yet bound.
 
     Stream responses carry ``transport="grpc-stream"``: the batcher answers through a sibling
-    service that shares the model, limits and API switch.
+    service that shares the model, limits and API switch. ``admission`` bounds Predictor work
+    (UNAVAILABLE past it); ``None`` admits everything.
     """
     stream_service = PredictionService(
         service.model,
@@ -324,14 +377,45 @@ def build_server(
             ("grpc.so_reuseport", 0),  # a busy port must fail, not be shared silently
         ]
     )
-    servicer = PredictorServicer(service, batcher, logger, pending_limit=batching.queue_size)
-    predict_pb2_grpc.add_PredictorServicer_to_server(servicer, server)
+    servicer = PredictorServicer(
+        service, batcher, logger, pending_limit=batching.queue_size, admission=admission
+    )
+    _add_predictor(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     return GrpcTarget(server, servicer, health_servicer, batcher)
+
+
+def _decode_request(data: bytes) -> _Decoded:
+    """Parse a request message; bytes that are no ``PredictRequest`` become a ``MalformedRequest``
+    the handler answers INVALID_ARGUMENT (grpc would answer a raising deserializer UNKNOWN)."""
+    try:
+        return pb.PredictRequest.FromString(data)
+    except DecodeError as exc:
+        return MalformedRequest(
+            f"message is not a valid {pb.PredictRequest.DESCRIPTOR.full_name}: {exc}"
+        )
+
+
+def _add_predictor(servicer: PredictorServicer, server: Any) -> None:
+    """``add_PredictorServicer_to_server`` with ``_decode_request`` as the request deserializer."""
+    handlers = {
+        "Predict": grpc.unary_unary_rpc_method_handler(
+            servicer.Predict,
+            request_deserializer=_decode_request,
+            response_serializer=pb.PredictResponse.SerializeToString,
+        ),
+        "PredictStream": grpc.stream_stream_rpc_method_handler(
+            servicer.PredictStream,
+            request_deserializer=_decode_request,
+            response_serializer=pb.PredictResponse.SerializeToString,
+        ),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)
 
 
 def format_address(host: str, port: int) -> str:
@@ -348,10 +432,15 @@ async def serve(
     batching: BatchingConfig,
     max_message_bytes: int,
     logger: JsonLogger,
+    admission: AdmissionGate | None = None,
 ) -> int:
     """Serve until SIGTERM/SIGINT, then shut down gracefully; the process exit code."""
     target = build_server(
-        service, batching=batching, max_message_bytes=max_message_bytes, logger=logger
+        service,
+        batching=batching,
+        max_message_bytes=max_message_bytes,
+        logger=logger,
+        admission=admission,
     )
     bound = await target.start(host, port)
     address = format_address(host, bound)
@@ -414,6 +503,7 @@ def main(args: argparse.Namespace) -> int:
                 batching=batching,
                 max_message_bytes=args.max_message_bytes,
                 logger=logger,
+                admission=AdmissionGate(args.max_in_flight, args.max_queue),
             )
         )
     return code

@@ -33,7 +33,7 @@ from loadtests.harness import LoadPlan
 from loadtests.records import Outcome
 from loadtests.workload import INVALID_BODIES, ApiName, Payload, PayloadGenerator, PayloadSpec
 from targets.batching import BatchingConfig, MicroBatcher
-from targets.errors import InvalidRequest, ModelFailure, RequestError
+from targets.errors import InvalidRequest, ModelFailure, Overloaded, RequestError
 from targets.logs import JsonLogger
 from targets.rpc import convert
 from targets.rpc import predict_pb2 as pb
@@ -196,7 +196,7 @@ def test_in_place_error_codes_classify_as_the_status_the_server_gives_them() -> 
     """The stream driver reads ``error.code``; it must mean what the unary status means."""
     kinds: list[type[RequestError]] = [RequestError, *RequestError.__subclasses__()]
     errors: list[Exception] = [kind("probe") for kind in kinds]
-    errors += [ModelFailure("probe"), RuntimeError("probe")]
+    errors += [ModelFailure("probe"), Overloaded("probe"), RuntimeError("probe")]
     codes = {convert.error_code(exc): translate(exc).status for exc in errors}
     assert codes == dict(STATUS_BY_ERROR_CODE)
 

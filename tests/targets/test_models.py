@@ -176,3 +176,9 @@ def test_stdlib_model_specs() -> None:
     assert is_stdlib_model("reference")
     assert is_stdlib_model("synthetic:fixed:1ms")
     assert not is_stdlib_model("tests.targets.sample_models:SumModel")
+
+
+def test_reference_model_survives_the_largest_finite_inputs() -> None:
+    """fsum of huge finite values overflows; the mean of them does not (found by fuzzing)."""
+    assert ReferenceModel().predict([[1.79e308, 1.79e308]]) == [round(1.79e308 * 0.8 + 0.1, 4)]
+    assert reference_prediction([-1.7976931348623157e308] * 3) < 0
