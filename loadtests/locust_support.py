@@ -26,6 +26,7 @@ from loadtests.records import Outcome
 from loadtests.shape_plans import ArrivalPlan, ShapePlan, parse_shape
 from loadtests.thresholds import ThresholdError, parse_threshold
 from loadtests.workload import Payload, PayloadGenerator, PayloadSpec, derive_seeds
+from targets.cli import bounded
 
 if TYPE_CHECKING:
     from targets.models import Model
@@ -66,24 +67,8 @@ def shape_option(text: str) -> str:
     return text
 
 
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number 0..1, got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number 0..1, got {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+_fraction = bounded(float, lambda value: 0.0 <= value <= 1.0, "a number 0..1")
+_positive_int = bounded(int, lambda value: value >= 1, "a positive integer")
 
 
 def add_arguments(parser: Any) -> None:

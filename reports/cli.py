@@ -11,30 +11,16 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from targets.cli import bounded
+
 if TYPE_CHECKING:
     from targets.cli import Subcommands
 
 COMMANDS = {"report": "reports.cli:report_main", "compare": "reports.compare:main"}
 
 
-def _confidence(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}") from None
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}")
-    return value
-
-
-def _resamples(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 100, got {text!r}") from None
-    if value < 100:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 100, got {text!r}")
-    return value
+_confidence = bounded(float, lambda value: 0 < value < 1, "a number in (0, 1)")
+_resamples = bounded(int, lambda value: value >= 100, "an integer >= 100")
 
 
 def add_report_commands(commands: Subcommands) -> None:

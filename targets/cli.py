@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
-from typing import NoReturn, TypeAlias
+from collections.abc import Callable, Sequence
+from typing import NoReturn, TypeAlias, TypeVar
 
 from targets.admission import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_QUEUE
 from targets.errors import ServelabError
@@ -20,6 +20,7 @@ from targets.schema import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES
 from targets.spec import DEFAULT_MODEL_SPEC
 
 EXIT_USAGE = 2
+N = TypeVar("N", int, float)
 Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 # command path -> "module:function" taking the parsed Namespace and returning an exit code
@@ -43,44 +44,28 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def bounded(
+    convert: Callable[[str], N], ok: Callable[[N], bool], expected: str
+) -> Callable[[str], N]:
+    """An argparse ``type``: ``convert`` the text, check ``ok``, else one line saying what was
+    expected (NaN fails every comparison, so it is refused too)."""
+
+    def parse(text: str) -> N:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    return parse
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port 0..65535, got {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port 0..65535, got {text!r}")
-    return value
-
-
-def _window_ms(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected milliseconds, got {text!r}") from None
-    if not 0 <= value <= 60_000:
-        raise argparse.ArgumentTypeError(f"expected 0..60000 ms, got {text!r}")
-    return value
+_positive_int = bounded(int, lambda value: value >= 1, "a positive integer")
+_non_negative_int = bounded(int, lambda value: value >= 0, "an integer >= 0")
+_port = bounded(int, lambda value: 0 <= value <= 65535, "a port 0..65535")
+_window_ms = bounded(float, lambda value: 0 <= value <= 60_000, "milliseconds 0..60000")
 
 
 def _add_model(parser: argparse.ArgumentParser) -> None:
