@@ -17,6 +17,7 @@ stderr; the summary goes to stdout; the exit code is Locust's (1 when a ``--thre
 from __future__ import annotations
 
 import argparse
+import signal
 import subprocess
 import sys
 import time
@@ -38,6 +39,7 @@ TARGET_OF_USER: Final = {
     "BatchUser": None,
 }  # fmt: skip
 CPU_POLL_S: Final = 0.1
+QUIT_GRACE_S: Final = 30.0  # Locust's time to write its partial result after SIGTERM
 HELP: Final = """\
 usage: servelab locust [--model SPEC] [--out FILE] [--json] [-f LOCUSTFILE] [LOCUST OPTIONS] [USERS]
 
@@ -119,7 +121,6 @@ def plan_arguments(
 
 def locust_main(args: argparse.Namespace) -> int:
     from loadtests.display import print_summary
-    from loadtests.launch import launch_target
     from loadtests.locust_session import default_result_path
     from loadtests.result import ResultFileError, load_result
 
@@ -136,18 +137,13 @@ def locust_main(args: argparse.Namespace) -> int:
     if own.out or given is None:  # the last --result wins in Locust's parser
         locust_args += ["--result", str(out)]
     locust_args += ["--model", own.model]
-    with ExitStack() as stack:
-        targets = {kind: stack.enter_context(launch_target(kind, model_spec=own.model))
-                   for kind in start}  # fmt: skip
-        if "rest" in targets:
-            locust_args += ["--host", targets["rest"].url]
-        if "grpc" in targets:
-            locust_args += ["--grpc-host", targets["grpc"].address]
-        locustfile = own.locustfile
-        if option_value(locust_args, "--shape") is not None and SHAPES.name not in locustfile:
-            locustfile += f",{SHAPES}"  # --shape needs the shape class loaded
-        command = [sys.executable, "-m", "locust", "-f", locustfile, *locust_args]
-        code, target_cpu = _run(command, [target.pid for target in targets.values()])
+    # While targets start and stop, SIGTERM acts as Ctrl-C so the ExitStack still stops them;
+    # while Locust runs, ``_run`` passes signals on to it.
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        code, targets, target_cpu = _run_with_targets(own, locust_args, start)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     try:
         result = load_result(out)
     except ResultFileError as exc:
@@ -162,26 +158,60 @@ def locust_main(args: argparse.Namespace) -> int:
     return 130 if result["run"]["partial"] else code
 
 
+def _run_with_targets(
+    own: argparse.Namespace, locust_args: list[str], start: list[str]
+) -> tuple[int, list[str], list[tuple[float, float]]]:
+    """Start the targets Locust needs, run it, stop them: (exit code, the kinds started, their
+    CPU samples)."""
+    from loadtests.launch import launch_target
+
+    with ExitStack() as stack:
+        targets = {kind: stack.enter_context(launch_target(kind, model_spec=own.model))
+                   for kind in start}  # fmt: skip
+        if "rest" in targets:
+            locust_args += ["--host", targets["rest"].url]
+        if "grpc" in targets:
+            locust_args += ["--grpc-host", targets["grpc"].address]
+        locustfile = own.locustfile
+        if option_value(locust_args, "--shape") is not None and SHAPES.name not in locustfile:
+            locustfile += f",{SHAPES}"  # --shape needs the shape class loaded
+        command = [sys.executable, "-m", "locust", "-f", locustfile, *locust_args]
+        code, target_cpu = _run(command, [target.pid for target in targets.values()])
+    return code, list(targets), target_cpu
+
+
 def _run(command: list[str], target_pids: list[int]) -> tuple[int, list[tuple[float, float]]]:
     """Run Locust (output to our stderr) while sampling the started targets' CPU seconds;
-    returns its exit code and the ``(wall clock s, cpu s)`` samples."""
+    returns its exit code and the ``(wall clock s, cpu s)`` samples. SIGINT/SIGTERM of this
+    process are passed to Locust as SIGTERM — its graceful quit, which writes the partial
+    result — and Locust gets ``QUIT_GRACE_S`` to do so before it is killed."""
     from loadtests.environment import process_tree_cpu_s
 
     samples: list[tuple[float, float]] = []
+    asked_to_stop_at: list[float] = []
 
     def sample() -> None:
         if target_pids:
             samples.append((time.time(), sum(process_tree_cpu_s(pid) for pid in target_pids)))
 
     process = subprocess.Popen(command, stdout=sys.stderr)
+
+    def forward(_signum: int, _frame: object) -> None:
+        asked_to_stop_at.append(time.monotonic())
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         while process.poll() is None:
             sample()
+            if asked_to_stop_at and time.monotonic() - asked_to_stop_at[0] > QUIT_GRACE_S:
+                process.kill()  # Locust did not quit: what it measured is lost, not the target
             time.sleep(CPU_POLL_S)
-    except KeyboardInterrupt:  # Locust got the same Ctrl-C: let it write its partial result
-        pass
     finally:
         code = process.wait()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     sample()
     return code, samples
 

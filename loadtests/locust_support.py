@@ -27,6 +27,7 @@ from loadtests.shape_plans import ArrivalPlan, ShapePlan, parse_shape
 from loadtests.thresholds import ThresholdError, parse_threshold
 from loadtests.workload import Payload, PayloadGenerator, PayloadSpec, derive_seeds
 from targets.cli import bounded
+from targets.units import parse_duration_s
 
 if TYPE_CHECKING:
     from targets.models import Model
@@ -57,6 +58,17 @@ def instances_option(text: str) -> str:
     if match is None or int(match.group(1)) > int(match.group(2) or match.group(1)):
         raise argparse.ArgumentTypeError(f"expected N or MIN:MAX with MIN <= MAX, got {text!r}")
     return text
+
+
+def timeout_option(text: str) -> float:
+    """argparse type: a positive duration (``300ms``, ``30s``) in seconds."""
+    try:
+        seconds = parse_duration_s(text, what="--request-timeout")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"--request-timeout must be positive, got {text!r}")
+    return seconds
 
 
 def shape_option(text: str) -> str:
@@ -97,6 +109,8 @@ def add_arguments(parser: Any) -> None:
         help="servelab: rows per BatchUser job")  # fmt: skip
     add("--grpc-host", default=None, metavar="HOST:PORT",
         help="servelab: gRPC target of GrpcUser/GrpcStreamUser (default: --host)")  # fmt: skip
+    add("--request-timeout", type=timeout_option, default=REQUEST_TIMEOUT_S, metavar="D",
+        help="servelab: per-request timeout of every servelab user, e.g. 2s")  # fmt: skip
     add("--allow-remote", action="store_true", default=False,
         help="servelab: allow a target that is not a loopback address")  # fmt: skip
     add("--result", default=None, metavar="FILE", shown=False,
@@ -112,6 +126,11 @@ def option(options: object, name: str, default: Any = None) -> Any:
     """An option's value; the default when Locust runs without parsed options (as a library)."""
     value = getattr(options, name, None)
     return default if value is None else value
+
+
+def request_timeout_s(options: object) -> float:
+    """``--request-timeout`` in seconds (``REQUEST_TIMEOUT_S`` when Locust runs as a library)."""
+    return float(option(options, "request_timeout", REQUEST_TIMEOUT_S))
 
 
 def grpc_address(options: object, host: str | None) -> str:
@@ -206,12 +225,20 @@ def judge_http(payload: Payload, status: int, body: bytes | None) -> Reply:
 
 
 def http_error_class(error: BaseException) -> str:
-    """No HTTP answer at all: the class of what went wrong (as ``RestDriver`` names them)."""
+    """No HTTP answer at all: the class of what went wrong, named as ``RestDriver`` names them.
+    geventhttpclient wraps the cause in ``RetriesExceeded(original=...)``, and reports a reset
+    before the first byte of an answer as ``HTTPConnectionClosed`` (so both are
+    ``disconnected`` under Locust; the harness tells a reset apart)."""
+    original = getattr(error, "original", None)
+    if isinstance(original, BaseException):
+        error = original
     if isinstance(error, ConnectionRefusedError):
         return "connect"
     if isinstance(error, TimeoutError) or type(error).__name__ == "Timeout":  # gevent's Timeout
         return "timeout"
-    if isinstance(error, ConnectionResetError | BrokenPipeError):
+    if isinstance(error, ConnectionResetError):
+        return "reset"
+    if isinstance(error, BrokenPipeError) or type(error).__name__ == "HTTPConnectionClosed":
         return "disconnected"
     return f"io_{type(error).__name__}"
 

@@ -46,7 +46,6 @@ from loadtests.locust_session import Role, Session
 from loadtests.locust_support import (
     LATENCY_NS_KEY,
     REPLY_KEY,
-    REQUEST_TIMEOUT_S,
     add_arguments,
     grpc_address,
     http_error_class,
@@ -56,6 +55,7 @@ from loadtests.locust_support import (
     option,
     pacing_wait_s,
     request_name,
+    request_timeout_s,
     score_batch,
 )
 from loadtests.records import Outcome
@@ -159,8 +159,13 @@ class RestUser(ServelabMixin, FastHttpUser):
     """POSTs canonical payloads to ``/v1/predict`` or ``/v2/predict`` (``--api``)."""
 
     servelab_target: ClassVar[str] = "rest"
-    network_timeout = REQUEST_TIMEOUT_S
-    connection_timeout = REQUEST_TIMEOUT_S
+
+    def __init__(self, environment: Environment) -> None:
+        # FastHttpUser builds its session from these in __init__; options are parsed by then.
+        self.network_timeout = self.connection_timeout = request_timeout_s(
+            environment.parsed_options
+        )
+        super().__init__(environment)
 
     @task
     def predict(self) -> None:
@@ -200,6 +205,7 @@ class _GrpcUser(ServelabUser):
 
         from targets.rpc import predict_pb2_grpc
 
+        self.timeout_s = request_timeout_s(self.servelab.options)
         self.channel = grpc.insecure_channel(grpc_address(self.servelab.options, self.host))
         self.stub = predict_pb2_grpc.PredictorStub(self.channel)
 
@@ -220,7 +226,7 @@ class GrpcUser(_GrpcUser):
         message, _size = workload.message(payload)
         started_s, started_ns = self.started()
         try:
-            response = self.stub.Predict(message, timeout=REQUEST_TIMEOUT_S)
+            response = self.stub.Predict(message, timeout=self.timeout_s)
         except Exception as exc:  # grpc.RpcError, and anything else the channel raises
             reply, length = judge_rpc_error(payload, exc), 0
         else:
@@ -262,7 +268,7 @@ class GrpcStreamUser(_GrpcUser):
 
     def exchange(self, payload: Payload, message: Any) -> tuple[Reply, int]:
         """Send one message, read its answer: (reply, response bytes)."""
-        timer = gevent.Timeout(REQUEST_TIMEOUT_S)
+        timer = gevent.Timeout(self.timeout_s)
         timer.start()
         try:
             self.requests.put(message)

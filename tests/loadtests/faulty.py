@@ -2,7 +2,8 @@
 
 ``FaultyRestTarget`` speaks just enough HTTP/1.1 (keep-alive, Content-Length) to answer the
 canonical ``/v1/predict`` and ``/v2/predict``; ``FaultyGrpcTarget`` serves ``Predictor.Predict``
-with grpc.aio. A *script* maps the request's index (0, 1, 2... in arrival order) to a ``Fault``:
+and ``PredictStream`` (one script entry per message) with grpc.aio. A *script* maps the
+request's index (0, 1, 2... in arrival order) to a ``Fault``:
 
 - ``OK``: a canonical answer; ``Slow(s)``: the same after ``s`` seconds;
 - ``HANG``: never answer (the client's per-request timeout ends it);
@@ -10,7 +11,8 @@ with grpc.aio. A *script* maps the request's index (0, 1, 2... in arrival order)
 - ``Status(code)``: answer that HTTP status (5xx bursts) or gRPC status (UNAVAILABLE).
 
 ``stop()`` is "the target was killed": the listener goes and every open connection is cut. Both
-run in the test's event loop on 127.0.0.1, port 0; hanging handlers end when the target stops.
+run in the test's event loop on 127.0.0.1, port 0 (``ThreadedTarget``: on a loop of their own in
+a thread, for load from another process); hanging handlers end when the target stops.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import asyncio
 import contextlib
 import socket
 import struct
+import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -169,8 +172,19 @@ class _ScriptedPredictor(predict_pb2_grpc.PredictorServicer):
     async def PredictStream(
         self, request_iterator: Any, context: Any
     ) -> AsyncIterator[pb.PredictResponse]:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "the faulty target is unary only")
-        yield pb.PredictResponse()  # never reached: abort raises; makes this a stream handler
+        """Each message takes the next script entry: a ``Status`` ends the whole stream."""
+        target = self.target
+        async for request in request_iterator:
+            fault = target.script(target.seen)
+            target.seen += 1
+            if fault == HANG:
+                await target.stopped.wait()
+            if isinstance(fault, Slow):
+                await asyncio.sleep(fault.delay_s)
+            if isinstance(fault, Status) and isinstance(fault.code, grpc.StatusCode):
+                await context.abort(fault.code, "scripted")
+            body = {"rows": [list(row.values) for row in request.rows]} if request.rows else {}
+            yield convert.to_response(_answer(body, "grpc"))
 
 
 class FaultyGrpcTarget:
@@ -197,3 +211,47 @@ class FaultyGrpcTarget:
         if self._server is not None:
             server, self._server = self._server, None
             await server.stop(grace=None)
+
+
+class ThreadedTarget:
+    """A faulty target served from its own event loop in a thread, for load from another
+    process (Locust). ``where`` is its URL or address; ``seen`` and ``kill()`` as above."""
+
+    def __init__(self, make: Callable[[], FaultyRestTarget | FaultyGrpcTarget]) -> None:
+        self._make = make
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self.target: FaultyRestTarget | FaultyGrpcTarget | None = None
+
+    def __enter__(self) -> ThreadedTarget:
+        self._thread.start()
+        self.target = self._call(self._start())
+        return self
+
+    async def _start(self) -> FaultyRestTarget | FaultyGrpcTarget:
+        return await self._make().start()
+
+    def _call(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=30)
+
+    @property
+    def where(self) -> str:
+        target = self.target
+        assert target is not None
+        return target.url if isinstance(target, FaultyRestTarget) else target.address
+
+    @property
+    def seen(self) -> int:
+        return self.target.seen if self.target is not None else 0
+
+    def kill(self) -> None:
+        if self.target is not None:
+            self._call(self.target.stop())
+
+    def __exit__(self, *_exc: object) -> None:
+        try:
+            self.kill()
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=30)
+            self._loop.close()

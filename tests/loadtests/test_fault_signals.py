@@ -236,3 +236,44 @@ def test_sigterm_while_the_target_starts_still_stops_it(tmp_path: Path) -> None:
     assert "Traceback" not in stderr
     alive = [(pid, Path(f"/proc/{pid}/cmdline").read_bytes()) for pid in started if _alive(pid)]
     assert not alive, stderr
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def test_sigterm_of_servelab_locust_writes_a_partial_result_and_stops_everything(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "locust.json"
+    process = _servelab(
+        "locust", "-u", "2", "-t", "60s", "--only-summary", "--out", str(out), cwd=tmp_path
+    )
+    started: list[int] = []
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while True:  # polled: the REST target servelab started, and Locust beside it
+            started = list(_descendants(process.pid))
+            serving = [pid for pid in started if b"targets.cli" in _cmdline(pid)]
+            if serving and any(b"locust" in _cmdline(pid) for pid in started):
+                break
+            assert process.poll() is None, "servelab locust ended early"
+            assert time.monotonic() < deadline, "servelab locust started no target and Locust"
+            time.sleep(0.05)
+        _wait_for_load(serving[0])
+        started = list(_descendants(process.pid))
+        process.send_signal(signal.SIGTERM)
+    finally:
+        _, stderr = _finish(process)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    result = load_result(out)
+    assert result["run"]["tool"] == "locust"
+    assert result["run"]["partial"] is True
+    assert result["verdict"]["valid"] is False
+    assert "interrupted" in result["verdict"]["reasons"]
+    assert result["summary"]["requests"] > 0
+    assert not [pid for pid in started if _alive(pid)], stderr

@@ -88,8 +88,20 @@ def test_http_answers_are_judged_like_servelab_run(
 def test_errors_without_an_answer_get_classes() -> None:
     assert http_error_class(ConnectionRefusedError()) == "connect"
     assert http_error_class(TimeoutError()) == "timeout"
-    assert http_error_class(ConnectionResetError()) == "disconnected"
+    assert http_error_class(ConnectionResetError()) == "reset"
+    assert http_error_class(BrokenPipeError()) == "disconnected"
     assert http_error_class(OSError()) == "io_OSError"
+
+    class HTTPConnectionClosed(Exception):  # geventhttpclient's, by name (no gevent here)
+        pass
+
+    class RetriesExceeded(Exception):
+        def __init__(self, original: BaseException) -> None:
+            self.original = original
+
+    assert http_error_class(HTTPConnectionClosed()) == "disconnected"
+    assert http_error_class(RetriesExceeded(TimeoutError())) == "timeout"
+    assert http_error_class(RetriesExceeded(ConnectionRefusedError())) == "connect"
 
 
 def test_grpc_and_edge_answers() -> None:
