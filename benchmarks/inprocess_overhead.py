@@ -10,6 +10,7 @@ this kind of machine) and RSS flat after warm-up (<= 50 MB growth over 10 M requ
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import sys
 import time
@@ -40,6 +41,7 @@ def bare_calls_per_s(rows: list[list[float]], calls: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=10_000_000)
+    parser.add_argument("--json", action="store_true", help="one JSON line, for selfbench")
     options = parser.parse_args()
     rows = [[float(i), float(i + 1), float(i + 2), float(i + 3)] for i in range(64)]
     run_tight(trivial, rows, 500_000, Recorder())  # warm-up: allocator, numpy, caches
@@ -51,6 +53,12 @@ def main() -> None:
     elapsed = time.perf_counter() - started
     per_call_ns = elapsed / options.requests * 1e9
     bare_ns = 1e9 / bare
+    if options.json:
+        figures = {"requests": recorder.requests, "calls_per_s": options.requests / elapsed,
+                   "ns_per_sample": per_call_ns, "overhead_ns": per_call_ns - bare_ns,
+                   "rss_growth_mb": rss_mb() - baseline_mb}  # fmt: skip
+        print(json.dumps(figures))
+        return
     print(f"requests recorded        {recorder.requests:,}")
     print(f"timed calls/s            {options.requests / elapsed:,.0f}")
     print(f"ns per recorded sample   {per_call_ns:.0f}  (untimed call alone: {bare_ns:.0f} ns)")

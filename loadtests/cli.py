@@ -120,6 +120,14 @@ def add_run_command(commands: Subcommands) -> None:
     run.add_argument("--window-ms", type=float, metavar="MS")
     run.add_argument("--connections", type=int, metavar="N")
     run.add_argument("--timeout", type=_duration, default=30.0, metavar="D")
+    run.add_argument(
+        "--loop", choices=["harness", "tight"], default="harness",
+        help="inprocess only: tight = the model called back to back (1 caller, no JSON)",
+    )  # fmt: skip
+    run.add_argument(
+        "--client", choices=["auto", "fast", "aiohttp"], default="auto",
+        help="REST client: fast (HTTP/1.1 on asyncio + httptools; auto for http://) or aiohttp",
+    )  # fmt: skip
     run.add_argument("--label")
     run.add_argument("--profile")
     run.add_argument("--target-pid", type=int, metavar="PID", help="count this process's CPU")
@@ -158,7 +166,7 @@ def settings_from_args(args: argparse.Namespace) -> RunSettings:
     else:
         plan = LoadPlan(
             mode="closed",
-            concurrency=args.concurrency or 8,
+            concurrency=args.concurrency or (1 if args.loop == "tight" else 8),
             think_time_s=args.think_time,
             duration_s=duration,
             requests=args.requests,
@@ -186,6 +194,8 @@ def settings_from_args(args: argparse.Namespace) -> RunSettings:
         batch_size=args.batch_size,
         window_ms=args.window_ms,
         connections=args.connections,
+        http_client=args.client,
+        loop=args.loop,
         timeout_s=args.timeout,
         label=args.label,
         profile=args.profile,

@@ -17,8 +17,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-import numpy as np
-
 from loadtests.clock import Clock, clock_for_running_loop
 from loadtests.drivers.base import Driver
 from loadtests.histogram import IntArray
@@ -259,15 +257,6 @@ class Harness:
         return self.recorder
 
 
-def late_share(lateness_counts: IntArray, threshold_index: int) -> float:
-    """Share of sends later than the value at ``threshold_index`` of a lateness histogram."""
-    total = int(lateness_counts.sum())
-    return float(lateness_counts[threshold_index + 1 :].sum()) / total if total else 0.0
-
-
 def lateness_over(recorder: Recorder, threshold_ns: int) -> float:
     """Share of measured sends that started more than ``threshold_ns`` after their schedule."""
-    histogram = recorder.lateness
-    counts = np.ctypeslib.as_array(histogram.hdr.counts)
-    index = int(histogram.counts_indices(np.array([threshold_ns], dtype=np.int64))[0])
-    return late_share(counts, index)
+    return recorder.lateness.share_above(threshold_ns)

@@ -105,6 +105,14 @@ class LatencyHistogram:
         self.hdr.add(other.hdr)
         self.saturated += other.saturated
 
+    def share_above(self, value_ns: int) -> float:
+        """Share of the recorded values above ``value_ns`` (to the histogram's precision)."""
+        total = int(self._counts.sum())
+        if not total:
+            return 0.0
+        index = int(self.counts_indices(np.array([value_ns], dtype=np.int64))[0])
+        return float(self._counts[index + 1 :].sum()) / total
+
     def percentile_ns(self, percentile: float) -> int:
         return int(self.hdr.get_value_at_percentile(percentile)) if self.total else 0
 

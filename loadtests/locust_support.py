@@ -207,23 +207,6 @@ def request_name(base: str, payload: Payload) -> str:
 # -- verdicts on answers --------------------------------------------------------------------------
 
 
-def judge_http(payload: Payload, status: int, body: bytes | None) -> Reply:
-    """An HTTP answer, with ``RestDriver``'s classes: 200 → the canonical check, 4xx → expected
-    rejection for an invalid payload, anything else ``http_<status>``."""
-    if status == 200:
-        answer: object
-        try:
-            answer = orjson.loads(body or b"")
-        except orjson.JSONDecodeError:
-            answer = None
-        return judge_answer(payload, True, answer, False)
-    if 400 <= status < 500:
-        reply = judge_answer(payload, False, None, True)
-        if reply[0] != Outcome.FAILURE:
-            return reply
-    return Outcome.FAILURE, f"http_{status}", 0, False
-
-
 def http_error_class(error: BaseException) -> str:
     """No HTTP answer at all: the class of what went wrong, named as ``RestDriver`` names them.
     geventhttpclient wraps the cause in ``RetriesExceeded(original=...)``, and reports a reset

@@ -40,7 +40,7 @@ from locust.env import Environment
 from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
 
-from loadtests.drivers.base import Reply
+from loadtests.drivers.base import Reply, judge_http
 from loadtests.drivers.grpc import judge_response
 from loadtests.locust_session import Role, Session
 from loadtests.locust_support import (
@@ -50,7 +50,6 @@ from loadtests.locust_support import (
     grpc_address,
     http_error_class,
     judge_edge,
-    judge_http,
     judge_rpc_error,
     option,
     pacing_wait_s,

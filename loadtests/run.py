@@ -24,6 +24,7 @@ from loadtests.harness import Harness, LoadPlan
 from loadtests.launch import LaunchedTarget, launch_target
 from loadtests.result import RunInfo, build_result, write_result
 from loadtests.safety import check_target_allowed
+from loadtests.tight import TightHarness
 from loadtests.verdict import judge_run
 from loadtests.workload import PayloadGenerator, PayloadSpec, derive_seeds
 
@@ -35,6 +36,7 @@ TARGETS = (
     "batch", "stream", "edge",
 )  # fmt: skip
 IN_PROCESS = frozenset({"inprocess", "rest-inprocess", "grpc-inprocess", "batch", "stream", "edge"})
+HTTP_CLIENTS = ("auto", "fast", "aiohttp")
 NEEDS_SERVER = {"rest": "rest", "grpc": "grpc", "grpc-stream": "grpc", "edge": "rest"}
 
 
@@ -53,6 +55,8 @@ class RunSettings:
     batch_size: int | None = None
     window_ms: float | None = None
     connections: int | None = None
+    http_client: str = "auto"  # REST: "fast" (drivers/http1.py), "aiohttp", or auto by scheme
+    loop: str = "harness"  # "tight": inprocess only, the model called back to back (tight.py)
     timeout_s: float = 30.0
     label: str | None = None
     profile: str | None = None
@@ -64,6 +68,16 @@ class RunSettings:
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
             raise ValueError(f"--target must be one of {', '.join(TARGETS)}, got {self.target!r}")
+        if self.loop not in ("harness", "tight"):
+            raise ValueError(f"--loop must be harness or tight, got {self.loop!r}")
+        if self.loop == "tight" and self.target != "inprocess":
+            raise ValueError(f"--loop tight needs --target inprocess, not {self.target}")
+        if self.loop == "tight" and self.payloads.invalid_fraction:
+            raise ValueError("--loop tight calls the model directly: no --invalid-fraction")
+        if self.http_client not in HTTP_CLIENTS:
+            raise ValueError(
+                f"--client must be one of {', '.join(HTTP_CLIENTS)}, got {self.http_client!r}"
+            )
         if self.url is not None:
             check_target_allowed(self.url, allow_remote=self.allow_remote, option="--url")
         if self.address is not None:
@@ -108,10 +122,15 @@ def make_driver(settings: RunSettings, server: LaunchedTarget | None) -> Driver:
         service = PredictionService(load_model(settings.model), transport="rest")
         return AsgiDriver(create_app(service))
     if target == "rest":
-        from loadtests.drivers.rest import RestDriver
-
         url = settings.url or (server.url if server else "")
         connections = _connections(settings)
+        client = settings.http_client
+        if client == "fast" or (client == "auto" and url.startswith("http://")):
+            from loadtests.drivers.http1 import Http1Driver
+
+            return Http1Driver(url, connections=connections, timeout_s=settings.timeout_s)
+        from loadtests.drivers.rest import RestDriver
+
         return RestDriver(url, connections=connections, timeout_s=settings.timeout_s)
     if target == "grpc":
         from loadtests.drivers.grpc import GrpcUnaryDriver
@@ -229,7 +248,33 @@ def _run_info(settings: RunSettings, driver: Driver) -> RunInfo:
     )
 
 
-def _event_log(path: Path | None, run: RunInfo, harness: Harness) -> EventLog | None:
+def _make_harness(
+    settings: RunSettings,
+    driver: Driver,
+    payloads: PayloadGenerator,
+    schedule_seed: int,
+    on_tick: Callable[..., None] | None,
+    on_measure_start: Callable[[], None],
+) -> Harness | TightHarness:
+    if settings.loop == "tight":
+        from targets.spec import load_model
+
+        rows = [payloads.payload(slot).rows[0] for slot in range(settings.payloads.distinct)]
+        return TightHarness(
+            load_model(settings.model), rows, settings.plan,
+            on_tick=on_tick, on_measure_start=on_measure_start,
+        )  # fmt: skip
+    return Harness(
+        driver,
+        payloads,
+        settings.plan,
+        schedule_seed=schedule_seed,
+        on_tick=on_tick,
+        on_measure_start=on_measure_start,
+    )
+
+
+def _event_log(path: Path | None, run: RunInfo, harness: Harness | TightHarness) -> EventLog | None:
     """The ``--events`` log, fed by the recorder at each fold (the hot path is unchanged)."""
     if path is None:
         return None
@@ -265,13 +310,8 @@ async def execute(
             if callable(mark_driver):  # drivers that count for ``extra`` drop warm-up too
                 mark_driver()
 
-        harness = Harness(
-            driver,
-            payloads,
-            settings.plan,
-            schedule_seed=schedule_seed,
-            on_tick=on_tick,
-            on_measure_start=on_measure_start,
+        harness = _make_harness(
+            settings, driver, payloads, schedule_seed, on_tick, on_measure_start
         )
         run = _run_info(settings, driver)  # before the run: ``started_at`` is the start
         event_log = _event_log(events, run, harness)
@@ -311,6 +351,8 @@ async def execute(
     extra_method = getattr(driver, "extra", None)
     extra = dict(extra_method()) if callable(extra_method) else {}
     extra.update(added)
+    if isinstance(getattr(driver, "client", None), str):  # which REST client measured
+        extra["client"] = driver.client  # type: ignore[attr-defined]
     extra["generator"] = {
         "cpu_s": stats.generator_cpu_s,
         "wall_s": stats.wall_s,

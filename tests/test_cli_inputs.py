@@ -34,6 +34,10 @@ CASES = [
     (["run", "--target", "inprocess", "--stages", "10s"], "--stages"),
     (["run", "--target", "inprocess", "--v2-share", "2"], "--v2-share"),
     (["run", "--target", "inprocess", "--instances", "9:3"], "--instances"),
+    (["run", "--target", "rest", "--loop", "tight"], "--loop"),
+    (["run", "--target", "inprocess", "--loop", "tight", "--concurrency", "4"], "--loop"),
+    (["run", "--target", "inprocess", "--loop", "fast"], "--loop"),
+    (["run", "--target", "rest", "--client", "httpx"], "--client"),
     # bench
     (["bench", "--config", MISSING], MISSING),
     (["bench", "--threshold", "p99<<2"], "p99<<2"),

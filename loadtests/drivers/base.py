@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
+import orjson
 
 from loadtests.records import Outcome
 from loadtests.workload import Payload
@@ -56,6 +57,24 @@ def judge_answer(payload: Payload, status_ok: bool, body: object, rejected: bool
     if problem is not None:
         return Outcome.FAILURE, OK_REPLY_SCHEMA_BAD, 0, False
     return Outcome.OK, None, payload.expected_predictions, True
+
+
+def judge_http(payload: Payload, status: int, body: bytes | None) -> Reply:
+    """An HTTP answer, classified alike by every HTTP client (the REST drivers, Locust's
+    ``RestUser``): 200 → the canonical check, 4xx → expected rejection for an invalid payload,
+    anything else ``http_<status>``."""
+    if status == 200:
+        answer: object
+        try:
+            answer = orjson.loads(body or b"")
+        except orjson.JSONDecodeError:
+            answer = None
+        return judge_answer(payload, True, answer, False)
+    if 400 <= status < 500:
+        reply = judge_answer(payload, False, None, True)
+        if reply[0] != Outcome.FAILURE:
+            return reply
+    return Outcome.FAILURE, f"http_{status}", 0, False
 
 
 class FakeDriver:

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import errno
-from typing import Any
 
 import aiohttp
 import orjson
 
-from loadtests.drivers.base import Reply, judge_answer
+from loadtests.drivers.base import Reply, judge_http
 from loadtests.records import Outcome
 from loadtests.workload import Payload
 
@@ -21,6 +20,7 @@ class RestDriver:
     """POSTs canonical payloads to ``{base_url}/v1/predict`` or ``/v2/predict``."""
 
     transport = "rest"
+    client = "aiohttp"  # recorded as the result's extra.client
 
     def __init__(self, base_url: str, *, connections: int = 64, timeout_s: float = 30.0) -> None:
         if connections < 1:
@@ -71,19 +71,7 @@ class RestDriver:
             return Outcome.FAILURE, f"io_{type(exc).__name__}", 0, False
         self.bytes_sent += len(body)
         self.bytes_received += len(raw)
-        if status == 200:
-            answer: Any
-            try:
-                answer = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                answer = None
-            return judge_answer(payload, True, answer, False)
-        if 400 <= status < 500:
-            reply = judge_answer(payload, False, None, True)
-            if reply[0] == Outcome.FAILURE:
-                return Outcome.FAILURE, f"http_{status}", 0, False
-            return reply
-        return Outcome.FAILURE, f"http_{status}", 0, False
+        return judge_http(payload, status, raw)
 
     async def close(self) -> None:
         if self._session is not None:

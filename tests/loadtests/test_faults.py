@@ -30,13 +30,22 @@ RUN_LIMIT_S = 60  # every run here is bounded by its request count; this only gu
 
 
 def _settings(
-    target: str, where: str, *, requests: int = REQUESTS, timeout_s: float = 5.0
+    target: str,
+    where: str,
+    *,
+    requests: int = REQUESTS,
+    timeout_s: float = 5.0,
+    client: str = "auto",
 ) -> RunSettings:
     plan = LoadPlan(concurrency=2, duration_s=None, requests=requests, drain_timeout_s=5.0)
     url, address = (where, None) if target == "rest" else (None, where)
     return RunSettings(
-        target=target, url=url, address=address, plan=plan, timeout_s=timeout_s, connections=2
-    )
+        target=target, url=url, address=address, plan=plan, timeout_s=timeout_s, connections=2,
+        http_client=client,
+    )  # fmt: skip
+
+
+CLIENTS = pytest.mark.parametrize("client", ["fast", "aiohttp"])
 
 
 async def _run(settings: RunSettings, out: Path) -> dict[str, object]:
@@ -54,12 +63,14 @@ async def _run(settings: RunSettings, out: Path) -> dict[str, object]:
         pytest.param(burst(Status(500), 0, 3), "http_500", 3, id="5xx-at-start"),
     ],
 )
+@CLIENTS
 async def test_rest_faults_are_classified_and_the_run_goes_on(
-    tmp_path: Path, script: Script, error: str, faults: int
+    tmp_path: Path, script: Script, error: str, faults: int, client: str
 ) -> None:
     target = await FaultyRestTarget(script).start()
+    settings = _settings("rest", target.url, timeout_s=0.3, client=client)
     try:
-        result = await _run(_settings("rest", target.url, timeout_s=0.3), tmp_path / "r.json")
+        result = await _run(settings, tmp_path / "r.json")
     finally:
         await target.stop()
     summary = result["summary"]
@@ -70,11 +81,12 @@ async def test_rest_faults_are_classified_and_the_run_goes_on(
     assert summary["successes"] == REQUESTS - faults  # the run went on after the faults
 
 
-async def test_slow_answers_are_successes_charged_their_wait(tmp_path: Path) -> None:
+@CLIENTS
+async def test_slow_answers_are_successes_charged_their_wait(tmp_path: Path, client: str) -> None:
     delay_s = 0.05
     target = await FaultyRestTarget(burst(Slow(delay_s), 0, 4)).start()
     try:
-        result = await _run(_settings("rest", target.url), tmp_path / "r.json")
+        result = await _run(_settings("rest", target.url, client=client), tmp_path / "r.json")
     finally:
         await target.stop()
     summary = result["summary"]
@@ -92,10 +104,11 @@ async def _stop_after(target: FaultyRestTarget | FaultyGrpcTarget, answered: int
     await target.stop()
 
 
-@pytest.mark.parametrize("kind", ["rest", "grpc"])
+@pytest.mark.parametrize("kind", ["rest", "rest-aiohttp", "grpc"])
 async def test_a_target_killed_mid_run_leaves_a_result_with_classified_failures(
     tmp_path: Path, kind: str
 ) -> None:
+    kind, _, client = kind.partition("-")
     target: FaultyRestTarget | FaultyGrpcTarget
     if kind == "rest":
         target = await FaultyRestTarget(lambda _: OK).start()
@@ -103,10 +116,11 @@ async def test_a_target_killed_mid_run_leaves_a_result_with_classified_failures(
     else:
         target = await FaultyGrpcTarget(lambda _: OK).start()
         where = target.address
-    requests = 200
+    requests = 5_000  # far more than are answered before the kill, whatever the client
     killer = asyncio.ensure_future(_stop_after(target, 20))
     try:
-        result = await _run(_settings(kind, where, requests=requests), tmp_path / "r.json")
+        settings = _settings(kind, where, requests=requests, client=client or "auto")
+        result = await _run(settings, tmp_path / "r.json")
     finally:
         await killer
     summary, errors = result["summary"], result["errors"]

@@ -14,6 +14,7 @@ import msgpack
 import numpy as np
 import pytest
 
+from loadtests.drivers.base import judge_http
 from loadtests.histogram import LatencyHistogram
 from loadtests.locust_cli import option_value, plan_arguments
 from loadtests.locust_csv import import_locust_csv, rebuild_histogram
@@ -26,7 +27,6 @@ from loadtests.locust_support import (
     grpc_address,
     http_error_class,
     judge_edge,
-    judge_http,
     judge_rpc_error,
     pacing_period_s,
     pacing_wait_s,

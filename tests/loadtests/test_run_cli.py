@@ -45,6 +45,7 @@ def test_rest_run_starts_the_target_and_writes_every_field(tmp_path: Path) -> No
     assert document["run"]["label"] == "ci"
     assert document["run"]["rate_per_s"] == 200
     assert document["cost"]["target_cpu_s"] > 0
+    assert document["extra"]["client"] == "fast"  # the default for http://
     assert document["environment"]["logical_cores"] >= 1
     counted = summary["requests"] - summary["expected_rejections"]
     assert LatencyHistogram.decode(document["histograms"]["latency"]).total == counted
@@ -59,6 +60,32 @@ def test_json_output_for_ci(tmp_path: Path) -> None:
     summary = json.loads(result.stdout)
     assert summary["summary"]["requests"] == 500
     assert summary["verdict"]["valid"] is True  # in-process, closed loop: no timing rule applies
+
+
+def test_tight_loop_run_records_every_call(tmp_path: Path) -> None:
+    out = tmp_path / "tight.json"
+    result = _servelab(
+        "run", "--target", "inprocess", "--loop", "tight", "--requests", "200000", "--out",
+        str(out), cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    document = load_result(out)
+    summary = document["summary"]
+    assert summary["requests"] == summary["successes"] == 200_000
+    assert document["run"]["concurrency"] == 1  # --loop tight: one back-to-back caller
+    assert LatencyHistogram.decode(document["histograms"]["service_latency"]).total == 200_000
+
+
+def test_rest_run_with_the_aiohttp_client(tmp_path: Path) -> None:
+    out = tmp_path / "aiohttp.json"
+    result = _servelab(
+        "run", "--target", "rest", "--client", "aiohttp", "--requests", "300", "--out", str(out),
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    document = load_result(out)
+    assert document["summary"]["successes"] == 300
+    assert document["extra"]["client"] == "aiohttp"
 
 
 @pytest.mark.parametrize(

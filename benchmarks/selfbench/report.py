@@ -1,0 +1,90 @@
+"""The self-benchmark's table and its goal ratios (issue 8), from the measured rows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from benchmarks.selfbench.common import Row, ratio
+
+FAST = "servelab run (fast client)"
+
+
+def _find(rows: list[Row], section: str, test: Callable[[Row], bool]) -> Row | None:
+    return next((row for row in rows if row.section == section and test(row)), None)
+
+
+def _static(row: Row) -> bool:
+    return row.server in ("nginx", "static (Python)")
+
+
+def goals(rows: list[Row]) -> list[dict[str, Any]]:
+    """Each goal: its name, the measured value, the bound, and whether it is met (None: the
+    part did not run)."""
+    checks: list[dict[str, Any]] = []
+
+    def check(name: str, value: float | None, bound: float, at_least: bool, how: str) -> None:
+        met = None if value is None else (value >= bound if at_least else value <= bound)
+        checks.append({"goal": name, "value": value, "bound": bound,
+                       "at_least": at_least, "met": met, "how": how})  # fmt: skip
+
+    fast = _find(rows, "rest", lambda r: r.client == FAST and _static(r))
+    locust = _find(rows, "rest", lambda r: r.client.startswith("Locust") and _static(r))
+    aio = _find(rows, "rest", lambda r: r.client.endswith("aiohttp") and _static(r))
+    check("REST per client core vs Locust FastHttpUser (fast server)",
+          ratio(fast and fast.per_core_rate, locust and locust.per_core_rate), 2.0, True,
+          "servelab req/s per client CPU-second / Locust's")  # fmt: skip
+    check("  (aiohttp client vs Locust, for reference)",
+          ratio(aio and aio.per_core_rate, locust and locust.per_core_rate), 0.0, True,
+          "what aiohttp + uvloop alone reaches")  # fmt: skip
+    on_target = [r for r in rows if r.section == "rest" and r.server == "FastAPI target"]
+    best = max((r.rate_per_s or 0.0 for r in on_target), default=None)
+    mine = _find(rows, "rest", lambda r: r.client == FAST and r.server == "FastAPI target")
+    check(
+        "REST throughput vs the best client (FastAPI target)",
+        ratio(mine and mine.rate_per_s, best),
+        0.95,
+        True,
+        "servelab req/s / best req/s",
+    )
+    for mode, kind in (("unary", "grpc"), ("stream", "grpc-stream")):
+        ours = _find(rows, "grpc", lambda r, k=kind: r.client.endswith(f"--target {k}"))
+        bare = _find(rows, "grpc", lambda r, m=mode: r.client == f"bare grpc.aio {m}")
+        check(f"gRPC {mode} vs bare grpc.aio", ratio(ours and ours.rate_per_s,
+              bare and bare.rate_per_s), 0.95, True, "servelab calls/s / bare calls/s")  # fmt: skip
+    tight = _find(rows, "inprocess", lambda r: r.client.startswith("tight loop"))
+    check("in-process ns per recorded sample", tight and tight.extra["overhead_ns"], 150.0,
+          False, "harness overhead over an untimed call")  # fmt: skip
+    memory = [r for r in rows if r.section == "memory"]
+    check("recording memory growth (MB, largest run)",
+          memory[-1].extra["growth_mb"] if memory else None, 50.0, False,
+          memory[-1].client if memory else "")  # fmt: skip
+    schedule = _find(rows, "schedule", lambda r: True)
+    check("open loop at 80 % capacity: sends within 1 ms", schedule and
+          schedule.extra["on_time_share"], 0.99, True, "share of sends")  # fmt: skip
+    return checks
+
+
+def _number(value: float | None, digits: int = 0) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def print_table(rows: list[Row], checks: list[dict[str, Any]]) -> None:
+    header = f"{'section':<9} {'client':<44} {'server':<15} {'req/s':>10} {'CPU µs/req':>10} " \
+             f"{'req/s/core':>10} {'p50 ms':>8} {'p99 ms':>8} {'server#':>9}  note"  # fmt: skip
+    print()
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        print(f"{row.section:<9} {row.client[:44]:<44} {row.server[:15]:<15} "
+              f"{_number(row.rate_per_s):>10} {_number(row.cpu_us_per_request, 1):>10} "
+              f"{_number(row.per_core_rate):>10} {_number(row.p50_ms, 3):>8} "
+              f"{_number(row.p99_ms, 3):>8} {_number(row.server_counted):>9}  "
+              f"{row.note}{'' if not row.failures else f' ({row.failures} failures)'}")  # fmt: skip
+    print()
+    for goal in checks:
+        state = {None: "not run", True: "met", False: "NOT MET"}[goal["met"]]
+        sign = ">=" if goal["at_least"] else "<="
+        value = "-" if goal["value"] is None else f"{goal['value']:,.3f}"
+        bound = "" if goal["bound"] == 0.0 else f" (goal {sign} {goal['bound']:g})"
+        print(f"  {goal['goal']:<56} {value:>10}{bound:<14} {state if bound else ''}")

@@ -1,0 +1,297 @@
+"""REST over a lean HTTP/1.1 client: asyncio transports, ``httptools`` parsing (the llhttp parser
+uvicorn and uvloop's authors keep), a keep-alive pool with one request in flight per connection.
+
+Why not aiohttp: as a load generator it spends ~60 µs of client CPU per request on a 2-core box;
+this path spends a fraction of that (see ``benchmarks/selfbench.py``), so the generator stays far
+from being the bottleneck. It does what a load test needs and no more: plain ``http://``, POST
+with ``Content-Length``, responses framed by ``Content-Length``, chunked encoding or connection
+close, keep-alive honoured (``Connection: close`` drops the connection after the answer), and
+every failure reported by class (``connect``, ``timeout``, ``reset``, ``disconnected``,
+``protocol``) — never raised. ``--client aiohttp`` keeps the aiohttp driver (``rest.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+from collections import deque
+from typing import Final, cast
+from urllib.parse import urlsplit
+
+import httptools
+import orjson
+
+from loadtests.drivers.base import Reply, judge_http
+from loadtests.records import Outcome
+from loadtests.workload import Payload
+
+_Answer = tuple[int, bytes]  # status, body
+MAX_BODY_BYTES: Final = 64 * 1024 * 1024  # an answer larger than this is a protocol failure
+
+
+class ConnectionFailed(Exception):
+    """A request on this connection got no complete answer; ``error_class`` says why."""
+
+    def __init__(self, error_class: str) -> None:
+        super().__init__(error_class)
+        self.error_class = error_class
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection; at most one request in flight (no pipelining)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, max_body_bytes: int) -> None:
+        self.loop = loop
+        self.max_body_bytes = max_body_bytes
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.waiter: asyncio.Future[_Answer] | None = None
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.headers_done = False
+        self.framed = False  # Content-Length or chunked: EOF before the end cuts the answer
+        self.reusable = True
+        self.closed = False
+
+    # -- asyncio.Protocol -----------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self._fail("protocol")
+
+    def eof_received(self) -> bool:
+        return False  # close our side too; connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.reusable = False
+        waiter = self.waiter
+        if waiter is None or waiter.done():
+            return
+        self.waiter = None
+        if self.headers_done and exc is None and not self.framed:
+            # a body delimited by the connection's end (no Content-Length, not chunked)
+            waiter.set_result((self.parser.get_status_code(), b"".join(self.parts)))
+            return
+        reset = (
+            isinstance(exc, ConnectionResetError) or getattr(exc, "errno", 0) == errno.ECONNRESET
+        )
+        waiter.set_exception(ConnectionFailed("reset" if reset else "disconnected"))
+
+    # -- httptools callbacks --------------------------------------------------------------------
+
+    def on_header(self, name: bytes, _value: bytes) -> None:
+        if name.lower() in (b"content-length", b"transfer-encoding"):
+            self.framed = True
+
+    def on_headers_complete(self) -> None:
+        self.headers_done = True
+
+    def on_body(self, body: bytes) -> None:
+        self.size += len(body)
+        if self.size > self.max_body_bytes:
+            raise httptools.HttpParserError("answer too large")
+        self.parts.append(body)
+
+    def on_message_complete(self) -> None:
+        parts = self.parts
+        body = parts[0] if len(parts) == 1 else b"".join(parts)
+        self.parts, self.size, self.headers_done, self.framed = [], 0, False, False
+        if not self.parser.should_keep_alive():
+            self.reusable = False
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result((self.parser.get_status_code(), body))
+        if not self.reusable and self.transport is not None:
+            self.transport.close()
+
+    # -- ours -----------------------------------------------------------------------------------
+
+    def _fail(self, error_class: str) -> None:
+        self.reusable = False
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(ConnectionFailed(error_class))
+        if self.transport is not None:
+            self.transport.abort()
+
+    def request(self, data: bytes, timeout_s: float) -> asyncio.Future[_Answer]:
+        """Send ``data`` (a whole request); the future resolves to its answer."""
+        assert self.transport is not None, "request() before the connection was made"
+        assert self.waiter is None, "one request in flight per connection"
+        waiter = self.waiter = self.loop.create_future()
+        self.transport.write(data)
+        timer = self.loop.call_later(timeout_s, self._timed_out, waiter)
+        waiter.add_done_callback(lambda _: timer.cancel())
+        return waiter
+
+    def _timed_out(self, waiter: asyncio.Future[_Answer]) -> None:
+        if self.waiter is waiter:  # the answer never came: this connection is unusable now
+            self._fail("timeout")
+
+    def close(self) -> None:
+        self.reusable = False
+        if self.transport is not None and not self.closed:
+            self.transport.close()
+
+
+class Http1Driver:
+    """POSTs canonical payloads to ``{base_url}/v1/predict`` or ``/v2/predict`` over at most
+    ``connections`` keep-alive connections (the ``Driver`` protocol)."""
+
+    transport = "rest"
+    client = "fast"  # recorded as the result's extra.client
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        connections: int = 64,
+        timeout_s: float = 30.0,
+        max_body_bytes: int = MAX_BODY_BYTES,
+    ) -> None:
+        if connections < 1:
+            raise ValueError("connections must be a positive int")
+        if timeout_s <= 0:
+            raise ValueError("timeout_s must be positive")
+        parts = urlsplit(base_url)
+        if parts.scheme != "http" or not parts.hostname:
+            raise ValueError(
+                f"the fast REST client speaks plain http://HOST:PORT, not {base_url!r}"
+            )
+        self.host = parts.hostname
+        self.port = parts.port or 80
+        self.prefix = parts.path.rstrip("/")
+        authority = parts.netloc.rsplit("@", 1)[-1]
+        self._head = (
+            "POST {path} HTTP/1.1\r\nHost: " + authority + "\r\n"
+            "Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+        )
+        self.connections = connections
+        self.timeout_s = timeout_s
+        self.max_body_bytes = max_body_bytes
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._idle: list[_Connection] = []
+        self._all: set[_Connection] = set()
+        self._opening = 0
+        self._dialing: set[asyncio.Task[None]] = set()
+        self._waiters: deque[asyncio.Future[_Connection]] = deque()
+        self._requests: dict[int, bytes] = {}  # payloads are pooled: encode each one once
+
+    async def open(self) -> None:
+        self._loop = asyncio.get_running_loop()
+
+    def _request(self, payload: Payload) -> bytes:
+        key = id(payload)
+        data = self._requests.get(key)
+        if data is None:
+            body = orjson.dumps(payload.body)
+            path = f"{self.prefix}/{payload.api}/predict"
+            head = self._head.format(path=path, length=len(body)).encode("latin-1")
+            data = self._requests[key] = head + body
+        return data
+
+    async def _connection(self) -> _Connection:
+        """An idle connection, a new one (under the limit), or the next one released."""
+        while self._idle:
+            connection = self._idle.pop()  # LIFO: the warmest connection
+            if not connection.closed:
+                return connection
+            self._all.discard(connection)
+        if len(self._all) + self._opening < self.connections:
+            return await self._dial()
+        waiter: asyncio.Future[_Connection] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        return await waiter
+
+    async def _dial(self) -> _Connection:
+        loop = self._loop or asyncio.get_running_loop()
+        self._opening += 1
+        try:
+            _, protocol = await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: _Connection(loop, self.max_body_bytes), self.host, self.port
+                ),
+                self.timeout_s,
+            )
+        finally:
+            self._opening -= 1
+        self._all.add(protocol)
+        return protocol
+
+    def _release(self, connection: _Connection) -> None:
+        if not connection.reusable or connection.closed:
+            self._all.discard(connection)
+            connection.close()
+            if self._waiters:  # a slot is free: let the next waiter dial
+                self._wake_with_dial()
+            return
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(connection)
+                return
+        self._idle.append(connection)
+
+    def _wake_with_dial(self) -> None:
+        waiter = self._waiters.popleft()
+
+        async def dial() -> None:
+            try:
+                connection = await self._dial()
+            except Exception as exc:  # reported to the waiting request, which classifies it
+                if not waiter.done():
+                    waiter.set_exception(exc)
+                return
+            if waiter.done():
+                self._release(connection)
+            else:
+                waiter.set_result(connection)
+
+        task = asyncio.ensure_future(dial())
+        self._dialing.add(task)  # keep a reference until it is done
+        task.add_done_callback(self._dialing.discard)
+
+    async def send(self, payload: Payload) -> Reply:
+        data = self._request(payload)
+        try:
+            connection = await self._connection()
+        except (TimeoutError, OSError) as exc:
+            return Outcome.FAILURE, _connect_error_class(exc), 0, False
+        try:
+            status, raw = await connection.request(data, self.timeout_s)
+        except ConnectionFailed as exc:
+            return Outcome.FAILURE, exc.error_class, 0, False
+        finally:
+            self._release(connection)
+        self.bytes_sent += len(data)
+        self.bytes_received += len(raw)
+        return judge_http(payload, status, raw)
+
+    async def close(self) -> None:
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.cancel()
+        self._waiters.clear()
+        for connection in list(self._all):
+            connection.close()
+        self._all.clear()
+        self._idle.clear()
+        await asyncio.sleep(0)  # let the transports close before the loop ends
+
+
+def _connect_error_class(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connect"
+    if isinstance(exc, OSError) and exc.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH):
+        return "connect"
+    return f"io_{type(exc).__name__}"
