@@ -112,7 +112,10 @@ def static_server(
     for _attempt in range(5):  # nginx cannot bind port 0: a free port may be taken meanwhile
         port = _free_port()
         if binary:
-            access_log = workdir / f"access-{port}.log"
+            # on tmpfs where there is one: an access-log write that waits on a disk flush
+            # would stall the server mid-benchmark
+            logs = Path("/dev/shm") if Path("/dev/shm").is_dir() else workdir
+            access_log = logs / f"servelab-access-{os.getpid()}-{port}.log"
             conf = workdir / f"nginx-{port}.conf"
             conf.write_text(
                 NGINX_CONF.format(prefix=workdir, port=port, answer=ANSWER, access_log=access_log)
@@ -136,6 +139,8 @@ def static_server(
         yield StaticServer(name, f"http://127.0.0.1:{port}", process.pid, access_log)
     finally:
         _stop(process)
+        if access_log is not None:
+            access_log.unlink(missing_ok=True)
 
 
 def _serve_python(port: int) -> None:

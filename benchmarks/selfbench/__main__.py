@@ -103,8 +103,9 @@ def _measure(part: str, cores: Cores, work: Path, rows: list[Row], concurrency: 
                      and row.server != "FastAPI target"), None)  # fmt: skip
     if capacity is None:  # the schedule part needs the REST part's capacity figure
         capacity = rest.measure_capacity(cores, work, concurrency=concurrency, seconds=seconds)
-    return [schedule_part.measure(cores, work, capacity_per_s=capacity,
-                                  connections=concurrency, seconds=seconds)]  # fmt: skip
+    return schedule_part.measure(
+        cores, work, closed_per_s=capacity, connections=concurrency, seconds=seconds
+    )
 
 
 if __name__ == "__main__":

@@ -71,3 +71,25 @@ def test_encoding_round_trips_and_merges() -> None:
 
 def test_empty_summary_is_zeros() -> None:
     assert set(LatencyHistogram().summary_ms().values()) == {0.0}
+
+
+PERCENTILES = [0.0, 0.001, 1.0, 25.0, 50.0, 90.0, 99.0, 99.9, 99.99, 100.0, 150.0]
+
+
+@pytest.mark.parametrize("size", [1, 2, 7, 1000, None])
+def test_vectorised_percentiles_equal_hdrh_exactly(size: int | None) -> None:
+    values = _values()[:size] if size else _values()
+    ours = LatencyHistogram()
+    ours.record_many(values)
+    expected = [ours.hdr.get_value_at_percentile(p) for p in PERCENTILES]  # hdrh's own loop
+    assert ours.percentiles_ns(PERCENTILES) == expected
+    assert [ours.percentile_ns(p) for p in PERCENTILES] == expected
+    points = ours.hdr.get_percentile_to_value_dict([50, 90, 95, 99, 99.9])
+    summary = ours.summary_ms()
+    assert [summary[k] for k in ("p50", "p90", "p95", "p99", "p999")] == [
+        points[p] / 1e6 for p in (50, 90, 95, 99, 99.9)
+    ]
+
+
+def test_empty_histogram_percentiles_are_zero() -> None:
+    assert LatencyHistogram().percentiles_ns([50, 99]) == [0, 0]
