@@ -22,14 +22,23 @@ SIGNIFICANT_FIGURES: Final = 3
 IntArray = npt.NDArray[np.int64]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Prepared:
-    """Samples reduced to counts indices, ready to add to histograms of the standard layout."""
+    """Samples reduced to counts indices, ready to add to histograms of the standard layout.
+    ``counted`` caches what adding them all takes (first bucket, counts), so adding the same
+    samples to several histograms (latency, service time, their second) counts them once."""
 
     indices: IntArray
     low_ns: int
     high_ns: int
     saturated: int
+    counted: tuple[int, npt.NDArray[np.uint64]] | None = None
+
+
+def _span_counts(indices: IntArray) -> tuple[int, npt.NDArray[np.uint64]]:
+    """(first index, counts of each index from it): a bincount over the span touched."""
+    first = int(indices.min())
+    return first, np.bincount(indices - first).astype(np.uint64)
 
 
 class LatencyHistogram:
@@ -75,7 +84,13 @@ class LatencyHistogram:
         indices = prepared.indices if subset is None else prepared.indices[subset]
         if indices.size == 0:
             return
-        self._add_counts(indices)
+        if subset is None:
+            if prepared.counted is None:
+                prepared.counted = _span_counts(indices)
+            first, counts = prepared.counted
+            self._counts[first : first + counts.size] += counts
+        else:
+            self._add_counts(indices)
         hdr = self.hdr
         hdr.total_count += int(indices.size)
         if subset is None:
@@ -95,11 +110,11 @@ class LatencyHistogram:
         the event loop from stalling under open-loop load."""
         first, last = int(indices.min()), int(indices.max())
         if last - first + 1 <= 8 * indices.size:
-            counts = np.bincount(indices - first)
-            self._counts[first : last + 1] += counts.astype(np.uint64)
+            first, counts = _span_counts(indices)
+            self._counts[first : first + counts.size] += counts
         else:  # few samples spread wide: count the distinct ones
-            unique, counts = np.unique(indices, return_counts=True)
-            self._counts[unique] += counts.astype(np.uint64)
+            unique, repeats = np.unique(indices, return_counts=True)
+            self._counts[unique] += repeats.astype(np.uint64)
 
     def add_zeros(self, count: int) -> None:
         """Record ``count`` zero values (sends exactly on schedule) without any array work."""

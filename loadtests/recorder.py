@@ -181,28 +181,33 @@ class Recorder:
         """Fold many requests given as columns (``flags``: outcome | schema bit | error << 8)."""
         if ended.size == 0:
             return
-        outcome = flags & 3
-        counted = outcome != Outcome.EXPECTED_REJECTION
-        ok = outcome == Outcome.OK
-        self.requests += int(flags.size)
-        self.successes += int(ok.sum())
-        self.failures += int((outcome == Outcome.FAILURE).sum())
-        self.expected_rejections += int((~counted).sum())
-        self.predictions += int(predictions[ok].sum())
-        checked = ok | ((flags & SCHEMA_BAD_BIT) != 0)  # answers whose body was checked
-        self.schema_checked += int(checked.sum())
-        self.schema_ok += int((ok & ((flags & SCHEMA_BAD_BIT) == 0)).sum())
-        codes = flags >> ERROR_SHIFT
-        if codes.any():
-            for code, count in enumerate(np.bincount(codes[codes > 0])):
-                if code and count:
-                    name = self._error_names[code - 1]
-                    self.errors[name] = self.errors.get(name, 0) + int(count)
+        size = int(flags.size)
+        self.requests += size
+        if not flags.any():  # every request a clean success (the common case): no masks needed
+            counted = None
+            self.successes += size
+            self.predictions += int(predictions.sum())
+            self.schema_checked += size
+            self.schema_ok += size
+            failed = None
+        else:
+            outcome = flags & 3
+            counted = outcome != Outcome.EXPECTED_REJECTION
+            ok = outcome == Outcome.OK
+            failed = outcome == Outcome.FAILURE
+            self.successes += int(ok.sum())
+            self.failures += int(failed.sum())
+            self.expected_rejections += int((~counted).sum())
+            self.predictions += int(predictions[ok].sum())
+            checked = ok | ((flags & SCHEMA_BAD_BIT) != 0)  # answers whose body was checked
+            self.schema_checked += int(checked.sum())
+            self.schema_ok += int((ok & ((flags & SCHEMA_BAD_BIT) == 0)).sum())
+            self._count_errors(flags >> ERROR_SHIFT)
         first, last = int(sent.min()), int(ended.max())
         self.first_sent_ns = first if self.first_sent_ns is None else min(self.first_sent_ns, first)
         self.last_ended_ns = last if self.last_ended_ns is None else max(self.last_ended_ns, last)
         # Latencies describe answered requests, not deliberate rejections.
-        all_counted = bool(counted.all())
+        all_counted = counted is None or bool(counted.all())
         latency = ended - scheduled if all_counted else (ended - scheduled)[counted]
         prepared = self.latency.prepare(latency)
         self.latency.add(prepared)
@@ -212,14 +217,19 @@ class Recorder:
         else:
             self.service.record_many(ended - sent if all_counted else (ended - sent)[counted])
             self.lateness.record_many(sent - scheduled)
-        failed = outcome == Outcome.FAILURE
-        self._fold_seconds(
-            ended if all_counted else ended[counted],
-            prepared,
-            failed if all_counted else failed[counted],
-        )
+        if failed is not None and not all_counted:
+            failed = failed[counted]
+        self._fold_seconds(ended if all_counted else ended[counted], prepared, failed)
 
-    def _fold_seconds(self, ended: IntArray, latency: Prepared, failed: np.ndarray) -> None:
+    def _count_errors(self, codes: IntArray) -> None:
+        if codes.any():
+            for code, count in enumerate(np.bincount(codes[codes > 0])):
+                if code and count:
+                    name = self._error_names[code - 1]
+                    self.errors[name] = self.errors.get(name, 0) + int(count)
+
+    def _fold_seconds(self, ended: IntArray, latency: Prepared, failed: np.ndarray | None) -> None:
+        """Per-second counts and latencies; ``failed`` is None when nothing failed."""
         if ended.size == 0:
             return
         seconds = (ended - self.start_ns) // NS_PER_S
@@ -233,7 +243,8 @@ class Recorder:
             if stats is None:
                 stats = self._open_seconds[second] = SecondStats(second)
             stats.requests += count
-            stats.failures += int(failed.sum() if mask is None else failed[mask].sum())
+            if failed is not None:
+                stats.failures += int(failed.sum() if mask is None else failed[mask].sum())
             stats.latency.add(latency, mask)
 
     def _close_seconds_before(self, limit_s: int | None) -> None:
