@@ -25,9 +25,8 @@ from loadtests.records import Outcome
 if TYPE_CHECKING:
     from targets.models import Model
 
-CHUNK = (
-    1 << 15
-)  # 256 KiB a column: the fold's numpy passes stay in cache (2**18: ~25 ns more a sample)
+# 256 KiB a column: the fold's numpy passes stay in cache (2**18 costs ~25 ns more a sample)
+CHUNK = 1 << 15
 
 
 def run_tight(
