@@ -8,6 +8,7 @@ filled vectorised.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Final
 
@@ -103,6 +104,17 @@ class LatencyHistogram:
             )
         hdr.min_value = min(hdr.min_value, low)
         hdr.max_value = max(hdr.max_value, high)
+
+    def reset(self) -> None:
+        """Empty, for reuse (HdrHistogram's own ``reset`` loops over every bucket in Python)."""
+        self._counts[:] = 0
+        hdr = self.hdr
+        hdr.total_count = 0
+        hdr.min_value = sys.maxsize
+        hdr.max_value = 0
+        hdr.start_time_stamp_msec = sys.maxsize
+        hdr.end_time_stamp_msec = 0
+        self.saturated = 0
 
     def _add_counts(self, indices: IntArray) -> None:
         """Count each index. Only the span of buckets touched is written: a bincount over all

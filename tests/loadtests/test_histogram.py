@@ -93,3 +93,17 @@ def test_vectorised_percentiles_equal_hdrh_exactly(size: int | None) -> None:
 
 def test_empty_histogram_percentiles_are_zero() -> None:
     assert LatencyHistogram().percentiles_ns([50, 99]) == [0, 0]
+
+
+def test_a_reset_histogram_is_as_good_as_new() -> None:
+    used = LatencyHistogram()
+    used.record_many(_values())
+    used.reset()
+    assert used.total == 0
+    assert used.percentiles_ns([50, 99]) == [0, 0]
+    fresh = LatencyHistogram()
+    values = _values()[:5000]
+    used.record_many(values)
+    fresh.record_many(values)
+    assert used.encode() == fresh.encode()
+    assert used.summary_ms() == fresh.summary_ms()
