@@ -105,6 +105,11 @@ def add_run_command(commands: Subcommands) -> None:
     run.add_argument("--ramp", action="store_true", help="with --stages: ramp between rates")
     run.add_argument("--arrival", choices=["constant", "poisson"], default="constant")
     run.add_argument("--think-time", type=_duration, default=0.0, metavar="D")
+    run.add_argument(
+        "--busy-poll", action="store_true",
+        help="spin instead of sleeping between answers (a target on this machine is not "
+        "charged for waking the client); costs one client core",
+    )  # fmt: skip
     bound = run.add_mutually_exclusive_group()
     bound.add_argument("--duration", type=_duration, metavar="D", help="e.g. 10s (default)")
     bound.add_argument("--requests", type=int, metavar="N")
@@ -162,6 +167,7 @@ def settings_from_args(args: argparse.Namespace) -> RunSettings:
             duration_s=duration,
             requests=args.requests,
             warmup_s=args.warmup,
+            busy_poll=args.busy_poll,
         )
     else:
         plan = LoadPlan(
@@ -171,6 +177,7 @@ def settings_from_args(args: argparse.Namespace) -> RunSettings:
             duration_s=duration,
             requests=args.requests,
             warmup_s=args.warmup,
+            busy_poll=args.busy_poll,
         )
     share_start, share_end = args.v2_share or ((1.0, None) if args.api == "v2" else (0.0, None))
     payloads = PayloadSpec(

@@ -357,6 +357,7 @@ async def execute(
         "cpu_s": stats.generator_cpu_s,
         "wall_s": stats.wall_s,
         "abandoned": stats.abandoned,
+        "busy_poll": stats.busy_poll,
         "send_lateness_ms": recorder.lateness.summary_ms(),
     }
     result = build_result(

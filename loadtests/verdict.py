@@ -4,7 +4,8 @@ Open loop: when more than ``late_share_limit`` of sends start more than ``late_t
 after their schedule, the generator did not keep up and the run is invalid (as MLPerf LoadGen
 marks INVALID and perf_analyzer reports "not able to keep up"). Closed loop over a network: a
 CPU-saturated generator is a warning — throughput is then the client's limit. In-process runs are
-exempt from the CPU rule (the generator *is* the target's process).
+exempt from the CPU rule (the generator *is* the target's process), and so are busy-polling runs
+(the generator spins on purpose: its CPU share says nothing).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def judge_run(
                 f"{late_threshold_ns / 1e6:g} ms late (limit {late_share_limit:.0%})"
             )
     cpu_share = stats.generator_cpu_s / stats.wall_s if stats.wall_s > 0 else 0.0
-    if mode == "closed" and not in_process and cpu_share >= CPU_SATURATED:
+    if mode == "closed" and not in_process and not stats.busy_poll and cpu_share >= CPU_SATURATED:
         warnings.append(
             f"generator-bound: throughput is the client's limit "
             f"(load generator used {cpu_share:.0%} of a core)"

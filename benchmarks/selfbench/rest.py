@@ -53,8 +53,10 @@ def _measured(counted: Counter, measure: Callable[[], Row | None]) -> Row | None
 def _servelab(url: str, server: str, client: str, args: list[str], ctx: Context) -> Row:
     out = ctx.work / f"servelab-{client}-{server.split(maxsplit=1)[0]}.json"
     result, _ = servelab_run(["--target", "rest", "--url", url, *args], out=out, cpus=ctx.cpus)
-    name = "servelab run (fast client)" if client == "fast" else "servelab run --client aiohttp"
-    return row_from_result(SECTION, name, server, result)
+    name = {"fast": "servelab run (fast client)", "aiohttp": "servelab run --client aiohttp",
+            "busy": "servelab run --busy-poll"}[client]  # fmt: skip
+    note = "spins: a whole core whatever the load" if client == "busy" else ""
+    return row_from_result(SECTION, name, server, result, note)
 
 
 def _locust(url: str, server: str, ctx: Context) -> Row:
@@ -122,6 +124,7 @@ def _clients(url: str, server: str, counted: Counter, ctx: Context) -> list[Row]
                 "--warmup", "0s"]  # fmt: skip
     measures: list[Callable[[], Row | None]] = [
         lambda: _servelab(url, server, "fast", run_args, ctx),
+        lambda: _servelab(url, server, "busy", [*run_args, "--busy-poll"], ctx),
         lambda: _servelab(url, server, "aiohttp", [*run_args, "--client", "aiohttp"], ctx),
         lambda: _locust(url, server, ctx),
         lambda: _wrk(url, server, ctx),

@@ -217,3 +217,16 @@ def test_bad_arguments_name_themselves(
 ) -> None:
     with pytest.raises(ValueError, match=words):
         Http1Driver(url, connections=connections, timeout_s=timeout_s)
+
+
+async def test_busy_polling_records_the_same_requests_and_stops_spinning() -> None:
+    async with Scripted(connection_close) as server:
+        plan = LoadPlan(concurrency=2, duration_s=None, requests=50, busy_poll=True)
+        harness = Harness(
+            Http1Driver(server.url, connections=2), PayloadGenerator(PayloadSpec(), 1), plan
+        )
+        recorder = await harness.run()
+    assert recorder.successes == 50
+    assert harness.stats.busy_poll is True
+    current = asyncio.current_task()
+    assert [task for task in asyncio.all_tasks() if task is not current] == []  # spinner gone

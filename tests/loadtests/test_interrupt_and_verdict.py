@@ -75,3 +75,18 @@ def test_a_run_with_no_requests_is_invalid() -> None:
     empty.finish()
     verdict = judge_run(empty, _stats(0.1, 1.0), mode="closed", in_process=True)
     assert verdict.reasons == ("no requests were measured",)
+
+
+def test_a_busy_polling_generator_is_not_called_generator_bound() -> None:
+    from loadtests.harness import RunStats
+    from loadtests.recorder import Recorder
+    from loadtests.verdict import judge_run
+
+    recorder = Recorder()
+    recorder.record(0, 0, 1_000_000)
+    recorder.finish()
+    spinning = RunStats(generator_cpu_s=1.0, wall_s=1.0, busy_poll=True)
+    resting = RunStats(generator_cpu_s=1.0, wall_s=1.0)
+    assert judge_run(recorder, spinning, mode="closed", in_process=False).warnings == ()
+    warned = judge_run(recorder, resting, mode="closed", in_process=False).warnings
+    assert any("generator-bound" in warning for warning in warned)
