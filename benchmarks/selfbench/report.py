@@ -65,6 +65,11 @@ def goals(rows: list[Row]) -> list[dict[str, Any]]:
     return checks
 
 
+def _ratio_text(numerator: float | None, denominator: float | None) -> str:
+    value = ratio(numerator, denominator)
+    return "-" if value is None else f"{value:.2f}x"
+
+
 def _number(value: float | None, digits: int = 0) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
@@ -81,6 +86,16 @@ def print_table(rows: list[Row], checks: list[dict[str, Any]]) -> None:
               f"{_number(row.per_core_rate):>10} {_number(row.p50_ms, 3):>8} "
               f"{_number(row.p99_ms, 3):>8} {_number(row.server_counted):>9}  "
               f"{row.note}{'' if not row.failures else f' ({row.failures} failures)'}")  # fmt: skip
+    print()
+    for server in dict.fromkeys(r.server for r in rows if r.section == "rest"):
+        ours = _find(rows, "rest", lambda r, s=server: r.client == FAST and r.server == s)
+        others = [r for r in rows if r.section == "rest" and r.server == server and r is not ours]
+        parts = [
+            f"{r.client.split(' (')[0]} {_ratio_text(ours and ours.rate_per_s, r.rate_per_s)} "
+            f"(per core {_ratio_text(ours and ours.per_core_rate, r.per_core_rate)})"
+            for r in others
+        ]
+        print(f"  servelab (fast client) vs {server}: " + "; ".join(parts))
     print()
     for goal in checks:
         state = {None: "not run", True: "met", False: "NOT MET"}[goal["met"]]
