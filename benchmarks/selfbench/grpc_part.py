@@ -28,7 +28,28 @@ def _bare(address: str, mode: str, cores: Cores, concurrency: int, seconds: floa
     )  # fmt: skip
 
 
+def _mean(rows: list[Row]) -> Row:
+    """One row of several runs of the same client: mean rate, CPU and percentiles."""
+    first = rows[0]
+
+    def mean(values: list[float | None]) -> float | None:
+        known = [value for value in values if value is not None]
+        return sum(known) / len(known) if known else None
+
+    return Row(
+        first.section, first.client, first.server,
+        rate_per_s=mean([r.rate_per_s for r in rows]),
+        cpu_us_per_request=mean([r.cpu_us_per_request for r in rows]),
+        p50_ms=mean([r.p50_ms for r in rows]), p99_ms=mean([r.p99_ms for r in rows]),
+        client_counted=sum(r.client_counted or 0 for r in rows),
+        failures=sum(r.failures for r in rows),
+        note=f"{first.note + '; ' if first.note else ''}mean of {len(rows)} runs, ABBA order",
+    )  # fmt: skip
+
+
 def measure(cores: Cores, work: Path, *, concurrency: int, seconds: float) -> list[Row]:
+    """Each pair runs A B B A (servelab, bare, bare, servelab) and is averaged: both calls/s
+    are server-bound near the same figure, and drift on a shared machine is ±5 %."""
     from loadtests.launch import launch_target
 
     rows = []
@@ -38,8 +59,17 @@ def measure(cores: Cores, work: Path, *, concurrency: int, seconds: float) -> li
         for mode, kind in (("unary", "grpc"), ("stream", "grpc-stream")):
             args = ["--target", kind, "--address", target.address, "--concurrency",
                     str(concurrency), "--duration", f"{seconds:g}s", "--warmup", "0s"]  # fmt: skip
-            result, _ = servelab_run(args, out=work / f"servelab-{kind}.json", cpus=cores.client)
-            rows.append(row_from_result(SECTION, f"servelab run --target {kind}", "gRPC target",
-                                        result))  # fmt: skip
-            rows.append(_bare(target.address, mode, cores, concurrency, seconds))
+
+            def ours(args: list[str] = args, kind: str = kind) -> Row:
+                result, _ = servelab_run(args, out=work / f"servelab-{kind}.json",
+                                         cpus=cores.client)  # fmt: skip
+                return row_from_result(SECTION, f"servelab run --target {kind}", "gRPC target",
+                                       result)  # fmt: skip
+
+            def bare(mode: str = mode) -> Row:
+                return _bare(target.address, mode, cores, concurrency, seconds)
+
+            first_ours, first_bare, second_bare, second_ours = ours(), bare(), bare(), ours()
+            rows.append(_mean([first_ours, second_ours]))
+            rows.append(_mean([first_bare, second_bare]))
     return rows
