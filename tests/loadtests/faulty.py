@@ -157,6 +157,16 @@ class _ScriptedPredictor(predict_pb2_grpc.PredictorServicer):
         self.target = target
 
     async def Predict(self, request: pb.PredictRequest, context: Any) -> pb.PredictResponse:
+        return await self._answer(request, context)
+
+    async def PredictStream(
+        self, request_iterator: Any, context: Any
+    ) -> AsyncIterator[pb.PredictResponse]:
+        """Each message takes the next script entry: a ``Status`` ends the whole stream."""
+        async for request in request_iterator:
+            yield await self._answer(request, context)
+
+    async def _answer(self, request: pb.PredictRequest, context: Any) -> pb.PredictResponse:
         target = self.target
         fault = target.script(target.seen)
         target.seen += 1
@@ -168,23 +178,6 @@ class _ScriptedPredictor(predict_pb2_grpc.PredictorServicer):
             await context.abort(fault.code, "scripted")
         body = {"rows": [list(row.values) for row in request.rows]} if request.rows else {}
         return convert.to_response(_answer(body, "grpc"))
-
-    async def PredictStream(
-        self, request_iterator: Any, context: Any
-    ) -> AsyncIterator[pb.PredictResponse]:
-        """Each message takes the next script entry: a ``Status`` ends the whole stream."""
-        target = self.target
-        async for request in request_iterator:
-            fault = target.script(target.seen)
-            target.seen += 1
-            if fault == HANG:
-                await target.stopped.wait()
-            if isinstance(fault, Slow):
-                await asyncio.sleep(fault.delay_s)
-            if isinstance(fault, Status) and isinstance(fault.code, grpc.StatusCode):
-                await context.abort(fault.code, "scripted")
-            body = {"rows": [list(row.values) for row in request.rows]} if request.rows else {}
-            yield convert.to_response(_answer(body, "grpc"))
 
 
 class FaultyGrpcTarget:
