@@ -210,6 +210,8 @@ def _run(command: list[str], target_pids: list[int]) -> tuple[int, list[tuple[fl
             time.sleep(CPU_POLL_S)
     finally:
         code = process.wait()
+        if code < 0:  # ended by a signal: the shell's 128 + N, not a negative exit status
+            code = 128 - code
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     sample()
