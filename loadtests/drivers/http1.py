@@ -227,7 +227,9 @@ class Http1Driver:
         return protocol
 
     def _release(self, connection: _Connection) -> None:
-        if not connection.reusable or connection.closed:
+        # A request still awaiting its answer (its send was cancelled) leaves the connection
+        # unusable: the answer may yet arrive, for nobody.
+        if not connection.reusable or connection.closed or connection.waiter is not None:
             self._all.discard(connection)
             connection.close()
             if self._waiters:  # a slot is free: let the next waiter dial

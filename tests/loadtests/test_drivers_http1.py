@@ -230,3 +230,28 @@ async def test_busy_polling_records_the_same_requests_and_stops_spinning() -> No
     assert harness.stats.busy_poll is True
     current = asyncio.current_task()
     assert [task for task in asyncio.all_tasks() if task is not current] == []  # spinner gone
+
+
+async def test_a_send_cancelled_mid_answer_leaves_the_pool_usable() -> None:
+    first = asyncio.Event()
+
+    async def slow_first(writer: asyncio.StreamWriter) -> bool:
+        if not first.is_set():
+            first.set()
+            await asyncio.sleep(0.2)  # the first answer comes after its send was cancelled
+        writer.write(_head(f"Content-Length: {len(ANSWER)}\r\n\r\n") + ANSWER)
+        await writer.drain()
+        return True
+
+    async with Scripted(slow_first) as server:
+        driver = Http1Driver(server.url, connections=1)
+        await driver.open()
+        cancelled = asyncio.ensure_future(driver.send(PAYLOAD))
+        await asyncio.wait_for(first.wait(), 5)
+        cancelled.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        reply = await driver.send(PAYLOAD)  # a fresh connection: the old one still owes an answer
+        await driver.close()
+    assert reply == (Outcome.OK, None, 1, True)
+    assert server.connections == 2
