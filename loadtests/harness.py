@@ -111,8 +111,8 @@ class Harness:
         self.on_tick = on_tick
         self.on_measure_start = on_measure_start
         self.tick_s = tick_s
-        # Folds stall the loop for their length: 4,096 samples fold in well under 1 ms (65,536 take
-        # ~11 ms, which would make open-loop sends late), at ~0.05 µs more per sample.
+        # Folds stall the loop for their length: 1,024 samples fold in ~0.25 ms (65,536 took
+        # ~11 ms, which made open-loop sends late), at a few tenths of a µs more per sample.
         self.recorder = Recorder(fold_every=FOLD_EVERY)
         self.stats = RunStats()
         self._stop = asyncio.Event()

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from loadtests.harness import LoadPlan, RunStats
+from loadtests.histogram import IntArray
 from loadtests.recorder import ERROR_SHIFT, Recorder
 from loadtests.records import Outcome
 
@@ -27,6 +28,25 @@ if TYPE_CHECKING:
 
 # 256 KiB a column: the fold's numpy passes stay in cache (2**18 costs ~25 ns more a sample)
 CHUNK = 1 << 15
+
+
+def _cycled(rows: Sequence[Sequence[float]], chunk: int) -> list[Sequence[float]]:
+    """The rows, cycled, as one flat list long enough for any chunk at any offset: iterating a
+    list slice is cheaper per call than ``islice(cycle(...))``."""
+    return list(rows) * (chunk // len(rows) + 2)
+
+
+def record_back_to_back(
+    recorder: Recorder, ends: array[int], previous_ns: int, flags: IntArray, predictions: IntArray
+) -> int:
+    """Record calls made back to back — each starts when the one before ended, the first at
+    ``previous_ns`` — from their end times; returns the last end."""
+    ended = np.frombuffer(ends, dtype=np.int64)
+    started = np.empty_like(ended)
+    started[0] = previous_ns
+    started[1:] = ended[:-1]
+    recorder.record_arrays(started, started, ended, flags, predictions)
+    return int(ended[-1])
 
 
 def run_tight(
@@ -43,10 +63,8 @@ def run_tight(
         raise ValueError("requests must be a positive int")
     if not rows:
         raise ValueError("rows must not be empty")
-    # The rows, cycled, as one flat list: iterating a list slice is cheaper per call than
-    # islice(cycle(...)), and every chunk is a slice of it at the cycle's current offset.
     period = len(rows)
-    block = list(rows) * (min(chunk, requests) // period + 2)
+    block = _cycled(rows, min(chunk, requests))
     offset = 0
     previous = clock()
     recorder.start_ns = previous
@@ -59,13 +77,8 @@ def run_tight(
             predict_row(row)
             append(clock())
         offset = (offset + count) % period
-        ended = np.frombuffer(ends, dtype=np.int64)
-        started = np.empty_like(ended)
-        started[0] = previous
-        started[1:] = ended[:-1]
-        previous = int(ended[-1])
         zeros = np.zeros(count, dtype=np.int64)
-        recorder.record_arrays(started, started, ended, zeros, zeros + 1)
+        previous = record_back_to_back(recorder, ends, previous, zeros, zeros + 1)
         recorder.fold(now_ns=previous)  # close finished seconds of the per-second series
         remaining -= count
     recorder.finish()
@@ -120,7 +133,7 @@ class TightHarness:
         recorder = self.recorder
         failed_code = recorder.error_code("model_error")
         period = len(self.rows)
-        block = list(self.rows) * (self.chunk // period + 2)  # cycled rows, sliced per chunk
+        block = _cycled(self.rows, self.chunk)
         offset = 0
         remaining = self.plan.requests if self.plan.requests is not None else 1 << 62
         cpu_before, wall_before = time.process_time(), time.perf_counter()
@@ -143,8 +156,7 @@ class TightHarness:
                     bad.append(index)
                 append(clock())
             offset = (offset + count) % period
-            self._fold(ends, bad, previous, failed_code)
-            previous = ends[-1]
+            previous = self._fold(ends, bad, previous, failed_code)
             remaining -= count
             if end_ns is not None and previous >= end_ns:
                 break
@@ -161,15 +173,11 @@ class TightHarness:
         recorder.finish()
         return recorder
 
-    def _fold(self, ends: array[int], bad: array[int], previous: int, failed_code: int) -> None:
-        ended = np.frombuffer(ends, dtype=np.int64)
-        started = np.empty_like(ended)
-        started[0] = previous
-        started[1:] = ended[:-1]
-        flags = np.zeros(ended.size, dtype=np.int64)
-        predictions = np.ones(ended.size, dtype=np.int64)
+    def _fold(self, ends: array[int], bad: array[int], previous: int, failed_code: int) -> int:
+        flags = np.zeros(len(ends), dtype=np.int64)
+        predictions = np.ones(len(ends), dtype=np.int64)
         if bad:
             failed = np.frombuffer(bad, dtype=np.int64)
             flags[failed] = Outcome.FAILURE | (failed_code << ERROR_SHIFT)
             predictions[failed] = 0
-        self.recorder.record_arrays(started, started, ended, flags, predictions)
+        return record_back_to_back(self.recorder, ends, previous, flags, predictions)
