@@ -54,6 +54,8 @@ class ServedTally:
     def __init__(self, driver: RestDriver) -> None:
         self.driver = driver
         self.transport = driver.transport
+        self.wire = driver.wire
+        self.stamps = driver.stamps
         self.served_ns = array("q")
         self.per_second: dict[int, Counter[str]] = {}
         self.start_ns = time.perf_counter_ns()

@@ -66,6 +66,8 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     still while they wait.
     """
 
+    virtual_time = True  # read by targets.models.sleep_at_least: this loop's time() is the clock
+
     def __init__(self) -> None:
         super().__init__()
         self._virtual_s = 0.0

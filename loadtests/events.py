@@ -5,9 +5,12 @@ One JSON line per measured request, handed over by the recorder at each fold —
 file servelab appends to instead of writing atomically (that is its point); a crash can leave a
 torn last line, which ``read_events`` drops and counts::
 
-    {"kind": "servelab-events", "schema_version": 1, "start_ns": ..., "run": {...}, ...}
-    {"scheduled_ns": ..., "sent_ns": ..., "ended_ns": ..., "outcome": "ok", "error": null,
-     "predictions": 8, "schema_ok": true}                          (one line per request)
+    {"kind": "servelab-events", "schema_version": 2, "start_ns": ..., "run": {...}, ...}
+    {"scheduled_ns": ..., "dispatched_ns": ..., "wire_ns": ..., "ended_ns": ...,
+     "outcome": "ok", "error": null, "predictions": 8, "schema_ok": true}  (one line per request)
+
+``wire_ns`` is null where the driver cannot see its on-wire instant. Version 1 logs (``sent_ns``
+for the dispatch, no ``wire_ns``) are still read.
     {"end": true, "measure_end_ns": ..., "interrupted": false, "abandoned": 0}   (clean end only)
 
 ``recompute_result`` folds the lines through a fresh ``Recorder``, so the recomputed result counts
@@ -29,7 +32,7 @@ import orjson
 from loadtests.harness import RunStats
 from loadtests.histogram import IntArray
 from loadtests.recorder import ERROR_SHIFT, SCHEMA_BAD_BIT, Recorder
-from loadtests.records import Outcome
+from loadtests.records import WIRE_UNSEEN, Outcome
 from loadtests.result import RunInfo, Verdict, build_result, write_result
 from loadtests.verdict import judge_run
 
@@ -37,7 +40,8 @@ if TYPE_CHECKING:
     from targets.cli import Subcommands
 
 KIND: Final = "servelab-events"
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
+READABLE_VERSIONS: Final = (1, 2)
 OUTCOME_NAMES: Final = {int(outcome): outcome.name.lower() for outcome in Outcome}
 OUTCOMES_BY_NAME: Final = {name: code for code, name in OUTCOME_NAMES.items()}
 UNFINISHED: Final = "run did not finish: recomputed from its event log"
@@ -88,16 +92,18 @@ class EventLog:
         start_ns: int,
         error_names: Sequence[str],
         scheduled: IntArray,
-        sent: IntArray,
+        dispatched: IntArray,
         ended: IntArray,
         flags: IntArray,
         predictions: IntArray,
+        wire: IntArray,
     ) -> None:
         self._header(start_ns)
         names: list[str | None] = [None, *error_names]
         rows = zip(
             scheduled.tolist(),
-            sent.tolist(),
+            dispatched.tolist(),
+            [None if value == WIRE_UNSEEN else value for value in wire.tolist()],
             ended.tolist(),
             (flags & 3).tolist(),
             (flags >> ERROR_SHIFT).tolist(),
@@ -108,17 +114,18 @@ class EventLog:
         data = b"".join(
             orjson.dumps(
                 {
-                    "scheduled_ns": scheduled_ns,
-                    "sent_ns": sent_ns,
+                    "scheduled_ns": intended_ns,
+                    "dispatched_ns": dispatched_ns,
+                    "wire_ns": wire_ns,
                     "ended_ns": ended_ns,
                     "outcome": OUTCOME_NAMES[outcome],
                     "error": names[code],
                     "predictions": count,
-                    "schema_ok": schema_ok,
+                    "schema_ok": ok,
                 }
             )
             + b"\n"
-            for scheduled_ns, sent_ns, ended_ns, outcome, code, count, schema_ok in rows
+            for intended_ns, dispatched_ns, wire_ns, ended_ns, outcome, code, count, ok in rows
         )
         self._write(data)
         self.lines += int(ended.size)
@@ -169,8 +176,10 @@ def read_events(path: str | Path) -> EventLogContents:
         header = None
     if not isinstance(header, dict) or header.get("kind") != KIND:
         raise EventLogError(f"{path}: not a servelab event log (empty, truncated or foreign)")
-    if header.get("schema_version") != SCHEMA_VERSION:
-        raise EventLogError(f"{path}: unsupported event log schema_version")
+    version = header.get("schema_version")
+    if version not in READABLE_VERSIONS:
+        raise EventLogError(f"{path}: unsupported event log schema_version {version!r}")
+    dispatched_key = "sent_ns" if version == 1 else "dispatched_ns"
     start_ns = header.get("start_ns")
     if not isinstance(start_ns, int):
         raise EventLogError(f"{path}: header has no start_ns")
@@ -195,14 +204,16 @@ def read_events(path: str | Path) -> EventLogContents:
             continue
         try:
             error = event["error"]
+            wire_ns = event.get("wire_ns")
             recorder.record(
                 int(event["scheduled_ns"]),
-                int(event["sent_ns"]),
+                int(event[dispatched_key]),
                 int(event["ended_ns"]),
                 OUTCOMES_BY_NAME[event["outcome"]],
                 recorder.error_code(str(error)) if error else 0,
                 int(event["predictions"]),
                 bool(event["schema_ok"]),
+                WIRE_UNSEEN if wire_ns is None else int(wire_ns),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise _line_error(path, number, f"bad event ({exc!r})") from None

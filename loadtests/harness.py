@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 from loadtests.clock import Clock, clock_for_running_loop
-from loadtests.drivers.base import Driver
+from loadtests.drivers.base import Driver, WireView
 from loadtests.histogram import IntArray
 from loadtests.recorder import Recorder
-from loadtests.records import Outcome
+from loadtests.records import WIRE_UNSEEN, Outcome
 from loadtests.schedule import Arrival, RateProfile, open_loop_offsets_ns
 from loadtests.workload import PayloadGenerator
 
@@ -120,6 +120,7 @@ class Harness:
         self._recorded = 0
         self._in_flight: set[asyncio.Task[None]] = set()
         self._slot_waiter: asyncio.Future[None] | None = None
+        self._wire: WireView = driver.wire
 
     def stop(self) -> None:
         """Stop early (Ctrl-C): scheduling ends, in-flight requests drain, result is partial."""
@@ -147,14 +148,20 @@ class Harness:
         measured = scheduled_ns >= self._measure_start_ns
         if measured:
             self._recorded += 1
-        sent_ns = clock.now_ns()
+        dispatched_ns = clock.now_ns()
         outcome, error_class, predictions, schema_ok = await self.driver.send(payload)
         ended_ns = clock.now_ns()
+        wire = self._wire
+        if wire == "stamped":
+            wire_ns = self.driver.stamps.take()  # taken always, so no stamp outlives its request
+        else:
+            wire_ns = dispatched_ns if wire == "at_dispatch" else WIRE_UNSEEN
         if measured:
             code = self.recorder.error_code(error_class) if error_class else 0
             self.recorder.record(
-                scheduled_ns, sent_ns, ended_ns, outcome, code, predictions, schema_ok
-            )
+                scheduled_ns, dispatched_ns, ended_ns, outcome, code, predictions, schema_ok,
+                wire_ns,
+            )  # fmt: skip
 
     # -- the two modes -------------------------------------------------------------------------
 
@@ -255,6 +262,8 @@ class Harness:
     async def run(self) -> Recorder:
         """Run the plan; returns the finished recorder (also ``self.recorder``)."""
         self.clock = self._clock or clock_for_running_loop()
+        self._wire = self.driver.wire
+        self.driver.stamps.now_ns = self.clock.now_ns  # on-wire stamps on the harness's clock
         await self.driver.open()
         # What exists before the load (imports, payloads) is never traversed by the collector
         # again: a full collection over it pauses the loop for tens of ms, making sends late.

@@ -43,7 +43,7 @@ COUNTERS: Final = (
     "requests", "successes", "failures", "expected_rejections", "schema_checked", "schema_ok",
     "predictions", "bytes_sent", "bytes_received",
 )  # fmt: skip
-_HISTOGRAMS: Final = ("latency", "service", "lateness")
+_HISTOGRAMS: Final = ("latency", "service", "client_queue", "lateness")
 
 
 class SideStats:
@@ -126,10 +126,10 @@ def recorder_from_wire(data: Mapping[str, Any], rows: list[dict[str, float]]) ->
     recorder.first_sent_ns = data["first_sent_ns"]
     recorder.last_ended_ns = data["last_ended_ns"]
     for name in _HISTOGRAMS:
-        encoded = data["histograms"][name]
+        encoded = data["histograms"].get(name)
         if encoded:
             histogram = LatencyHistogram.decode(encoded)
-            histogram.saturated = int(data["saturated"][name])
+            histogram.saturated = int(data["saturated"].get(name, 0))
             setattr(recorder, name, histogram)
     recorder.timeseries = [dict(row) for row in rows]
     return recorder
@@ -202,11 +202,14 @@ class ProcessRecording:
         outcome, error_class, predictions, schema_ok = reply
         recorder = self.recorder
         code = recorder.error_code(error_class) if error_class else 0
-        sent_ns = (
+        started_ns = (
             round(start_time_s * 1e9) if start_time_s is not None else self._clock_ns() - latency_ns
         )
+        # Locust times a request as one span: its HTTP clients wait for a pooled connection
+        # inside it and do not say how long, so the on-wire instant is unseen (client queue
+        # absent) and service time is the whole span.
         recorder.record(
-            sent_ns, sent_ns, sent_ns + latency_ns, outcome, code, predictions, schema_ok
+            started_ns, started_ns, started_ns + latency_ns, outcome, code, predictions, schema_ok
         )
 
     def snapshot(self) -> dict[str, Any]:

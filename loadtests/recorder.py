@@ -17,7 +17,7 @@ from typing import Final, Protocol
 import numpy as np
 
 from loadtests.histogram import IntArray, LatencyHistogram, Prepared
-from loadtests.records import Outcome, RequestRecord
+from loadtests.records import WIRE_UNSEEN, Outcome, RequestRecord
 
 NS_PER_S: Final = 1_000_000_000
 SCHEMA_BAD_BIT: Final = 4  # flag bit; outcome uses bits 0-1, error class from bit 8
@@ -33,10 +33,11 @@ class RecordSink(Protocol):
         start_ns: int,
         error_names: Sequence[str],
         scheduled: IntArray,
-        sent: IntArray,
+        dispatched: IntArray,
         ended: IntArray,
         flags: IntArray,
         predictions: IntArray,
+        wire: IntArray,
     ) -> None: ...
 
 
@@ -70,9 +71,11 @@ class Recorder:
         self.start_ns = start_ns
         self.fold_every = fold_every
         self.sink = sink
-        self.latency = LatencyHistogram()  # from the intended start
-        self.service = LatencyHistogram()  # from the actual send
-        self.lateness = LatencyHistogram()  # how late each send was against its schedule
+        # The four instants of a request (records.RequestRecord) make four histograms:
+        self.latency = LatencyHistogram()  # ended - intended
+        self.service = LatencyHistogram()  # ended - on wire (- dispatched where the wire is unseen)
+        self.client_queue = LatencyHistogram()  # on wire - dispatched; only where the wire is seen
+        self.lateness = LatencyHistogram()  # dispatched - intended: the generator's health
         self.requests = 0
         self.successes = 0
         self.failures = 0
@@ -95,6 +98,7 @@ class Recorder:
         self._ended = array("q")
         self._flags = array("q")
         self._predictions = array("q")
+        self._wire = array("q")
 
     def error_code(self, error_class: str) -> int:
         """Small int for an error class (look it up once, outside the hot loop)."""
@@ -108,21 +112,24 @@ class Recorder:
     def record(
         self,
         scheduled_ns: int,
-        sent_ns: int,
+        dispatched_ns: int,
         ended_ns: int,
         outcome: int = 0,
         error_code: int = 0,
         predictions: int = 0,
         schema_ok: bool = True,
+        wire_ns: int = WIRE_UNSEEN,
     ) -> None:
-        """Hot path: one request, as ints (``outcome`` an ``Outcome`` value)."""
+        """Hot path: one request, as ints (``outcome`` an ``Outcome`` value; ``wire_ns``
+        ``WIRE_UNSEEN`` where the driver cannot see its on-wire instant)."""
         self._scheduled.append(scheduled_ns)
-        self._sent.append(sent_ns)
+        self._sent.append(dispatched_ns)
         self._ended.append(ended_ns)
         self._flags.append(
             outcome | (0 if schema_ok else SCHEMA_BAD_BIT) | (error_code << ERROR_SHIFT)
         )
         self._predictions.append(predictions)
+        self._wire.append(wire_ns)
         if len(self._ended) >= self.fold_every:
             self.fold()
 
@@ -133,12 +140,13 @@ class Recorder:
         self.bytes_received += bytes_received or record.bytes_received
         self.record(
             record.scheduled_ns,
-            record.sent_ns,
+            record.dispatched_ns,
             record.ended_ns,
             int(record.outcome),
             code,
             record.predictions,
             record.schema_ok,
+            WIRE_UNSEEN if record.wire_ns is None else record.wire_ns,
         )
 
     @property
@@ -159,17 +167,19 @@ class Recorder:
 
     def _fold_buffers(self) -> None:
         # Hand the filled columns to numpy (zero-copy) and start fresh ones.
-        columns = (self._scheduled, self._sent, self._ended, self._flags, self._predictions)
+        columns = (
+            self._scheduled, self._sent, self._ended, self._flags, self._predictions, self._wire
+        )  # fmt: skip
         self._scheduled, self._sent, self._ended = array("q"), array("q"), array("q")
-        self._flags, self._predictions = array("q"), array("q")
-        scheduled, sent, ended, flags, predictions = (
+        self._flags, self._predictions, self._wire = array("q"), array("q"), array("q")
+        scheduled, sent, ended, flags, predictions, wire = (
             np.frombuffer(column, dtype=np.int64) for column in columns
         )
         if self.sink is not None:
             self.sink.write_columns(
-                self.start_ns, self._error_names, scheduled, sent, ended, flags, predictions
+                self.start_ns, self._error_names, scheduled, sent, ended, flags, predictions, wire
             )
-        self.record_arrays(scheduled, sent, ended, flags, predictions)
+        self.record_arrays(scheduled, sent, ended, flags, predictions, wire)
 
     def record_arrays(
         self,
@@ -178,8 +188,11 @@ class Recorder:
         ended: IntArray,
         flags: IntArray,
         predictions: IntArray,
+        wire: IntArray | None = None,
     ) -> None:
-        """Fold many requests given as columns (``flags``: outcome | schema bit | error << 8)."""
+        """Fold many requests given as columns (``sent``: dispatched; ``flags``: outcome |
+        schema bit | error << 8; ``wire``: on-wire instants, ``WIRE_UNSEEN`` where unseen —
+        ``None`` means on wire at dispatch, as in a back-to-back in-process loop)."""
         if ended.size == 0:
             return
         size = int(flags.size)
@@ -212,15 +225,47 @@ class Recorder:
         latency = ended - scheduled if all_counted else (ended - scheduled)[counted]
         prepared = self.latency.prepare(latency)
         self.latency.add(prepared)
-        if sent is scheduled:  # back-to-back loop: intended start == send, lateness zero
+        if sent is scheduled and wire is None:
+            # back-to-back loop: intended == dispatched == on wire; lateness and queue zero
             self.service.add(prepared)
             self.lateness.add_zeros(int(flags.size))
+            self.client_queue.add_zeros(int(flags.size) if counted is None else int(counted.sum()))
         else:
-            self.service.record_many(ended - sent if all_counted else (ended - sent)[counted])
+            self._fold_wire(sent, ended, wire, None if all_counted else counted)
             self.lateness.record_many(sent - scheduled)
         if failed is not None and not all_counted:
             failed = failed[counted]
         self._fold_seconds(ended if all_counted else ended[counted], prepared, failed)
+
+    def _fold_wire(
+        self,
+        dispatched: IntArray,
+        ended: IntArray,
+        wire: IntArray | None,
+        counted: np.ndarray | None,
+    ) -> None:
+        """Service time from the wire (from the dispatch where it is unseen) and client-queue
+        time where it is seen; ``counted`` masks out expected rejections."""
+        if wire is None:
+            start = dispatched
+            seen = None
+        else:
+            seen = wire != WIRE_UNSEEN
+            all_seen = bool(seen.all())
+            start = wire if all_seen else np.where(seen, wire, dispatched)
+            if all_seen:
+                seen = None
+        service = ended - start
+        self.service.record_many(service if counted is None else service[counted])
+        if wire is None:
+            self.client_queue.add_zeros(int(ended.size) if counted is None else int(counted.sum()))
+            return
+        queue = start - dispatched
+        keep = seen if counted is None else (counted if seen is None else seen & counted)
+        if keep is None:
+            self.client_queue.record_many(queue)
+        elif keep.any():
+            self.client_queue.record_many(queue[keep])
 
     def _count_errors(self, codes: IntArray) -> None:
         if codes.any():
@@ -267,6 +312,7 @@ class Recorder:
         self.finish()
         self.latency.merge(other.latency)
         self.service.merge(other.service)
+        self.client_queue.merge(other.client_queue)
         self.lateness.merge(other.lateness)
         for name in (
             "requests", "successes", "failures", "expected_rejections", "schema_checked",

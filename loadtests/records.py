@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Final
+
+WIRE_UNSEEN: Final = -1  # the recorder's column value for "no on-wire instant"
 
 
 class Outcome(IntEnum):
@@ -22,14 +25,19 @@ class Outcome(IntEnum):
 class RequestRecord:
     """One request. Times are ``time.perf_counter_ns``-style nanoseconds on one clock.
 
-    ``scheduled_ns`` is the intended start (open loop: the schedule; closed loop: when the worker
-    became free), ``sent_ns`` the actual send, ``ended_ns`` the end. Response time from the
-    intended start is ``ended_ns - scheduled_ns`` (no coordinated omission); service time is
-    ``ended_ns - sent_ns``.
+    Four instants: ``scheduled_ns`` the intended start (open loop: the schedule; closed loop:
+    when the worker became free), ``dispatched_ns`` when the generator began it, ``wire_ns`` when
+    the driver handed its bytes to the transport, after any wait for a connection, stream or
+    write slot (``None`` where a library hides it), ``ended_ns`` the end. From them:
+
+    - ``latency_ns`` = ended - intended (no coordinated omission);
+    - ``service_ns`` = ended - on wire (ended - dispatched when the wire is unseen);
+    - ``client_queue_ns`` = on wire - dispatched (``None`` when unseen);
+    - ``send_lateness_ns`` = dispatched - intended: the generator's health.
     """
 
     scheduled_ns: int
-    sent_ns: int
+    dispatched_ns: int
     ended_ns: int
     outcome: Outcome = Outcome.OK
     error_class: str | None = None
@@ -37,10 +45,13 @@ class RequestRecord:
     bytes_received: int = 0
     predictions: int = 0
     schema_ok: bool = True
+    wire_ns: int | None = None
 
     def __post_init__(self) -> None:
-        if not self.scheduled_ns <= self.sent_ns <= self.ended_ns:
-            raise ValueError("times must satisfy scheduled_ns <= sent_ns <= ended_ns")
+        if not self.scheduled_ns <= self.dispatched_ns <= self.ended_ns:
+            raise ValueError("times must satisfy scheduled_ns <= dispatched_ns <= ended_ns")
+        if self.wire_ns is not None and not self.dispatched_ns <= self.wire_ns <= self.ended_ns:
+            raise ValueError("wire_ns must lie between dispatched_ns and ended_ns")
         if self.outcome is Outcome.FAILURE and not self.error_class:
             raise ValueError("a failed request needs an error_class")
 
@@ -50,8 +61,13 @@ class RequestRecord:
 
     @property
     def service_ns(self) -> int:
-        return self.ended_ns - self.sent_ns
+        start_ns = self.dispatched_ns if self.wire_ns is None else self.wire_ns
+        return self.ended_ns - start_ns
+
+    @property
+    def client_queue_ns(self) -> int | None:
+        return None if self.wire_ns is None else self.wire_ns - self.dispatched_ns
 
     @property
     def send_lateness_ns(self) -> int:
-        return self.sent_ns - self.scheduled_ns
+        return self.dispatched_ns - self.scheduled_ns

@@ -17,10 +17,11 @@ from typing import Any, Final
 
 import orjson
 
+from loadtests.histogram import LatencyHistogram
 from loadtests.recorder import Recorder
 from targets.files import write_atomic
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 KIND: Final = "servelab-result"
 
 
@@ -60,9 +61,13 @@ class RunInfo:
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
+    """``reasons`` make a run INVALID; ``warnings`` doubt a figure; ``notes`` say what the valid
+    figures mean (a saturated target, a queue in the client)."""
+
     valid: bool
     reasons: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
 
 
 def summarize(recorder: Recorder, window_s: float) -> dict[str, Any]:
@@ -83,6 +88,11 @@ def summarize(recorder: Recorder, window_s: float) -> dict[str, Any]:
         "window_s": window_s,
         "latency_ms": recorder.latency.summary_ms(),
         "service_latency_ms": recorder.service.summary_ms(),
+        # absent (None) where the driver cannot see when its bytes left (README: What is measured)
+        "client_queue_ms": (
+            recorder.client_queue.summary_ms() if recorder.client_queue.total else None
+        ),
+        "send_lateness_ms": recorder.lateness.summary_ms(),
     }
 
 
@@ -107,12 +117,14 @@ def build_result(
             "valid": verdict.valid,
             "reasons": list(verdict.reasons),
             "warnings": list(verdict.warnings),
+            "notes": list(verdict.notes),
         },
         "summary": summarize(recorder, window_s),
         "errors": dict(sorted(recorder.errors.items())),
         "histograms": {
             "latency": recorder.latency.encode(),
             "service_latency": recorder.service.encode(),
+            "client_queue": recorder.client_queue.encode() if recorder.client_queue.total else None,
             "send_lateness": recorder.lateness.encode(),
         },
         "timeseries": recorder.timeseries,
@@ -126,8 +138,34 @@ def write_result(path: str | Path, result: dict[str, Any]) -> None:
 
 
 def upgrade(document: dict[str, Any]) -> dict[str, Any]:
-    """Bring an older result document to ``SCHEMA_VERSION`` (only version 1 exists so far)."""
+    """Bring an older result document to ``SCHEMA_VERSION``, in place; the one function that
+    knows old layouts.
+
+    v1 → v2: v1 timed service latency from the dispatch, wait for a connection included, and
+    had no client-queue figure: it is marked absent (``None``), never 0, and
+    ``upgraded_from`` says which layout the numbers were measured in.
+    """
+    version = document.get("schema_version", SCHEMA_VERSION)
+    if version < 2:
+        summary = document.setdefault("summary", {})
+        summary.setdefault("client_queue_ms", None)
+        histograms = document.setdefault("histograms", {})
+        histograms.setdefault("client_queue", None)
+        lateness = histograms.get("send_lateness")
+        summary.setdefault(
+            "send_lateness_ms", _decoded_summary_ms(lateness) if isinstance(lateness, str) else None
+        )
+        document.setdefault("verdict", {}).setdefault("notes", [])
+        document["upgraded_from"] = version
+        document["schema_version"] = 2
     return document
+
+
+def _decoded_summary_ms(encoded: str) -> dict[str, float] | None:
+    try:
+        return LatencyHistogram.decode(encoded).summary_ms()
+    except Exception:  # hdrh raises bare errors on a corrupt encoding: the figure is absent
+        return None
 
 
 def load_result(path: str | Path) -> dict[str, Any]:

@@ -111,11 +111,44 @@ def burn_cpu_s(seconds: float) -> None:
             accumulator = (accumulator * 1.000001) % 7.0
 
 
+TIMER_TICK_S = 0.001  # loop timers fire in whole ms (uvloop rounds, epoll's timeout rounds up)
+
+
+def _loop_is_virtual(loop: asyncio.AbstractEventLoop) -> bool:
+    """A loop on simulated time says so (``loadtests.clock.VirtualTimeLoop`` does); its own
+    ``time()`` is then the one clock, and its timers fire exactly on it."""
+    return bool(getattr(loop, "virtual_time", False))
+
+
+async def sleep_at_least(
+    delay_s: float,
+    *,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    clock: Callable[[], float] | None = None,
+) -> None:
+    """Wait ``delay_s`` and never less, on any loop, without spinning a core.
+
+    Loop timers can fire early: uvloop computes a timer's deadline from the time cached at the
+    start of the loop's iteration and rounds to whole ms (``sleep(0.005)`` measured 4.2 ms). So
+    sleep, read ``clock`` (perf_counter by default; the loop's own time on a virtual loop), and
+    sleep the remainder again, rounded *up* to the timer tick so a sub-ms remainder sleeps
+    instead of firing at once.
+    """
+    if clock is None:
+        loop = asyncio.get_running_loop()
+        clock = loop.time if _loop_is_virtual(loop) else time.perf_counter
+    deadline = clock() + delay_s
+    await sleep(delay_s)
+    while (remaining_s := deadline - clock()) > 0:
+        await sleep(math.ceil(remaining_s / TIMER_TICK_S) * TIMER_TICK_S)
+
+
 class SyntheticModel:
     """Reference predictions after a seeded service time: base draw + ``per_row_s`` per row.
 
-    ``cpu_bound=True`` computes for the service time; otherwise the model waits (``sleep`` /
-    ``sleep_async`` are injectable so a virtual clock can drive it).
+    ``cpu_bound=True`` computes for the service time (thread CPU time); otherwise the model
+    waits, and never answers before its drawn time (``sleep_at_least``). ``sleep`` /
+    ``sleep_async`` / ``clock`` are injectable so a test clock can drive it.
     """
 
     version = "1.0"
@@ -130,6 +163,7 @@ class SyntheticModel:
         cpu_bound: bool = False,
         sleep: Callable[[float], None] = time.sleep,
         sleep_async: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         if per_row_s < 0 or not math.isfinite(per_row_s):
             raise ValueError(f"per_row_s must be finite and >= 0, got {per_row_s}")
@@ -141,6 +175,7 @@ class SyntheticModel:
         self._rng = random.Random(seed)
         self._sleep = sleep
         self._sleep_async = sleep_async
+        self._clock = clock
 
     @property
     def name(self) -> str:
@@ -163,7 +198,10 @@ class SyntheticModel:
         if self.cpu_bound:
             burn_cpu_s(delay_s)  # a CPU-bound model holds the loop, as real inference would
         elif delay_s > 0:
-            await self._sleep_async(delay_s)
+            if self._sleep_async is asyncio.sleep or self._clock is not None:
+                await sleep_at_least(delay_s, sleep=self._sleep_async, clock=self._clock)
+            else:  # an injected sleep with no clock to check it against is taken at its word
+                await self._sleep_async(delay_s)
         return [reference_prediction(row) for row in rows]
 
 

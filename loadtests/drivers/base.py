@@ -4,33 +4,72 @@
 ``(outcome, error_class, predictions, schema_ok)`` — a plain tuple because it is on the hot path
 — and translates its transport's exceptions into error classes at that one boundary, as Locust
 reports outcomes with ``events.request.fire(exception=...)`` instead of raising.
+
+**When the bytes left.** The harness knows when it *dispatched* a request; only the driver knows
+when the request was handed to the transport (*on wire*), after any wait for a free connection,
+stream, write slot or worker. A driver says which of three it can tell (``wire``):
+
+- ``"stamped"``: it calls ``stamps.stamp()`` at that instant, in the sending task;
+- ``"at_dispatch"``: nothing queues inside it (in-process calls): on wire is the dispatch;
+- ``"hidden"``: a library hides the wait (grpc core queues a call that finds no free HTTP/2
+  stream): the instant is absent, and so is the request's client-queue time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from array import array
 from collections.abc import Callable
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 import orjson
 
-from loadtests.records import Outcome
+from loadtests.records import WIRE_UNSEEN, Outcome
 from loadtests.workload import Payload
 from targets.schema import response_problem
 
 Reply = tuple[int, str | None, int, bool]  # outcome, error class, predictions, schema_ok
 OK_REPLY_SCHEMA_BAD: str = "schema"
+WireView = Literal["stamped", "at_dispatch", "hidden"]
+
+
+class WireStamps:
+    """On-wire instants of the requests in flight, by the task that sends each one.
+
+    Every in-flight request runs in a task of its own (the open loop starts one per request; a
+    closed-loop worker is one), so the sending task identifies the request without changing
+    ``send``'s signature. ``now_ns`` is the harness's clock, set by the harness before ``open``.
+    """
+
+    __slots__ = ("_by_task", "now_ns")
+
+    def __init__(self) -> None:
+        self._by_task: dict[object, int] = {}
+        self.now_ns = time.perf_counter_ns
+
+    def stamp(self, at_ns: int | None = None) -> None:
+        """The current request is on the wire now (or at ``at_ns``, read on ``now_ns``'s
+        clock in a worker thread)."""
+        self._by_task[asyncio.current_task()] = self.now_ns() if at_ns is None else at_ns
+
+    def take(self) -> int:
+        """The current request's on-wire instant, forgotten once read; ``WIRE_UNSEEN`` if it
+        never reached the wire (refused connection, failed before sending)."""
+        return self._by_task.pop(asyncio.current_task(), WIRE_UNSEEN)
 
 
 class Driver(Protocol):
     """open / send / close. A driver may also offer ``extra() -> dict`` with transport-specific
-    figures for the result file's ``extra`` block (first-response time, rows/s, cache hits...)."""
+    figures for the result file's ``extra`` block (first-response time, rows/s, cache hits...).
+    ``wire`` and ``stamps``: see the module docstring."""
 
     transport: str
     bytes_sent: int
     bytes_received: int
+    wire: WireView
+    stamps: WireStamps
 
     async def open(self) -> None: ...
 
@@ -79,7 +118,9 @@ def judge_http(payload: Payload, status: int, body: bytes | None) -> Reply:
 
 class FakeDriver:
     """In-memory driver: answers after ``service_time_s(payload)`` (``asyncio.sleep``, so a
-    virtual clock drives it) with ``answer(payload)`` — for tests of the harness itself."""
+    virtual clock drives it) with ``answer(payload)`` — for tests of the harness itself.
+    With ``connections=N`` a request first waits for one of N slots, as a connection pool
+    makes it wait, and is stamped on the wire when it gets one."""
 
     transport = "fake"
 
@@ -87,19 +128,33 @@ class FakeDriver:
         self,
         service_time_s: Callable[[Payload], float],
         answer: Callable[[Payload], Reply] | None = None,
+        *,
+        connections: int | None = None,
     ) -> None:
+        if connections is not None and connections < 1:
+            raise ValueError("connections must be a positive int")
         self.service_time_s = service_time_s
         self.answer = answer or (lambda p: (Outcome.OK, None, p.expected_predictions, True))
         self.bytes_sent = 0
         self.bytes_received = 0
         self.sent = 0
         self.opened = self.closed = False
+        self.stamps = WireStamps()
+        self.wire: WireView = "at_dispatch" if connections is None else "stamped"
+        self._slots = None if connections is None else asyncio.Semaphore(connections)
 
     async def open(self) -> None:
         self.opened = True
 
     async def send(self, payload: Payload) -> Reply:
         self.sent += 1
+        if self._slots is None:
+            return await self._answer(payload)
+        async with self._slots:
+            self.stamps.stamp()
+            return await self._answer(payload)
+
+    async def _answer(self, payload: Payload) -> Reply:
         delay_s = self.service_time_s(payload)
         if delay_s > 0:
             await asyncio.sleep(delay_s)

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loadtests.drivers.base import OK_REPLY_SCHEMA_BAD, Reply, p50_p99
+from loadtests.drivers.base import OK_REPLY_SCHEMA_BAD, Reply, WireStamps, WireView, p50_p99
 from loadtests.records import Outcome
 from loadtests.workload import Payload
 from targets.batch import score_file
@@ -71,6 +71,7 @@ class ScoredBatch:
     bytes_out: int
     score_file_s: float
     model_calls_s: tuple[float, ...]
+    started_ns: int | None = None  # when a scoring thread took the batch (its on-wire instant)
 
 
 def judge_batch(payload: Payload, batch_size: int, scored: ScoredBatch) -> Reply:
@@ -116,6 +117,7 @@ class BatchDriver:
     """
 
     transport = "batch"
+    wire: WireView = "stamped"  # when a scoring thread takes the batch, after any queue for one
 
     def __init__(
         self,
@@ -136,6 +138,7 @@ class BatchDriver:
         self.threads = threads
         self.bytes_sent = 0
         self.bytes_received = 0
+        self.stamps = WireStamps()
         self.directory: Path | None = None
         self._clock_ns = clock_ns
         self._executor: ThreadPoolExecutor | None = None
@@ -174,6 +177,7 @@ class BatchDriver:
 
     def _score(self, directory: Path, name: str, payload: Payload) -> ScoredBatch:
         """In a worker thread: write, score, read back and delete one batch's files."""
+        started_ns = self.stamps.now_ns()
         source = directory / f"{name}.jsonl"
         output = directory / f"{name}.out.jsonl"
         errors = directory / f"{name}.errors.jsonl"
@@ -196,6 +200,7 @@ class BatchDriver:
             bytes_out=len(answer) + len(refused),
             score_file_s=report.elapsed_s,
             model_calls_s=report.batch_latencies_s,
+            started_ns=started_ns,
         )
 
     async def send(self, payload: Payload) -> Reply:
@@ -212,6 +217,8 @@ class BatchDriver:
         try:
             loop = asyncio.get_running_loop()
             scored = await loop.run_in_executor(executor, self._score, directory, name, payload)
+            if scored.started_ns is not None:
+                self.stamps.stamp(scored.started_ns)
             reply = judge_batch(payload, self.batch_size, scored)
         except ModelFailure:
             reply = Outcome.FAILURE, ModelFailure.code, 0, False
@@ -243,7 +250,11 @@ class BatchDriver:
         if outcome == Outcome.FAILURE:
             self._failed += 1
         if outcome != Outcome.EXPECTED_REJECTION:  # as the recorder keeps latencies
-            self._send_ns.append(ended_ns - started_ns)
+            # from the wire, as the harness's service time: a thread took the batch
+            wire_ns = (
+                started_ns if scored is None or scored.started_ns is None else scored.started_ns
+            )
+            self._send_ns.append(ended_ns - wire_ns)
         if scored is None:
             return
         self._rows += self.batch_size

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
 
-from loadtests.drivers.base import Reply, judge_answer, p50_p99
+from loadtests.drivers.base import Reply, WireStamps, WireView, judge_answer, p50_p99
 from loadtests.records import Outcome
 from loadtests.workload import Payload
 from targets.edge.remote import ConnectionFactory
@@ -58,6 +58,7 @@ class EdgeDriver:
     """
 
     transport = "edge"
+    wire: WireView = "stamped"  # when the runtime takes the request (its one worker is free)
 
     def __init__(
         self,
@@ -71,6 +72,7 @@ class EdgeDriver:
         self.runtime = EdgeRuntime.from_config(self.config, connection_factory=connection_factory)
         self.bytes_sent = 0
         self.bytes_received = 0
+        self.stamps = WireStamps()
         self._clock_ns = clock_ns
         self._lock = threading.Lock()  # held by whoever is inside runtime.handle()
         self._executor: ThreadPoolExecutor | None = None
@@ -101,10 +103,13 @@ class EdgeDriver:
         if executor is None:
             raise RuntimeError("EdgeDriver.send() before open()")
         try:
-            answer = self._answer_inline(payload)
-            if answer is None:
+            inline = self._answer_inline(payload)
+            if inline is None:
                 loop = asyncio.get_running_loop()
-                answer = await loop.run_in_executor(executor, self._handle, payload.body)
+                answer, taken_ns = await loop.run_in_executor(executor, self._handle, payload.body)
+                self.stamps.stamp(taken_ns)
+            else:
+                answer = inline
         except Exception as exc:  # the runtime itself blew up (handle() reports the rest)
             return Outcome.FAILURE, f"edge_{type(exc).__name__}", 0, False
         ended_ns = self._clock_ns()
@@ -131,6 +136,7 @@ class EdgeDriver:
             return None
         try:
             if key is _REJECTED or key in self.runtime.cache:
+                self.stamps.stamp()
                 return self.runtime.handle(payload.body)
             return None
         finally:
@@ -145,10 +151,11 @@ class EdgeDriver:
             entry = self._keys[id(payload)] = (payload, self.runtime.cache_key(payload.body))
         return entry[1]
 
-    def _handle(self, body: object) -> dict[str, Any]:
-        """In the worker thread: one request, with the runtime to itself."""
+    def _handle(self, body: object) -> tuple[dict[str, Any], int]:
+        """In the worker thread: one request, with the runtime to itself; and when it got it."""
         with self._lock:
-            return self.runtime.handle(body)
+            taken_ns = self.stamps.now_ns()
+            return self.runtime.handle(body), taken_ns
 
     async def close(self) -> None:
         """Drop requests still queued (abandoned by the harness), let a running one finish,

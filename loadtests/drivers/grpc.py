@@ -23,7 +23,7 @@ from typing import Any, Final, NoReturn, Protocol
 
 import grpc
 
-from loadtests.drivers.base import Reply, judge_answer
+from loadtests.drivers.base import Reply, WireStamps, WireView, judge_answer
 from loadtests.records import Outcome
 from loadtests.workload import Payload
 from targets.rpc import convert, predict_pb2_grpc
@@ -196,6 +196,9 @@ class GrpcUnaryDriver:
     """
 
     transport = "grpc"
+    # grpc core queues a call that finds no free HTTP/2 stream and does not say so: the
+    # on-wire instant is not observable, so client-queue time is absent for this driver.
+    wire: WireView = "hidden"
 
     def __init__(self, address: str, *, channels: int = 1, timeout_s: float = 30.0) -> None:
         if channels < 1:
@@ -206,6 +209,7 @@ class GrpcUnaryDriver:
         self.timeout_s = timeout_s
         self.bytes_sent = 0
         self.bytes_received = 0
+        self.stamps = WireStamps()
         self._messages = MessageCache()
         self._channels: list[grpc.aio.Channel] = []
         self._stubs: list[Any] = []
@@ -296,6 +300,7 @@ class GrpcInProcessDriver:
     ``GrpcUnaryDriver``. An exception the servicer lets out is UNKNOWN, as grpc would answer."""
 
     transport = "grpc-inprocess"
+    wire: WireView = "at_dispatch"
 
     def __init__(self, servicer: PredictServicer, *, timeout_s: float | None = None) -> None:
         check_timeout(timeout_s, optional=True)
@@ -303,6 +308,7 @@ class GrpcInProcessDriver:
         self.timeout_s = timeout_s
         self.bytes_sent = 0
         self.bytes_received = 0
+        self.stamps = WireStamps()
         self._messages = MessageCache()
 
     async def open(self) -> None:

@@ -26,7 +26,7 @@ from typing import Any, Final
 import grpc
 import numpy as np
 
-from loadtests.drivers.base import Reply
+from loadtests.drivers.base import Reply, WireStamps, WireView
 from loadtests.drivers.grpc import (
     MessageCache,
     check_timeout,
@@ -93,6 +93,7 @@ class GrpcStreamDriver:
     """
 
     transport = "grpc-stream"
+    wire: WireView = "stamped"  # once the stream's write slot is ours
 
     def __init__(
         self,
@@ -113,6 +114,7 @@ class GrpcStreamDriver:
         self.max_reopens = max_reopens
         self.bytes_sent = 0
         self.bytes_received = 0
+        self.stamps = WireStamps()
         self.reopens = 0  # over the driver's life: what ``max_reopens`` bounds
         self._reopens_before = 0
         self._messages = MessageCache()
@@ -206,6 +208,7 @@ class GrpcStreamDriver:
                 stream.waiting.append(future)
                 self.bytes_sent += size
                 stream.writing = (future, asyncio.current_task())
+                self.stamps.stamp()
                 try:
                     await self._write(stream, message)
                 finally:

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import httptools
 import orjson
 
-from loadtests.drivers.base import Reply, judge_http
+from loadtests.drivers.base import Reply, WireStamps, WireView, judge_http
 from loadtests.records import Outcome
 from loadtests.workload import Payload
 
@@ -146,6 +146,7 @@ class Http1Driver:
 
     transport = "rest"
     client = "fast"  # recorded as the result's extra.client
+    wire: WireView = "stamped"  # on the wire once a connection is ours
 
     def __init__(
         self,
@@ -184,6 +185,7 @@ class Http1Driver:
         self._dialing: set[asyncio.Task[None]] = set()
         self._waiters: deque[asyncio.Future[_Connection]] = deque()
         self._requests: dict[int, bytes] = {}  # payloads are pooled: encode each one once
+        self.stamps = WireStamps()
 
     async def open(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -267,6 +269,7 @@ class Http1Driver:
             connection = await self._connection()
         except (TimeoutError, OSError) as exc:
             return Outcome.FAILURE, _connect_error_class(exc), 0, False
+        self.stamps.stamp()
         try:
             status, raw = await connection.request(data, self.timeout_s)
         except ConnectionFailed as exc:

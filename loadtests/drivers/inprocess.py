@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from loadtests.drivers.base import Reply, judge_answer
+from loadtests.drivers.base import Reply, WireStamps, WireView, judge_answer
 from loadtests.records import Outcome
 from loadtests.workload import Payload
 from targets.errors import ModelFailure, RequestError
@@ -23,11 +23,13 @@ class InProcessDriver:
     """Calls the prediction service (canonical validation + model) directly."""
 
     transport = "inprocess"
+    wire: WireView = "at_dispatch"  # no socket, no pool: nothing to wait for before the call
 
     def __init__(self, model: Model, *, limits: Limits | None = None) -> None:
         self.service = PredictionService(model, transport=self.transport, limits=limits)
         self.bytes_sent = 0
         self.bytes_received = 0
+        self.stamps = WireStamps()
 
     async def open(self) -> None:
         return None
@@ -52,11 +54,13 @@ class AsgiDriver:
     """Calls the REST target's ASGI app directly: routing, middleware, JSON and all, no socket."""
 
     transport = "rest-inprocess"
+    wire: WireView = "at_dispatch"
 
     def __init__(self, app: Any) -> None:
         self.app = app
         self.bytes_sent = 0
         self.bytes_received = 0
+        self.stamps = WireStamps()
 
     async def open(self) -> None:
         return None

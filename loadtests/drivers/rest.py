@@ -9,7 +9,7 @@ import errno
 import aiohttp
 import orjson
 
-from loadtests.drivers.base import Reply, judge_http
+from loadtests.drivers.base import Reply, WireStamps, WireView, judge_http
 from loadtests.records import Outcome
 from loadtests.workload import Payload
 
@@ -21,6 +21,7 @@ class RestDriver:
 
     transport = "rest"
     client = "aiohttp"  # recorded as the result's extra.client
+    wire: WireView = "stamped"  # by aiohttp's request-headers-sent trace signal
 
     def __init__(self, base_url: str, *, connections: int = 64, timeout_s: float = 30.0) -> None:
         if connections < 1:
@@ -33,15 +34,24 @@ class RestDriver:
         self._session: aiohttp.ClientSession | None = None
         self._bodies: dict[int, bytes] = {}  # payloads are pooled: encode each one once
         self._urls = {"v1": f"{self.base_url}/v1/predict", "v2": f"{self.base_url}/v2/predict"}
+        self.stamps = WireStamps()
 
     async def open(self) -> None:
         connector = aiohttp.TCPConnector(limit=self.connections, ttl_dns_cache=None)
+        # aiohttp waits for a pooled connection inside ``post``; the signal fires in the
+        # request's own task once the headers are written, after that wait.
+        trace = aiohttp.TraceConfig()
+        trace.on_request_headers_sent.append(self._headers_sent)
         self._session = aiohttp.ClientSession(
             connector=connector,
+            trace_configs=[trace],
             timeout=aiohttp.ClientTimeout(total=self.timeout_s),
             headers=JSON_HEADERS,
             skip_auto_headers=("User-Agent",),
         )
+
+    async def _headers_sent(self, *_: object) -> None:
+        self.stamps.stamp()
 
     def _body(self, payload: Payload) -> bytes:
         key = id(payload)

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from loadtests.clock import clock_for_running_loop
-from loadtests.drivers.base import Reply, judge_answer, p50_p99
+from loadtests.drivers.base import Reply, WireStamps, WireView, judge_answer, p50_p99
 from loadtests.records import Outcome
 from loadtests.workload import Payload
 from targets.batching import BatchingConfig
@@ -56,6 +56,7 @@ class StreamDriver:
     """
 
     transport = "stream"
+    wire: WireView = "stamped"  # when the event is enqueued to the consumer, past backpressure
 
     def __init__(
         self,
@@ -79,6 +80,7 @@ class StreamDriver:
         self.window_ms = window_ms
         self.bytes_sent = 0
         self.bytes_received = 0
+        self.stamps = WireStamps()
         self._clock = clock
         self._consumer: StreamConsumer | None = None  # kept after close, for extra()
         self._accepting = False
@@ -142,7 +144,7 @@ class StreamDriver:
             self._full_arrivals += 1
         self.bytes_sent += len(line)
         try:
-            answer = await consumer.submit(line)
+            answer = await consumer.submit(line, on_admitted=self.stamps.stamp)
         except Exception as exc:  # the consumer itself blew up (submit reports the rest)
             return Outcome.FAILURE, f"stream_{type(exc).__name__}", 0, False
         error = answer.get("error")

@@ -137,10 +137,16 @@ class StreamConsumer:
         api: ApiVersion = "v2" if isinstance(body, dict) and "rows" in body else "v1"
         return self.service.parse(body, api)
 
-    async def submit(self, body: object) -> dict[str, Any]:
+    async def submit(
+        self, body: object, *, on_admitted: Callable[[], None] | None = None
+    ) -> dict[str, Any]:
         """One event end to end: its canonical response (with ``metadata.event`` and
-        ``metadata.latency_ms``) or its error line. Waits while the batcher's queue is full."""
-        return await self._complete(await self._admit(body))
+        ``metadata.latency_ms``) or its error line. Waits while the batcher's queue is full;
+        ``on_admitted`` is called once the event is in the queue (past that wait)."""
+        item = await self._admit(body)
+        if on_admitted is not None:
+            on_admitted()
+        return await self._complete(item)
 
     async def _admit(self, body: object) -> _InFlight:
         read_at = self.clock()

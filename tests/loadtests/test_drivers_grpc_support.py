@@ -54,6 +54,8 @@ class StopTargetAfter:
     def __init__(self, driver: Driver, answers: int, stop: Callable[[], Awaitable[None]]) -> None:
         self.driver = driver
         self.transport = driver.transport
+        self.wire = driver.wire
+        self.stamps = driver.stamps
         self.answers = answers
         self._stop = stop
         self._answered = 0

@@ -19,14 +19,19 @@ from loadtests.result import (
     write_result,
 )
 
-GOLDEN = Path(__file__).parent / "golden" / "result-v1.json"
+GOLDEN_V1 = Path(__file__).parent / "golden" / "result-v1.json"
+GOLDEN = Path(__file__).parent / "golden" / "result-v2.json"
 
 
 def _result() -> dict[str, object]:
     recorder = Recorder(start_ns=0)
     for index in range(10):
         start = index * 100_000_000
-        recorder.add(RequestRecord(start, start + 1_000, start + 5_000_000, predictions=1))
+        recorder.add(
+            RequestRecord(
+                start, start + 1_000, start + 5_000_000, predictions=1, wire_ns=start + 3_000
+            )
+        )
     failure = recorder.error_code("timeout")
     recorder.record(0, 0, 30_000_000, Outcome.FAILURE, failure, 0, False)
     recorder.record(0, 0, 1_000_000, Outcome.EXPECTED_REJECTION, 0, 0, True)
@@ -74,11 +79,26 @@ def test_write_then_load_round_trips(tmp_path: Path) -> None:
     assert [p.name for p in path.parent.iterdir()] == ["r.json"]  # no temp file left
 
 
-def test_golden_file_still_loads() -> None:
-    """A checked-in v1 file pins the format: it must keep loading as the code evolves."""
-    document = load_result(GOLDEN)
+@pytest.mark.parametrize("golden", [GOLDEN_V1, GOLDEN], ids=["v1", "v2"])
+def test_golden_files_still_load(golden: Path) -> None:
+    """Checked-in files of every version pin the format: they keep loading as the code evolves."""
+    document = load_result(golden)
+    assert document["schema_version"] == SCHEMA_VERSION
     assert document["summary"]["requests"] == 12
     assert document["run"]["target"] == "rest"
+
+
+def test_v1_file_is_upgraded_to_the_current_layout_with_client_queue_absent() -> None:
+    upgraded = load_result(GOLDEN_V1)
+    fresh = _result()
+    for block in ("run", "summary", "verdict", "cost", "histograms"):
+        assert set(upgraded[block]) == set(fresh[block]), block  # type: ignore[arg-type]
+    assert upgraded["upgraded_from"] == 1
+    # v1 never saw the wire: its client-queue time is unknown, not zero
+    assert upgraded["summary"]["client_queue_ms"] is None
+    assert upgraded["histograms"]["client_queue"] is None
+    # ... but its send lateness was recorded, so the summary is rebuilt from that histogram
+    assert upgraded["summary"]["send_lateness_ms"]["max"] == pytest.approx(0.0, abs=0.01)
 
 
 @pytest.mark.parametrize(
