@@ -16,7 +16,6 @@ Inside a running event loop (Jupyter), ``await run_load_test_async(...)`` instea
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from loadtests.clock import run_virtual
 from loadtests.drivers.base import Driver
 from loadtests.environment import fingerprint
 from loadtests.harness import Harness, LoadPlan
+from loadtests.loop import run as run_on_loop
 from loadtests.recorder import Recorder
 from loadtests.result import RunInfo, Verdict, build_result, write_result
 from loadtests.verdict import judge_run
@@ -92,4 +92,4 @@ def run_load_test(
             driver, plan=plan, payloads=payloads, seed=seed, model=model, out=out
         )
 
-    return run_virtual(main) if virtual_time else asyncio.run(main())
+    return run_virtual(main) if virtual_time else run_on_loop(main())

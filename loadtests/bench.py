@@ -11,7 +11,6 @@ what finished, and stops every process servelab started.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import datetime as dt
 import os
@@ -29,6 +28,7 @@ from rich.table import Table
 from loadtests.bench_config import BenchConfig, Cell, default_config, load_config
 from loadtests.harness import LoadPlan
 from loadtests.launch import LaunchedTarget, launch_target
+from loadtests.loop import run as run_on_loop
 from loadtests.profiles import HardwareProfile, generator_pinned, measure_server
 from loadtests.run import IN_PROCESS, NEEDS_SERVER, RunSettings, execute
 from loadtests.schedule import Arrival, RateProfile
@@ -190,7 +190,7 @@ def run_bench(config: BenchConfig, out_dir: Path, console: Console) -> BenchOutc
                     running = execute(
                         settings, out=path, install_signal_handlers=True, extra_fields=fields
                     )
-                    output = asyncio.run(running)  # fmt: skip
+                    output = run_on_loop(running)  # fmt: skip
             except KeyboardInterrupt:
                 outcome.interrupted = True
                 break

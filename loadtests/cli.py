@@ -5,7 +5,6 @@ report and bench commands). Option errors are one line and exit code 2 (``target
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
 import math
 import signal
@@ -14,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from loadtests.loop import run as run_on_loop
 from targets.cli import HANDLERS, Subcommands, add_target_commands, dispatch, new_parser
 from targets.spec import DEFAULT_MODEL_SPEC
 from targets.units import parse_duration_s
@@ -220,12 +220,6 @@ def run_main(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("results") / f"run-{args.target}-{stamp}.json"
     events = Path(args.events) if args.events else None
     interactive = sys.stderr.isatty() and not args.no_progress and not args.json
-    try:
-        import uvloop
-
-        loop_factory = uvloop.new_event_loop
-    except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]
-        loop_factory = None
 
     async def go() -> RunOutput:
         def announce(line: str) -> None:
@@ -244,8 +238,7 @@ def run_main(args: argparse.Namespace) -> int:
     # servelab started is still stopped; during the load the harness's own handler takes over.
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        with asyncio.Runner(loop_factory=loop_factory) as runner:
-            output = runner.run(go())
+        output = run_on_loop(go())
     finally:
         signal.signal(signal.SIGTERM, previous)
     result = output.result

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from loadtests.launch import LaunchedTarget, launch_target
+from loadtests.loop import run as run_on_loop
 from targets.batch import score_file
 from targets.edge.runtime import EdgeConfig, EdgeRuntime
 from targets.rest.client import RestClient
@@ -120,7 +121,7 @@ def main(args: argparse.Namespace) -> int:
         launch_target("grpc", model_spec=model_spec) as grpc_target,
     ):
         rows = _rest_rows(rest)
-        rows += asyncio.run(_grpc_rows(grpc_target, model_spec))
+        rows += run_on_loop(_grpc_rows(grpc_target, model_spec))
         rows += _edge_rows(rest, model_spec)
     rows.append(_batch_row(model_spec))
     table = Table(title=f"servelab demo — model {model_spec}")

@@ -53,8 +53,24 @@ class LiveProgress:
         )
 
 
-def _row(name: str, block: dict[str, float]) -> list[str]:
-    return [name] + [f"{block[key]:.3f}" for key in ("p50", "p90", "p99", "p999", "max")]
+PERCENTILES = ("p50", "p90", "p99", "p999", "max")
+UNSEEN = "absent: this client cannot see when its bytes left"
+
+
+def _row(name: str, block: dict[str, float] | None) -> list[str]:
+    if block is None:  # never shown as 0: the instant was not observed
+        return [name] + ["—"] * len(PERCENTILES)
+    return [name] + [f"{block[key]:.3f}" for key in PERCENTILES]
+
+
+def latency_blocks(summary: dict[str, Any]) -> list[tuple[str, dict[str, float] | None]]:
+    """The four histograms of a run, named for what each one times."""
+    return [
+        ("from intended start", summary["latency_ms"]),
+        ("service (from the wire)", summary["service_latency_ms"]),
+        ("client queue (to the wire)", summary.get("client_queue_ms")),
+        ("send lateness", summary.get("send_lateness_ms")),
+    ]
 
 
 def summary_table(result: dict[str, Any]) -> Table:
@@ -63,8 +79,8 @@ def summary_table(result: dict[str, Any]) -> Table:
     table = Table(title=title, show_header=True)
     for column in ("latency (ms)", "p50", "p90", "p99", "p99.9", "max"):
         table.add_column(column, justify="right")
-    table.add_row(*_row("from intended start", summary["latency_ms"]))
-    table.add_row(*_row("service (from send)", summary["service_latency_ms"]))
+    for name, block in latency_blocks(summary):
+        table.add_row(*_row(name, block))
     return table
 
 
@@ -81,6 +97,7 @@ def summary_lines(result: dict[str, Any], path: str | None) -> list[str]:
         f"predictions {summary['predictions_per_s']:,.1f}/s",
     ]
     lines += [f"warning: {warning}" for warning in verdict["warnings"]]
+    lines += [f"note: {note}" for note in verdict.get("notes", [])]
     if result["errors"]:
         lines.append("errors: " + ", ".join(f"{k}={v}" for k, v in result["errors"].items()))
     cost = result["cost"]
@@ -107,14 +124,8 @@ def print_summary(result: dict[str, Any], path: str | None, *, as_json: bool, ri
         for line in summary_lines(result, path):
             console.print(line, highlight=False)
         return
-    latency, service = result["summary"]["latency_ms"], result["summary"]["service_latency_ms"]
-    print(
-        "latency ms (intended start): "
-        + " ".join(f"{k}={latency[k]:.3f}" for k in ("p50", "p90", "p99", "p999", "max"))
-    )
-    print(
-        "latency ms (service):        "
-        + " ".join(f"{k}={service[k]:.3f}" for k in ("p50", "p90", "p99", "p999", "max"))
-    )
+    for name, block in latency_blocks(result["summary"]):
+        figures = UNSEEN if block is None else " ".join(f"{k}={block[k]:.3f}" for k in PERCENTILES)
+        print(f"{'latency ms, ' + name + ':':<40} {figures}")
     for line in summary_lines(result, path):
         print(line)

@@ -10,6 +10,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from loadtests.loop import running_loop_name
+
 KEY_PACKAGES = (
     "servelab", "numpy", "hdrhistogram", "fastapi", "uvicorn", "grpcio", "protobuf",
     "aiohttp", "uvloop", "locust", "orjson",
@@ -50,6 +52,7 @@ def fingerprint() -> dict[str, Any]:
         "memory_bytes": _memory_bytes(),
         "os": f"{platform.system()} {platform.release()}",
         "python": sys.version.split()[0],
+        "event_loop": running_loop_name(),
         "packages": packages,
     }
 

@@ -138,6 +138,7 @@ class EventLog:
             "measure_end_ns": stats.measure_end_ns,
             "interrupted": stats.interrupted,
             "abandoned": stats.abandoned,
+            "offered_s": stats.offered_s,
         }
         self._write(orjson.dumps(trailer) + b"\n")
 
@@ -241,14 +242,17 @@ def recompute_result(path: str | Path) -> dict[str, Any]:
     else:
         end_ns = recorder.last_ended_ns if recorder.last_ended_ns is not None else start_ns
     interrupted = trailer is None or bool(trailer.get("interrupted"))
+    run_block = contents.header.get("run")
+    run = _run_info(run_block if isinstance(run_block, dict) else {}, partial=interrupted)
+    offered_s = trailer.get("offered_s") if trailer else None
     stats = RunStats(
         measure_start_ns=start_ns,
         measure_end_ns=end_ns,
         interrupted=interrupted,
         abandoned=int(trailer.get("abandoned", 0)) if trailer else 0,
+        offered_s=float(offered_s) if isinstance(offered_s, int | float) else 0.0,
+        transport=run.transport,
     )
-    run_block = contents.header.get("run")
-    run = _run_info(run_block if isinstance(run_block, dict) else {}, partial=interrupted)
     judged = judge_run(recorder, stats, mode=run.mode, in_process=True)
     reasons = judged.reasons if trailer is not None else (UNFINISHED, *judged.reasons)
     environment = contents.header.get("environment")
@@ -256,7 +260,7 @@ def recompute_result(path: str | Path) -> dict[str, Any]:
         run,
         recorder,
         window_s=stats.window_s,
-        verdict=Verdict(not reasons, reasons, judged.warnings),
+        verdict=Verdict(not reasons, reasons, judged.warnings, judged.notes),
         environment=environment if isinstance(environment, dict) else {},
         extra={
             "recomputed_from": str(path),

@@ -82,6 +82,8 @@ class RunStats:
     interrupted: bool = False
     abandoned: int = 0
     busy_poll: bool = False  # the generator spun: its CPU share says nothing about its load
+    offered_s: float = 0.0  # the measured part of the schedule (open loop), for offered req/s
+    transport: str = ""
 
     @property
     def window_s(self) -> float:
@@ -121,6 +123,7 @@ class Harness:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._slot_waiter: asyncio.Future[None] | None = None
         self._wire: WireView = driver.wire
+        self._last_measured_ns: int | None = None
 
     def stop(self) -> None:
         """Stop early (Ctrl-C): scheduling ends, in-flight requests drain, result is partial."""
@@ -148,6 +151,7 @@ class Harness:
         measured = scheduled_ns >= self._measure_start_ns
         if measured:
             self._recorded += 1
+            self._last_measured_ns = scheduled_ns
         dispatched_ns = clock.now_ns()
         outcome, error_class, predictions, schema_ok = await self.driver.send(payload)
         ended_ns = clock.now_ns()
@@ -259,6 +263,14 @@ class Harness:
         while True:
             await asyncio.sleep(0)
 
+    def _offered_s(self) -> float:
+        """How long the measured schedule lasted: the planned duration, or, for a run bounded
+        by count (or stopped early), up to the last measured request's intended start."""
+        last_ns = self._last_measured_ns
+        if self.plan.duration_s is not None and not self.stats.interrupted:
+            return self.plan.duration_s
+        return max(last_ns - self._measure_start_ns, 0) / 1e9 if last_ns is not None else 0.0
+
     async def run(self) -> Recorder:
         """Run the plan; returns the finished recorder (also ``self.recorder``)."""
         self.clock = self._clock or clock_for_running_loop()
@@ -279,6 +291,7 @@ class Harness:
         self.recorder.start_ns = self._measure_start_ns
         ticker = asyncio.ensure_future(self._ticker())
         self.stats.busy_poll = self.plan.busy_poll
+        self.stats.transport = self.driver.transport
         spinner = asyncio.ensure_future(self._spin()) if self.plan.busy_poll else None
         try:
             if self.plan.mode == "closed":
@@ -294,6 +307,7 @@ class Harness:
                         await task
             self.stats.measure_start_ns = self._measure_start_ns
             self.stats.measure_end_ns = self.clock.now_ns()
+            self.stats.offered_s = self._offered_s()
             self.stats.generator_cpu_s = time.process_time() - cpu_before
             self.stats.wall_s = time.perf_counter() - wall_before
             gc.unfreeze()

@@ -221,7 +221,8 @@ class Session:
                 "p99_ms": total.get_response_time_percentile(0.99),
             },
         )
-        result = build_locust_result(run, recorder, side, processes, environment=fingerprint())
+        environment = fingerprint() | {"event_loop": "gevent"}  # Locust runs on gevent, not asyncio
+        result = build_locust_result(run, recorder, side, processes, environment=environment)
         expressions = list(option(self.options, "threshold", []))
         checks = evaluate_thresholds(expressions, result["summary"])
         result["extra"]["thresholds"] = [asdict(check) for check in checks]

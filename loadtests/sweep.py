@@ -16,7 +16,6 @@ Every point writes a result file; the sweep summary (``sweep.json``) lists them 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import datetime as dt
 import json
@@ -28,6 +27,7 @@ from typing import Any
 
 from loadtests.harness import LoadPlan
 from loadtests.launch import LaunchedTarget, launch_target
+from loadtests.loop import run as run_on_loop
 from loadtests.run import IN_PROCESS, NEEDS_SERVER, RunSettings, execute
 from loadtests.schedule import RateProfile
 from targets.files import write_atomic
@@ -130,7 +130,7 @@ class Sweep:
     def measure(self, rate: float, phase: str) -> Point:
         for attempt in range(1, self.settings.attempts + 1):
             path = self.out_dir / f"point-{len(self.points) + 1:02d}-{rate:g}rps-{attempt}.json"
-            output = asyncio.run(execute(self._run_settings(rate), out=path))
+            output = run_on_loop(execute(self._run_settings(rate), out=path))
             result = output.result
             stable = is_stable(result["timeseries"], self.settings.windows)
             if stable or self._clear_cut(rate, result["summary"]):

@@ -182,3 +182,49 @@ def test_reference_model_survives_the_largest_finite_inputs() -> None:
     """fsum of huge finite values overflows; the mean of them does not (found by fuzzing)."""
     assert ReferenceModel().predict([[1.79e308, 1.79e308]]) == [round(1.79e308 * 0.8 + 0.1, 4)]
     assert reference_prediction([-1.7976931348623157e308] * 3) < 0
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+@pytest.mark.parametrize(("spec", "floor_s"), [("synthetic:fixed:5ms", 0.005),
+                                               ("synthetic:uniform:2ms:4ms", 0.002)])  # fmt: skip
+def test_waiting_model_never_answers_before_its_time_on_any_loop(
+    loop_kind: str, spec: str, floor_s: float
+) -> None:
+    """uvloop's timers fire early (whole ms, from a cached time); the model sleeps again for any
+    remainder. Only a lower bound is asserted: a slow machine can only add time."""
+    import uvloop
+
+    model = load_model(spec)
+    twin = load_model(spec)  # same seed: the same draws, to know each call's stated time
+
+    async def timed_call() -> tuple[float, float]:
+        stated = twin.next_service_time_s(1)  # type: ignore[attr-defined]
+        started = time.perf_counter()
+        await model.predict_async([[1.0]])
+        return time.perf_counter() - started, stated
+
+    async def main() -> list[tuple[float, float]]:
+        calls: list[tuple[float, float]] = []
+        for _ in range(5):  # 8 at a time, as servelab's own in-process runs load a model
+            calls += await asyncio.gather(*(timed_call() for _ in range(8)))
+        return calls
+
+    factory = uvloop.new_event_loop if loop_kind == "uvloop" else asyncio.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        calls = runner.run(main())
+    assert all(elapsed >= floor_s for elapsed, _ in calls)
+    assert all(elapsed >= stated for elapsed, stated in calls)
+
+
+def test_waiting_model_on_virtual_time_takes_exactly_its_time() -> None:
+    from loadtests.clock import run_virtual
+
+    model = load_model("synthetic:fixed:5ms")
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await model.predict_async([[1.0]])
+        return loop.time() - started
+
+    assert run_virtual(main) == pytest.approx(0.005, abs=1e-12)
