@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import math
 import signal
 import sys
 from collections.abc import Sequence
@@ -14,9 +13,27 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from loadtests.loop import run as run_on_loop
-from targets.cli import HANDLERS, Subcommands, add_target_commands, dispatch, new_parser
+from targets.cli import (
+    FRACTION,
+    HANDLERS,
+    NON_NEGATIVE,
+    NON_NEGATIVE_DURATION,
+    NON_NEGATIVE_INT,
+    OPEN_FRACTION,
+    POSITIVE,
+    POSITIVE_DURATION,
+    POSITIVE_INT,
+    SEED,
+    WINDOW_MS,
+    Range,
+    RangePair,
+    StageList,
+    Subcommands,
+    add_target_commands,
+    dispatch,
+    new_parser,
+)
 from targets.spec import DEFAULT_MODEL_SPEC
-from targets.units import parse_duration_s
 
 if TYPE_CHECKING:
     from loadtests.run import RunOutput, RunSettings
@@ -36,56 +53,12 @@ COMMANDS = {
 }
 
 
-def _duration(text: str) -> float:
-    try:
-        return parse_duration_s(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
-def _share_range(text: str) -> tuple[float, float | None]:
-    parts = text.split(":")
-    try:
-        values = [float(part) for part in parts]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected SHARE or START:END, got {text!r}") from None
-    if len(values) not in (1, 2) or not all(0 <= value <= 1 for value in values):
-        raise argparse.ArgumentTypeError(f"expected shares between 0 and 1, got {text!r}")
-    return values[0], values[1] if len(values) == 2 else None
-
-
-def _int_range(text: str) -> tuple[int, int]:
-    low, _, high = text.partition(":")
-    try:
-        first, last = int(low), int(high or low)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected N or MIN:MAX, got {text!r}") from None
-    if not 0 <= first <= last:
-        raise argparse.ArgumentTypeError(f"expected 0 <= MIN <= MAX, got {text!r}")
-    return first, last
-
-
-def _stages(text: str) -> list[tuple[float, float]]:
-    stages = []
-    for part in text.split(","):
-        duration, _, rate = part.partition(":")
-        try:
-            stages.append((parse_duration_s(duration), float(rate)))
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected DURATION:RATE[,DURATION:RATE...], got {part!r}"
-            ) from None
-    return stages
+# Each numeric option's valid values, declared once (``targets.cli.Range``); tests read them.
+_RATE = POSITIVE  # requests/s of an open loop
+_STAGES = StageList(duration=POSITIVE_DURATION, rate=NON_NEGATIVE)  # rate 0: an idle gap
+_V2_SHARE = RangePair(FRACTION, names=("START", "END"))  # a rollout may also go down
+_INSTANCES = RangePair(NON_NEGATIVE_INT, names=("MIN", "MAX"), ordered=True)
+_WINDOWS = Range("int", low=2)  # the sweep compares consecutive windows
 
 
 def add_run_command(commands: Subcommands) -> None:
@@ -98,33 +71,35 @@ def add_run_command(commands: Subcommands) -> None:
     where.add_argument("--address", help="gRPC HOST:PORT (default: start a target on loopback)")
     run.add_argument("--model", default=DEFAULT_MODEL_SPEC, metavar="SPEC")
     load = run.add_mutually_exclusive_group()
-    load.add_argument("--concurrency", type=int, metavar="N", help="closed loop (default 8)")
-    load.add_argument("--rate", type=_positive_float, metavar="R", help="open loop, requests/s")
-    load.add_argument("--stages", type=_stages, metavar="D:R,...", help="open loop, stepped rate")
+    load.add_argument(
+        "--concurrency", type=POSITIVE_INT, metavar="N", help="closed loop (default 8)"
+    )
+    load.add_argument("--rate", type=_RATE, metavar="R", help="open loop, requests/s")
+    load.add_argument("--stages", type=_STAGES, metavar="D:R,...", help="open loop, stepped rate")
     load.add_argument("--trace", metavar="FILE", help="open loop, replay timestamps (s per line)")
     run.add_argument("--ramp", action="store_true", help="with --stages: ramp between rates")
     run.add_argument("--arrival", choices=["constant", "poisson"], default="constant")
-    run.add_argument("--think-time", type=_duration, default=0.0, metavar="D")
+    run.add_argument("--think-time", type=NON_NEGATIVE_DURATION, default=0.0, metavar="D")
     run.add_argument(
         "--busy-poll", action="store_true",
         help="spin instead of sleeping between answers (a target on this machine is not "
         "charged for waking the client); costs one client core",
     )  # fmt: skip
     bound = run.add_mutually_exclusive_group()
-    bound.add_argument("--duration", type=_duration, metavar="D", help="e.g. 10s (default)")
-    bound.add_argument("--requests", type=int, metavar="N")
-    run.add_argument("--warmup", type=_duration, default=0.0, metavar="D")
-    run.add_argument("--seed", type=int, default=42)
+    bound.add_argument("--duration", type=POSITIVE_DURATION, metavar="D", help="e.g. 10s (default)")
+    bound.add_argument("--requests", type=POSITIVE_INT, metavar="N")
+    run.add_argument("--warmup", type=NON_NEGATIVE_DURATION, default=0.0, metavar="D")
+    run.add_argument("--seed", type=SEED, default=42)
     run.add_argument("--api", choices=["v1", "v2"], default="v1")
-    run.add_argument("--v2-share", type=_share_range, metavar="S[:E]", help="v2 share / rollout")
-    run.add_argument("--instances", type=_int_range, default=(8, 8), metavar="N[:M]")
-    run.add_argument("--rows-per-request", type=int, default=1, metavar="N")
-    run.add_argument("--invalid-fraction", type=float, default=0.0, metavar="F")
-    run.add_argument("--distinct", type=int, default=4096, metavar="N")
-    run.add_argument("--batch-size", type=int, metavar="N")
-    run.add_argument("--window-ms", type=float, metavar="MS")
-    run.add_argument("--connections", type=int, metavar="N")
-    run.add_argument("--timeout", type=_duration, default=30.0, metavar="D")
+    run.add_argument("--v2-share", type=_V2_SHARE, metavar="S[:E]", help="v2 share / rollout")
+    run.add_argument("--instances", type=_INSTANCES, default=(8, 8), metavar="N[:M]")
+    run.add_argument("--rows-per-request", type=POSITIVE_INT, default=1, metavar="N")
+    run.add_argument("--invalid-fraction", type=FRACTION, default=0.0, metavar="F")
+    run.add_argument("--distinct", type=POSITIVE_INT, default=4096, metavar="N")
+    run.add_argument("--batch-size", type=POSITIVE_INT, metavar="N")
+    run.add_argument("--window-ms", type=WINDOW_MS, metavar="MS")
+    run.add_argument("--connections", type=POSITIVE_INT, metavar="N")
+    run.add_argument("--timeout", type=POSITIVE_DURATION, default=30.0, metavar="D")
     run.add_argument(
         "--loop", choices=["harness", "tight"], default="harness",
         help="inprocess only: tight = the model called back to back (1 caller, no JSON)",
@@ -135,7 +110,9 @@ def add_run_command(commands: Subcommands) -> None:
     )  # fmt: skip
     run.add_argument("--label")
     run.add_argument("--profile")
-    run.add_argument("--target-pid", type=int, metavar="PID", help="count this process's CPU")
+    run.add_argument(
+        "--target-pid", type=POSITIVE_INT, metavar="PID", help="count this process's CPU"
+    )
     run.add_argument("--allow-remote", action="store_true")
     run.add_argument("--out", metavar="FILE")
     run.add_argument("--events", metavar="FILE", help="log every request as JSON lines here")
@@ -179,10 +156,11 @@ def settings_from_args(args: argparse.Namespace) -> RunSettings:
             warmup_s=args.warmup,
             busy_poll=args.busy_poll,
         )
+    min_instances, max_instances = args.instances
     share_start, share_end = args.v2_share or ((1.0, None) if args.api == "v2" else (0.0, None))
     payloads = PayloadSpec(
-        min_instances=args.instances[0],
-        max_instances=args.instances[1],
+        min_instances=min_instances,
+        max_instances=min_instances if max_instances is None else max_instances,
         rows_per_request=args.rows_per_request,
         invalid_fraction=args.invalid_fraction,
         v2_share_start=share_start,
@@ -252,7 +230,7 @@ def add_bench_command(commands: Subcommands) -> None:
     bench.add_argument("--quick", action="store_true", help="short runs (~25 s in all)")
     bench.add_argument("--out", metavar="DIR", help="results and report (default results/bench-*)")
     bench.add_argument("--model", default=DEFAULT_MODEL_SPEC, metavar="SPEC")
-    bench.add_argument("--repeat", type=int, metavar="N", help="run each cell N times")
+    bench.add_argument("--repeat", type=POSITIVE_INT, metavar="N", help="run each cell N times")
     bench.add_argument("--threshold", action="append", metavar="EXPR", help="e.g. p99<50ms")
 
 
@@ -265,14 +243,16 @@ def add_sweep_command(commands: Subcommands) -> None:
     where.add_argument("--url")
     where.add_argument("--address")
     sweep.add_argument("--model", default=DEFAULT_MODEL_SPEC, metavar="SPEC")
-    sweep.add_argument("--slo-p99", type=_duration, default=0.05, metavar="D", help="e.g. 50ms")
-    sweep.add_argument("--schema-target", type=float, default=0.999, metavar="F")
-    sweep.add_argument("--start-rate", type=_positive_float, default=50.0, metavar="R")
-    sweep.add_argument("--max-rate", type=_positive_float, default=20_000.0, metavar="R")
-    sweep.add_argument("--windows", type=int, default=3, metavar="N")
-    sweep.add_argument("--attempts", type=int, default=3, metavar="N")
-    sweep.add_argument("--precision", type=float, default=0.05, metavar="F")
-    sweep.add_argument("--seed", type=int, default=42)
+    sweep.add_argument(
+        "--slo-p99", type=POSITIVE_DURATION, default=0.05, metavar="D", help="e.g. 50ms"
+    )
+    sweep.add_argument("--schema-target", type=FRACTION, default=0.999, metavar="F")
+    sweep.add_argument("--start-rate", type=_RATE, default=50.0, metavar="R")
+    sweep.add_argument("--max-rate", type=_RATE, default=20_000.0, metavar="R")
+    sweep.add_argument("--windows", type=_WINDOWS, default=3, metavar="N")
+    sweep.add_argument("--attempts", type=POSITIVE_INT, default=3, metavar="N")
+    sweep.add_argument("--precision", type=OPEN_FRACTION, default=0.05, metavar="F")
+    sweep.add_argument("--seed", type=SEED, default=42)
     sweep.add_argument("--allow-remote", action="store_true")
     sweep.add_argument("--out", metavar="DIR")
 
@@ -300,7 +280,8 @@ def sweep_settings(args: argparse.Namespace) -> SweepSettings:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The whole ``servelab`` parser: every command, every option (tests walk it)."""
     parser, commands = new_parser()
     add_target_commands(commands)
     add_run_command(commands)
@@ -317,7 +298,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from loadtests.events import add_recompute_command
 
     add_recompute_command(commands)
-    return dispatch(parser, COMMANDS, argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return dispatch(build_parser(), COMMANDS, argv)
 
 
 if __name__ == "__main__":

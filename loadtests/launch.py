@@ -16,14 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from targets.errors import TargetStartError
 from targets.files import read_ready_file
 
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
-
-
-class TargetStartError(RuntimeError):
-    """A target servelab started did not come up; the message carries the end of its log."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +73,14 @@ def _signals_deferred() -> Iterator[list[int]]:
             signal.signal(sig, handler)
 
 
+def _last_words(log_path: Path) -> str:
+    """The last line a target that exited logged: its own one-line account of why (servelab's
+    ``servelab: `` prefix dropped, as the caller prints its own)."""
+    lines = log_path.read_text(errors="replace").strip().splitlines()
+    last = lines[-1].strip() if lines else "(nothing logged)"
+    return last.removeprefix("servelab: ")
+
+
 @contextmanager
 def launch_target(
     kind: str,
@@ -114,12 +119,9 @@ def launch_target(
             info = read_ready_file(ready)
             while info is None:
                 if process.poll() is not None:
-                    tail = log_path.read_text(errors="replace").strip().splitlines()[-1:]
-                    raise TargetStartError(
-                        f"{kind} target exited with {process.returncode}: {' '.join(tail)}"
-                    )
+                    raise TargetStartError(kind, _last_words(log_path), process.returncode)
                 if time.monotonic() > deadline:
-                    raise TargetStartError(f"{kind} target not ready in {READY_TIMEOUT_S:g}s")
+                    raise TargetStartError(kind, f"not ready in {READY_TIMEOUT_S:g}s")
                 time.sleep(0.02)  # polling the ready file
                 info = read_ready_file(ready)
             yield LaunchedTarget(kind, process, info, log_path)

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from targets.cli import bounded
+from targets.cli import OPEN_FRACTION, SEED, Range
 
 if TYPE_CHECKING:
     from targets.cli import Subcommands
@@ -19,8 +19,7 @@ if TYPE_CHECKING:
 COMMANDS = {"report": "reports.cli:report_main", "compare": "reports.compare:main"}
 
 
-_confidence = bounded(float, lambda value: 0 < value < 1, "a number in (0, 1)")
-_resamples = bounded(int, lambda value: value >= 100, "an integer >= 100")
+_RESAMPLES = Range("int", low=100)  # fewer makes the bootstrap interval noise
 
 
 def add_report_commands(commands: Subcommands) -> None:
@@ -29,7 +28,7 @@ def add_report_commands(commands: Subcommands) -> None:
     report.add_argument("results", nargs="+", metavar="RESULT", help="files, directories, globs")
     report.add_argument("--out", required=True, metavar="DIR")
     report.add_argument("--title", default="servelab report")
-    report.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    report.add_argument("--seed", type=SEED, default=0, help="bootstrap seed (default 0)")
 
     compare = commands.add_parser(
         "compare", help="compare two runs (or groups); exit 1 on a significant regression"
@@ -45,9 +44,9 @@ def add_report_commands(commands: Subcommands) -> None:
     )
     compare.add_argument("--markdown", action="store_true", help="Markdown for CI summaries")
     compare.add_argument("--include-invalid", action="store_true")
-    compare.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    compare.add_argument("--resamples", type=_resamples, default=2000, metavar="N")
-    compare.add_argument("--confidence", type=_confidence, default=0.95, metavar="C")
+    compare.add_argument("--seed", type=SEED, default=0, help="bootstrap seed (default 0)")
+    compare.add_argument("--resamples", type=_RESAMPLES, default=2000, metavar="N")
+    compare.add_argument("--confidence", type=OPEN_FRACTION, default=0.95, metavar="C")
 
 
 def report_main(args: argparse.Namespace) -> int:

@@ -2,24 +2,31 @@
 what it needs (the full CLI, with ``run`` and the rest, is ``loadtests.cli``).
 
 Bad input is translated here, and only here: a wrong option, a bad SPEC, a missing file is one
-line on stderr and exit code 2 — never a traceback.
+line on stderr and exit code 2 — never a traceback. Every numeric option of every command
+declares its valid values as its argparse ``type`` — a ``Range`` (one number), a ``RangePair``
+(``N[:M]``) or a ``StageList`` (``DURATION:RATE,...``) — and the tests read those declarations
+back to probe each option.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn, TypeAlias, TypeVar
+from dataclasses import dataclass
+from typing import Literal, NoReturn, TypeAlias, TypeVar
 
 from targets.admission import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_QUEUE
-from targets.errors import ServelabError
+from targets.errors import ServelabError, TargetStartError
 from targets.logs import LEVELS
 from targets.schema import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES
 from targets.spec import DEFAULT_MODEL_SPEC
+from targets.units import parse_duration_s
 
 EXIT_USAGE = 2
+EXIT_FAILED = 1
 N = TypeVar("N", int, float)
 Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
@@ -44,10 +51,145 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
+_NOUN = {"int": "an integer", "float": "a number", "duration": "a duration"}
+
+
+@dataclass(frozen=True, slots=True)
+class Range:
+    """The valid values of one numeric option, as its argparse ``type``: the text is read as
+    ``kind`` (``duration``: ``2s``, ``50ms``, in seconds), then must lie between ``low`` and
+    ``high`` (inclusive unless ``*_open``; ``None``: unbounded). NaN and ±inf never do.
+    ``what`` replaces the generated description where a domain word says it better."""
+
+    kind: Literal["int", "float", "duration"]
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    what: str | None = None
+
+    def contains(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+    def describe(self) -> str:
+        """``a positive integer``, ``a number in [0, 1]``, ``a duration >= 0 (e.g. 2s, 50ms)``."""
+        if self.what is not None:
+            return self.what
+        noun = _NOUN[self.kind]
+        if self.low is not None and self.high is not None:
+            opening, closing = "(" if self.low_open else "[", ")" if self.high_open else "]"
+            bounds = f"in {opening}{self.low:g}, {self.high:g}{closing}"
+        elif self.low is not None and self.kind != "duration" and self.low == 0 and self.low_open:
+            bounds, noun = "", f"a positive {noun.split()[-1]}"
+        elif self.low is not None and self.kind == "int" and self.low == 1:
+            bounds, noun = "", "a positive integer"
+        elif self.low is not None:
+            bounds = f"{'>' if self.low_open else '>='} {self.low:g}"
+        elif self.high is not None:
+            bounds = f"{'<' if self.high_open else '<='} {self.high:g}"
+        else:
+            bounds = "" if self.kind == "int" else "(finite)"
+        described = f"{noun} {bounds}".strip()
+        return f"{described} (e.g. 2s, 50ms)" if self.kind == "duration" else described
+
+    def read(self, text: str) -> float:
+        """``text`` as a number of this kind, unchecked; ``ValueError`` if it is none."""
+        if self.kind == "int":
+            return int(text)
+        if self.kind == "float":
+            return float(text)
+        return parse_duration_s(text)
+
+    def __call__(self, text: str) -> float:
+        try:
+            value = self.read(text)
+        except ValueError as exc:
+            # parse_duration_s's message already quotes the text and lists the units
+            message = str(exc) if self.kind == "duration" else self._refusal(text)
+            raise argparse.ArgumentTypeError(message) from None
+        if not self.contains(value):
+            raise argparse.ArgumentTypeError(self._refusal(text))
+        return value
+
+    def _refusal(self, text: str) -> str:
+        return f"expected {self.describe()}, got {text!r}"
+
+
+@dataclass(frozen=True, slots=True)
+class RangePair:
+    """``FIRST`` or ``FIRST:SECOND`` (the names say what each is), each in ``part``;
+    ``ordered``: FIRST <= SECOND. Gives ``(first, second)``, ``second`` None when not given."""
+
+    part: Range
+    names: tuple[str, str] = ("N", "M")
+    ordered: bool = False
+
+    def __call__(self, text: str) -> tuple[float, float | None]:
+        first, second = self.names
+        texts = text.split(":")
+        try:
+            values = [self.part.read(part) for part in texts]
+        except ValueError:
+            values = []
+        if len(values) not in (1, 2) or not all(self.part.contains(v) for v in values):
+            raise argparse.ArgumentTypeError(
+                f"expected {first} or {first}:{second}, each {self.part.describe()}, got {text!r}"
+            )
+        if self.ordered and values[0] > values[-1]:
+            raise argparse.ArgumentTypeError(f"expected {first} <= {second}, got {text!r}")
+        return values[0], values[1] if len(values) == 2 else None
+
+
+@dataclass(frozen=True, slots=True)
+class StageList:
+    """``DURATION:RATE[,DURATION:RATE...]``: stepped load, each ``duration`` and ``rate`` in its
+    range. Gives ``[(duration, rate), ...]``."""
+
+    duration: Range
+    rate: Range
+
+    def __call__(self, text: str) -> list[tuple[float, float]]:
+        return [self._stage(part) for part in text.split(",")]
+
+    def _stage(self, text: str) -> tuple[float, float]:
+        duration_text, colon, rate_text = text.partition(":")
+        try:
+            stage = self.duration.read(duration_text), self.rate.read(rate_text)
+        except ValueError:
+            stage = (math.nan, math.nan)
+        if not (colon and self.duration.contains(stage[0]) and self.rate.contains(stage[1])):
+            raise argparse.ArgumentTypeError(
+                f"expected DURATION:RATE[,...] with DURATION {self.duration.describe()}"
+                f" and RATE {self.rate.describe()}, got {text!r}"
+            )
+        return stage
+
+
+# The ranges more than one option shares.
+POSITIVE_INT = Range("int", low=1)
+NON_NEGATIVE_INT = Range("int", low=0)
+SEED = Range("int", low=0)  # numpy's SeedSequence refuses negative seeds
+POSITIVE = Range("float", low=0, low_open=True)
+NON_NEGATIVE = Range("float", low=0)
+FRACTION = Range("float", low=0, high=1)
+OPEN_FRACTION = Range("float", low=0, high=1, low_open=True, high_open=True)
+POSITIVE_DURATION = Range("duration", low=0, low_open=True)
+NON_NEGATIVE_DURATION = Range("duration", low=0)
+PORT = Range("int", low=0, high=65535, what="a port 0..65535")  # 0: the OS picks a free one
+WINDOW_MS = Range("float", low=0, high=60_000, what="milliseconds 0..60000")
+TIMEOUT_MS = Range("float", low=0, high=60_000, low_open=True, what="milliseconds (0, 60000]")
+
+
 def bounded(
     convert: Callable[[str], N], ok: Callable[[N], bool], expected: str
 ) -> Callable[[str], N]:
-    """An argparse ``type``: ``convert`` the text, check ``ok``, else one line saying what was
+    """An argparse ``type`` for parsers outside ``servelab``'s own (Locust's, in
+    ``loadtests.locust_support``); ``servelab``'s options declare a ``Range`` instead, which the
+    tests can read back. ``convert`` the text, check ``ok``, else one line saying what was
     expected (NaN fails every comparison, so it is refused too)."""
 
     def parse(text: str) -> N:
@@ -62,12 +204,6 @@ def bounded(
     return parse
 
 
-_positive_int = bounded(int, lambda value: value >= 1, "a positive integer")
-_non_negative_int = bounded(int, lambda value: value >= 0, "an integer >= 0")
-_port = bounded(int, lambda value: 0 <= value <= 65535, "a port 0..65535")
-_window_ms = bounded(float, lambda value: 0 <= value <= 60_000, "milliseconds 0..60000")
-
-
 def _add_model(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
@@ -79,14 +215,14 @@ def _add_model(parser: argparse.ArgumentParser) -> None:
 
 def _add_server_options(parser: argparse.ArgumentParser, default_port: int) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
-    parser.add_argument("--port", type=_port, default=default_port, help="0 picks a free port")
+    parser.add_argument("--port", type=PORT, default=default_port, help="0 picks a free port")
     parser.add_argument("--ready-file", metavar="FILE", help="write the bound address once serving")
     parser.add_argument("--log-level", choices=list(LEVELS), default="info")
     parser.add_argument("--disable-v2", action="store_true", help="serve API v1 only")
-    parser.add_argument("--max-instances", type=_positive_int, default=DEFAULT_MAX_INSTANCES)
+    parser.add_argument("--max-instances", type=POSITIVE_INT, default=DEFAULT_MAX_INSTANCES)
     parser.add_argument(
         "--max-in-flight",
-        type=_positive_int,
+        type=POSITIVE_INT,
         default=DEFAULT_MAX_IN_FLIGHT,
         metavar="N",
         help="predictions served at once (per worker); past it and the queue, REST answers 503 "
@@ -94,7 +230,7 @@ def _add_server_options(parser: argparse.ArgumentParser, default_port: int) -> N
     )
     parser.add_argument(
         "--max-queue",
-        type=_non_negative_int,
+        type=NON_NEGATIVE_INT,
         default=DEFAULT_MAX_QUEUE,
         metavar="N",
         help=f"requests allowed to wait for an in-flight slot (default {DEFAULT_MAX_QUEUE})",
@@ -103,9 +239,9 @@ def _add_server_options(parser: argparse.ArgumentParser, default_port: int) -> N
 
 
 def _add_batching(parser: argparse.ArgumentParser, batch_size: int, window_ms: float) -> None:
-    parser.add_argument("--batch-size", type=_positive_int, default=batch_size, metavar="ROWS")
-    parser.add_argument("--window-ms", type=_window_ms, default=window_ms, metavar="MS")
-    parser.add_argument("--queue-size", type=_positive_int, default=1024, metavar="N")
+    parser.add_argument("--batch-size", type=POSITIVE_INT, default=batch_size, metavar="ROWS")
+    parser.add_argument("--window-ms", type=WINDOW_MS, default=window_ms, metavar="MS")
+    parser.add_argument("--queue-size", type=POSITIVE_INT, default=1024, metavar="N")
 
 
 def new_parser() -> tuple[argparse.ArgumentParser, Subcommands]:
@@ -125,11 +261,11 @@ def add_target_commands(commands: Subcommands) -> None:
     serve_kinds = serve.add_subparsers(dest="kind", required=True, parser_class=_Parser)
     rest = serve_kinds.add_parser("rest", help="FastAPI on uvicorn")
     _add_server_options(rest, 8000)
-    rest.add_argument("--workers", type=_positive_int, default=1)
-    rest.add_argument("--max-body-bytes", type=_positive_int, default=DEFAULT_MAX_BODY_BYTES)
+    rest.add_argument("--workers", type=POSITIVE_INT, default=1)
+    rest.add_argument("--max-body-bytes", type=POSITIVE_INT, default=DEFAULT_MAX_BODY_BYTES)
     grpc = serve_kinds.add_parser("grpc", help="grpc.aio with health and reflection")
     _add_server_options(grpc, 50051)
-    grpc.add_argument("--max-message-bytes", type=_positive_int, default=DEFAULT_MAX_BODY_BYTES)
+    grpc.add_argument("--max-message-bytes", type=POSITIVE_INT, default=DEFAULT_MAX_BODY_BYTES)
     _add_batching(grpc, 32, 2.0)
 
     batch = commands.add_parser("batch", help="batch scoring of files")
@@ -137,7 +273,7 @@ def add_target_commands(commands: Subcommands) -> None:
     score = batch_kinds.add_parser("score", help="score a JSONL/CSV file or a directory of them")
     score.add_argument("input", metavar="INPUT")
     score.add_argument("--out", required=True, metavar="OUTPUT")
-    score.add_argument("--batch-size", type=_positive_int, default=256)
+    score.add_argument("--batch-size", type=POSITIVE_INT, default=256)
     score.add_argument(
         "--errors",
         metavar="FILE",
@@ -152,7 +288,7 @@ def add_target_commands(commands: Subcommands) -> None:
     stream.add_argument("--follow", action="store_true", help="keep reading a growing file")
     stream.add_argument(
         "--idle-exit-s",
-        type=float,
+        type=POSITIVE,
         default=2.0,
         metavar="S",
         help="with --follow: stop after this long without new events",
@@ -170,25 +306,25 @@ def add_target_commands(commands: Subcommands) -> None:
         _add_model(sub)
         sub.add_argument("--remote", metavar="URL", help="REST target base URL (remote-first)")
         sub.add_argument("--quant", default="int8:8", metavar="Q", help="int8:RANGE | fixed:BITS")
-        sub.add_argument("--cache-size", type=int, default=1024, metavar="N")
-        sub.add_argument("--timeout-ms", type=_window_ms, default=200.0, metavar="MS")
+        sub.add_argument("--cache-size", type=NON_NEGATIVE_INT, default=1024, metavar="N")
+        sub.add_argument("--timeout-ms", type=TIMEOUT_MS, default=200.0, metavar="MS")
         sub.add_argument(
             "--failure-threshold",
-            type=_positive_int,
+            type=POSITIVE_INT,
             default=1,
             metavar="N",
             help="consecutive remote failures that open the circuit breaker",
         )
         sub.add_argument(
             "--cooldown-s",
-            type=float,
+            type=NON_NEGATIVE,
             default=5.0,
             metavar="S",
             help="circuit-breaker cool-down before one trial request",
         )
         sub.add_argument(
             "--drift-every",
-            type=int,
+            type=NON_NEGATIVE_INT,
             default=1,
             metavar="N",
             help="measure quantisation drift on 1 in N local computations (0: off)",
@@ -200,7 +336,8 @@ def add_target_commands(commands: Subcommands) -> None:
 def dispatch(
     parser: argparse.ArgumentParser, handlers: dict[str, str], argv: Sequence[str] | None
 ) -> int:
-    """Parse, run the handler, and translate every input error to one line and exit code 2."""
+    """Parse, run the handler, and translate every input error to one line and exit code 2
+    (a target servelab started that did not come up: 2 if it refused its arguments, else 1)."""
     try:
         args = parser.parse_args(argv)
         command = " ".join(part for part in (args.command, getattr(args, "kind", None)) if part)
@@ -211,6 +348,9 @@ def dispatch(
     except UsageError as exc:
         print(exc, file=sys.stderr)
         return EXIT_USAGE
+    except TargetStartError as exc:
+        print(f"servelab: {exc}", file=sys.stderr)
+        return EXIT_USAGE if exc.refused_arguments else EXIT_FAILED
     except (ServelabError, ValueError, OSError) as exc:
         print(f"servelab: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -12,7 +12,9 @@ Each transport translates these at its own boundary, and only there::
     │   ├── ApiVersionDisabled     v2 asked of a v1-only server     404    UNIMPLEMENTED
     │   └── ModelVersionMismatch   asked for a version not served   409    FAILED_PRECONDITION
     ├── Overloaded             past the in-flight + queue bound   503    UNAVAILABLE
-    └── ModelFailure           the model raised: a server fault   500    INTERNAL
+    ├── ModelFailure           the model raised: a server fault   500    INTERNAL
+    └── TargetStartError       a target servelab started did not come up (CLI: one line,
+                               exit 2 if it refused its arguments, else 1)
 
 ``Overloaded`` is neither the client's mistake nor a fault: the request was fine and may succeed
 if sent again later (REST adds ``Retry-After``). It is kept apart from RESOURCE_EXHAUSTED, which
@@ -95,3 +97,27 @@ class ModelFailure(ServelabError):
     """The model raised while predicting: a server fault, reported as 500 / INTERNAL."""
 
     code = "model_error"
+
+
+class TargetStartError(ServelabError, RuntimeError):
+    """A target servelab started itself (``loadtests.launch``) did not come up.
+
+    ``exit_code`` is the target's own (None: it never answered ready), ``detail`` the last line
+    it logged — its own one-line account of what was wrong."""
+
+    def __init__(self, kind: str, detail: str, exit_code: int | None = None) -> None:
+        self.kind = kind
+        self.detail = detail
+        self.exit_code = exit_code
+        if exit_code is None:
+            message = f"{kind} target: {detail}"
+        elif self.refused_arguments:
+            message = f"{kind} target refused its arguments: {detail}"
+        else:
+            message = f"{kind} target exited with {exit_code}: {detail}"
+        super().__init__(message)
+
+    @property
+    def refused_arguments(self) -> bool:
+        """The target exited as every servelab command does on a bad option or SPEC (exit 2)."""
+        return self.exit_code == 2
