@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Final
 
+from loadtests.verdict import CLIENT_QUEUE_NOTE_NS, QUEUE_KNOB
+from reports.buckets import merge_buckets
 from reports.load import Cell, CellKey, Run
 from reports.stats import (
     DEFAULT_METRICS,
@@ -26,6 +28,7 @@ from reports.stats import (
 
 DIMENSIONS: Final = ("target", "hardware", "label")
 PREFERRED_BASELINE: Final = {"target": "rest"}
+_CLIENT_QUEUE_TOPIC: Final = "client queue p99"  # in loadtests.verdict's note and in ours
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +51,10 @@ class CellStats:
     p50_ms: Interval
     p99_ms: Interval
     throughput_rps: Interval
+    service_p50_ms: float
     service_p99_ms: float
+    client_queue_p50_ms: float | None  # None: the driver could not see the wire (never 0)
+    client_queue_p99_ms: float | None
     success_rate: float
     schema_success_rate: float
     requests: int
@@ -115,6 +121,7 @@ def cell_stats(analysis: Analysis, cell: Cell) -> CellStats:
     def figure(metric: str) -> Interval:
         return Interval(*interval_of(analysis.estimate(cell, metric)))
 
+    queue = client_queue_ms(cell.runs)
     costs = [c for c in (run.cost_per_1k for run in cell.runs) if c is not None]
     scopes = {str((run.document.get("cost") or {}).get("scope") or "") for run in cell.runs}
     summaries = [run.summary for run in cell.runs]
@@ -126,13 +133,61 @@ def cell_stats(analysis: Analysis, cell: Cell) -> CellStats:
         p50_ms=figure("p50"),
         p99_ms=figure("p99"),
         throughput_rps=figure("throughput_rps"),
+        service_p50_ms=analysis.estimate(cell, "service_p50").value,
         service_p99_ms=analysis.estimate(cell, "service_p99").value,
+        client_queue_p50_ms=queue[0] if queue else None,
+        client_queue_p99_ms=queue[1] if queue else None,
         success_rate=analysis.estimate(cell, "success_rate").value,
         schema_success_rate=analysis.estimate(cell, "schema_success_rate").value,
         requests=sum(int(s["requests"]) for s in summaries),
         cost_per_1k=_mean(costs) if costs else None,
         cost_scope=" / ".join(sorted(s for s in scopes if s)),
     )
+
+
+def client_queue_ms(runs: Sequence[Run]) -> tuple[float, float] | None:
+    """(p50, p99) ms of the runs' client queue, pooled from their histograms (the mean of their
+    summaries where a histogram is missing). None when any run lacks the figure: a queue the
+    driver could not see (gRPC unary, Locust users, v1 files) is absent, never 0."""
+    if not runs:
+        return None
+    parts = [part for part in (run.client_queue for run in runs) if part is not None]
+    if len(parts) == len(runs):
+        pooled = merge_buckets(parts)
+        return pooled.percentile_ms(50.0), pooled.percentile_ms(99.0)
+    known = [block for block in (run.client_queue_ms for run in runs) if block is not None]
+    if len(known) < len(runs):
+        return None
+    return _mean([block["p50"] for block in known]), _mean([block["p99"] for block in known])
+
+
+def client_queue_line(cell: Cell, p99_ms: float) -> str | None:
+    """One line when requests queued in the client (p99 over the run verdict's limit), naming
+    the option that shortens the queue: more connections where the client has a pool,
+    else less load."""
+    if p99_ms * 1e6 <= CLIENT_QUEUE_NOTE_NS:
+        return None
+    knob = QUEUE_KNOB.get(cell.key.transport)
+    mode = (cell.runs or cell.invalid)[0].run.get("mode")
+    advice = f"raise {knob}" if knob else f"lower {'--rate' if mode == 'open' else '--concurrency'}"
+    return (
+        f"{cell.key.name}: requests waited in the client before reaching the wire "
+        f"(client queue p99 {p99_ms:,.2f} ms): {advice}"
+    )
+
+
+def _said(cell: Cell) -> list[str]:
+    """The cell's verdict warnings and notes, each once; a run's own client-queue note gives
+    way to the cell's line (one figure, the table's) where the cell has one."""
+    runs = (*cell.runs, *cell.invalid)
+    warnings = sorted({warning for run in runs for warning in run.warnings})
+    notes = sorted({note for run in runs for note in run.notes})
+    queue = client_queue_ms(cell.runs or cell.invalid[:1])  # the runs the cell table shows
+    line = client_queue_line(cell, queue[1]) if queue else None
+    if line is not None:
+        notes = [note for note in notes if _CLIENT_QUEUE_TOPIC not in note]
+    said = [f"{cell.key.name}: {text}" for text in (*warnings, *notes)]
+    return said if line is None else [*said, line]
 
 
 def _without(key: CellKey, dimension: str) -> CellKey:
@@ -204,8 +259,7 @@ def analyse(cells: list[Cell], *, seed: int = 0, resamples: int = DEFAULT_RESAMP
                 f"{cell.key.name}: {len(repeats)} runs share repeat numbers "
                 f"{sorted(repeats)}; pooled as repeats all the same"
             )
-        for warning in sorted({w for run in (*cell.runs, *cell.invalid) for w in run.warnings}):
-            analysis.notes.append(f"{cell.key.name}: {warning}")
+        analysis.notes += _said(cell)
         if cell.invalid and not cell.runs:
             analysis.notes.append(f"{cell.key.name}: every run is invalid; shown, but not compared")
     analysis.comparisons = pairwise(analysis)

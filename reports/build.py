@@ -79,7 +79,8 @@ def draw_charts(analysis: Analysis) -> list[tuple[str, str, str, Figure | None, 
             "intended-vs-service",
             "Intended start vs service time",
             "Where the two differ, the gap is queueing a closed-loop or send-time measurement "
-            "would hide (coordinated omission).",
+            "would hide (coordinated omission); the client-queue line, where the driver saw the "
+            "wire, is the part spent waiting in the client for a connection, stream or worker.",
             charts.intended_vs_service(cells),
             "service time and intended-start latency agree in every cell (no queueing to show)",
         ),

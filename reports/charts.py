@@ -344,17 +344,20 @@ def intended_vs_service(
 ) -> Figure | None:
     """Service time next to latency from intended start for cells where they differ (p99 or
     p99.9 more than ``min_gap`` times and ``min_gap_ms`` apart): the queueing that coordinated
-    omission would hide.
+    omission would hide. Where the driver saw the wire, the client queue (dispatch to wire) is
+    drawn too: the part of the gap spent waiting for a free connection, stream or worker.
     None when every cell agrees (closed loop without queueing). A cell with only invalid runs
     is drawn from those, marked: an overloaded generator is exactly where the gap shows."""
     percentiles = spectrum_percentiles()
-    differing: list[tuple[float, Cell, Buckets, Buckets]] = []
+    differing: list[tuple[float, Cell, Buckets, Buckets, Buckets | None]] = []
     for cell in cells:
         runs = cell.runs or cell.invalid
         latency = [r.latency for r in runs if r.latency is not None]
         service = [r.service for r in runs if r.service is not None]
         if not latency or len(latency) != len(service):
             continue
+        queued = [r.client_queue for r in runs if r.client_queue is not None]
+        queue = merge_buckets(queued) if len(queued) == len(runs) else None  # all, or absent
         intended, served = merge_buckets(latency), merge_buckets(service)
         ends = [(intended.percentile_ms(p), served.percentile_ms(p)) for p in (99.0, 99.9)]
         gap = max(
@@ -362,22 +365,30 @@ def intended_vs_service(
             default=1.0,
         )
         if gap > min_gap:
-            differing.append((gap, cell, intended, served))
+            differing.append((gap, cell, intended, served, queue))
     if not differing:
         return None
     differing.sort(key=lambda item: -item[0])
     shown = differing[: MAX_PANELS // 2]
     figure = new_figure(max(8.0, 5 * len(shown)), 4.4)
     figure.suptitle("Intended-start latency vs service time (the gap is queueing delay)")
-    for index, (_, cell, intended, served) in enumerate(shown):
+    for index, (_, cell, intended, served, queue) in enumerate(shown):
         axes = figure.add_subplot(1, len(shown), index + 1)
         x = nines_x(percentiles)
         top = intended.percentiles_ms(percentiles)
         axes.plot(x, top, color=OKABE_ITO[3], label="from intended start")
         bottom = served.percentiles_ms(percentiles)
-        axes.plot(x, bottom, color=OKABE_ITO[0], linestyle="--", label="service (from send)")
+        start = "from the wire" if queue is not None else "from dispatch"
+        axes.plot(x, bottom, color=OKABE_ITO[0], linestyle="--", label=f"service ({start})")
+        every = [*top.tolist(), *bottom.tolist()]
+        if queue is not None:
+            waited = queue.percentiles_ms(percentiles)
+            axes.plot(
+                x, waited, color=OKABE_ITO[2], linestyle="-.", label="client queue (to the wire)"
+            )
+            every += waited.tolist()
         _nines_axis(axes)
-        _latency_scale(axes, [*top.tolist(), *bottom.tolist()])
+        _latency_scale(axes, every)
         axes.set_ylabel("latency (ms)")
         marked = "" if cell.runs else " [INVALID]"
         axes.set_title(cell.key.name + marked, fontsize="small")

@@ -22,9 +22,9 @@ from typing import Any, Final
 
 from loadtests.result import ResultFileError
 from loadtests.thresholds import (
-    PERCENTILES,
     RelativeThreshold,
     Threshold,
+    _latency_metric,  # the grammar's own metric -> summary block; no second list here
     parse_thresholds,
 )
 from reports.load import Run, expand_inputs, read_run
@@ -73,14 +73,13 @@ def read_group(item: str, role: str, *, include_invalid: bool) -> list[Run]:
 
 def pseudo_summary(metric: str, value: float) -> dict[str, Any]:
     """A minimal summary in which ``metric`` reads ``value`` (so a pooled figure can be checked
-    by the one threshold module)."""
+    by the one threshold module, whose grammar says which block a latency metric is in)."""
     if metric == "fail_ratio":
         return {"success_rate": 1.0 - value}
-    for prefix, block in (("service_", "service_latency_ms"), ("latency_", "latency_ms")):
-        if metric.startswith(prefix):
-            return {block: {metric.removeprefix(prefix): value}}
-    if metric in PERCENTILES:
-        return {"latency_ms": {metric: value}}
+    latency = _latency_metric(metric)
+    if latency is not None:
+        block, key = latency
+        return {block: {key: value}}
     return {metric: value}
 
 

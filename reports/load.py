@@ -103,6 +103,11 @@ class Run:
         return [str(warning) for warning in self.document["verdict"].get("warnings") or []]
 
     @property
+    def notes(self) -> list[str]:
+        """What the valid figures mean (a saturated target …): said, but not a doubt."""
+        return [str(note) for note in self.document["verdict"].get("notes") or []]
+
+    @property
     def valid(self) -> bool:
         return bool(self.document["verdict"].get("valid"))
 
@@ -155,12 +160,27 @@ class Run:
         return decode_buckets((self.document.get("histograms") or {}).get("service_latency"))
 
     @cached_property
+    def client_queue(self) -> Buckets | None:
+        """Dispatch to the wire; None where the driver could not see the wire (or a v1 file)."""
+        return decode_buckets((self.document.get("histograms") or {}).get("client_queue"))
+
+    @property
+    def client_queue_ms(self) -> dict[str, float] | None:
+        """``summary.client_queue_ms``: None when absent — never read as 0."""
+        block: dict[str, float] | None = self.summary.get("client_queue_ms")
+        return block
+
+    @cached_property
     def sample(self) -> RunSample:
         successes = [
             int(row.get("requests", 0)) - int(row.get("failures", 0)) for row in self.timeseries
         ]
         return RunSample(
-            self.summary, self.latency, self.service, np.asarray(successes, dtype=np.int64)
+            self.summary,
+            self.latency,
+            self.service,
+            np.asarray(successes, dtype=np.int64),
+            self.client_queue,
         )
 
 
@@ -229,6 +249,12 @@ def check_blocks(path: str, document: Mapping[str, Any]) -> None:
             isinstance(values.get(key), int | float) for key in _LATENCY_KEYS
         ):
             raise ResultFileError(f"{path}: malformed result, summary.{name} is incomplete")
+    queue = summary.get("client_queue_ms")
+    if queue is not None and not (
+        isinstance(queue, dict)
+        and all(isinstance(queue.get(key), int | float) for key in _LATENCY_KEYS)
+    ):
+        raise ResultFileError(f"{path}: malformed result, summary.client_queue_ms is incomplete")
     missing = [key for key in _SUMMARY_KEYS if not isinstance(summary.get(key), int | float)]
     if missing:
         raise ResultFileError(f"{path}: malformed result, summary lacks {', '.join(missing)}")

@@ -18,6 +18,7 @@ from reports.analysis import Analysis
 from reports.landscape import HELD, NOT_HELD, Claim
 from reports.tables import (
     CELL_HEADERS,
+    CELL_LEGEND,
     COMPARISON_HEADERS,
     INVALID_HEADERS,
     LANDSCAPE_HEADERS,
@@ -41,7 +42,8 @@ color:#fff}.neutral{background:#e3e6ea;color:#222}figure{margin:1.2rem 0}
 figure img{max-width:100%;height:auto;border:1px solid #e3e3e3}figcaption{color:#444;font-size:13px}
 ul.warnings li{color:#8a3b00}nav a{margin-right:1rem}
 """
-_NUMERIC_CELL_COLUMNS: Final = {3, 4, 5, 6, 7, 8}
+_STATUS_COLUMN: Final = CELL_HEADERS.index("status")
+_NUMERIC_CELL_COLUMNS: Final = set(range(3, _STATUS_COLUMN))
 _VERDICT_CLASS: Final = {
     "faster": "good",
     "better": "good",
@@ -144,11 +146,12 @@ def render_html(
         '<h2 id="cells">Cells</h2>',
         "<p>A cell is one configuration (target, model, load, hardware profile, label); "
         "its repeats are pooled. Invalid runs are never pooled or compared.</p>",
+        f"<p>{esc(CELL_LEGEND)}</p>",
         _table(
             CELL_HEADERS,
             rows,
             numeric=_NUMERIC_CELL_COLUMNS,
-            badge_column=9,
+            badge_column=_STATUS_COLUMN,
             invalid=[not cell.valid for cell in analysis.cells],
         ),
     ]
@@ -159,7 +162,7 @@ def render_html(
             _table(
                 INVALID_HEADERS,
                 invalid_rows(invalid),
-                numeric={3, 4, 5},
+                numeric=set(range(3, len(INVALID_HEADERS))),
                 invalid=[True] * len(invalid),
             ),
         ]

@@ -7,13 +7,13 @@ difference. The interval is significant when it excludes 1.
 
 How each metric is resampled:
 
-* **latency percentiles** (``p50`` … ``p999``, ``service_p50`` …) from the HdrHistograms' bucket
-  counts. Resampling n values from a histogram and taking the k-th smallest is the same as taking
-  the empirical quantile function at the k-th order statistic of n uniforms, which is
-  Beta(k, n + 1 - k) distributed — so one Beta draw per replicate gives *exactly* the bootstrap
-  distribution that multinomial resampling of the bucket counts would give (a test checks the two
-  agree), at O(B log K) instead of O(B·K) binomial draws. k follows HdrHistogram's own rule, so the
-  point estimate equals the result file's percentile.
+* **latency percentiles** (``p50`` … ``p999``, ``service_p50`` …, ``client_queue_p50`` …) from the
+  HdrHistograms' bucket counts. Resampling n values from a histogram and taking the k-th smallest is
+  the same as taking the empirical quantile function at the k-th order statistic of n uniforms,
+  which is Beta(k, n + 1 - k) distributed — so one Beta draw per replicate gives *exactly* the
+  bootstrap distribution that multinomial resampling of the bucket counts would give (a test checks
+  the two agree), at O(B log K) instead of O(B·K) binomial draws. k follows HdrHistogram's own rule,
+  so the point estimate equals the result file's percentile.
 * **latency means** by the normal approximation of the resampled mean (n is always large).
 * **rates** (``throughput_rps``, ``predictions_per_s``) by resampling the per-second series.
 * **proportions** (``success_rate``, ``fail_ratio``, ``schema_success_rate``) binomially.
@@ -60,17 +60,30 @@ PROPORTIONS: Final = ("success_rate", "fail_ratio", "schema_success_rate")
 HIGHER_IS_BETTER: Final = (*RATE_METRICS, "success_rate", "schema_success_rate", "successes")
 NO_DIFFERENCE: Final = "no significant difference"
 _PERCENT: Final = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p999": 99.9}
+# metric prefix -> the RunSample histogram it is read from (no prefix: latency)
+_HISTOGRAMS: Final = {"service_": "service", "client_queue_": "client_queue", "latency_": "latency"}
 _CHUNK_CELLS: Final = 2_000_000  # replicate-by-bucket matrix cells per chunk (~16 MB of floats)
 
 
 @dataclass(frozen=True, slots=True)
 class RunSample:
-    """What the statistics need of one run: its summary, histograms and per-second successes."""
+    """What the statistics need of one run: its summary, histograms and per-second successes
+    (``client_queue`` None where the driver could not see the wire)."""
 
     summary: Mapping[str, Any]
     latency: Buckets | None = None
     service: Buckets | None = None
     per_second_successes: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
+    client_queue: Buckets | None = None
+
+    def histogram(self, source: str) -> Buckets | None:
+        """``latency``, ``service`` or ``client_queue``."""
+        parts = {
+            "latency": self.latency,
+            "service": self.service,
+            "client_queue": self.client_queue,
+        }
+        return parts.get(source)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,17 +122,17 @@ class Comparison:
 
 
 def _latency_source(metric: str) -> tuple[str, float] | None:
-    """("latency" | "service", percentile) for a bootstrappable latency percentile."""
+    """(histogram, percentile) for a bootstrappable latency percentile."""
     name, source = metric, "latency"
-    if metric.startswith("service_"):
-        name, source = metric.removeprefix("service_"), "service"
-    elif metric.startswith("latency_"):
-        name = metric.removeprefix("latency_")
+    for prefix, histogram in _HISTOGRAMS.items():
+        if metric.startswith(prefix):
+            name, source = metric.removeprefix(prefix), histogram
+            break
     return (source, _PERCENT[name]) if name in PERCENTILES else None
 
 
 def _mean_source(metric: str) -> str | None:
-    return {"latency_mean": "latency", "service_mean": "service"}.get(metric)
+    return {f"{prefix}mean": source for prefix, source in _HISTOGRAMS.items()}.get(metric)
 
 
 def _repeat_weights(runs: int, rng: np.random.Generator, resamples: int) -> IntArray:
@@ -191,9 +204,9 @@ def _proportion(sample: RunSample, metric: str) -> tuple[float, int]:
 
 def _exact(group: Sequence[RunSample], metric: str, resamples: int) -> Estimate:
     values = [metric_value(s.summary, metric) for s in group]
-    if metric in ("latency_min", "service_min"):
+    if metric in {f"{prefix}min" for prefix in _HISTOGRAMS}:
         value = min(values)
-    elif metric in ("latency_max", "service_max"):
+    elif metric in {f"{prefix}max" for prefix in _HISTOGRAMS}:
         value = max(values)
     else:
         value = float(np.mean(values))
@@ -205,7 +218,7 @@ def fingerprint(group: Sequence[RunSample]) -> int:
     replicates (estimates can be reused) while two different groups draw independently."""
     crc = 0
     for sample in group:
-        for part in (sample.latency, sample.service):
+        for part in (sample.latency, sample.service, sample.client_queue):
             if part is not None:
                 crc = zlib.crc32(part.counts.tobytes(), zlib.crc32(part.upper_ms.tobytes(), crc))
         crc = zlib.crc32(sample.per_second_successes.tobytes(), crc)
@@ -243,9 +256,9 @@ def _estimate(
     weights = _repeat_weights(len(group), rng, resamples)
     chosen = weights.sum(axis=1).astype(np.float64)
     latency, mean_source = _latency_source(metric), _mean_source(metric)
-    if latency is not None or mean_source is not None:
-        source = latency[0] if latency is not None else mean_source
-        parts = [s.latency if source == "latency" else s.service for s in group]
+    source = latency[0] if latency is not None else mean_source
+    if source is not None:
+        parts = [s.histogram(source) for s in group]
         if any(part is None or part.total == 0 for part in parts):
             return _exact(group, metric, resamples)  # no histogram: no interval
         buckets = [p for p in parts if p is not None]

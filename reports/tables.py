@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import orjson
@@ -25,6 +25,8 @@ CELL_HEADERS: Final = (
     "runs",
     "p50 ms [95% CI]",
     "p99 ms [95% CI]",
+    "service p50 / p99 ms",
+    "client queue p50 / p99 ms",
     "throughput req/s [95% CI]",
     "success",
     "schema success",
@@ -55,7 +57,17 @@ CSV_COLUMNS: Final = (
     "confidence",
     "verdict",
 )
-INVALID_HEADERS: Final = ("file", "cell", "reasons", "p50 ms", "p99 ms", "throughput req/s")
+INVALID_HEADERS: Final = (
+    "file", "cell", "reasons", "p50 ms", "p99 ms", "service p50 / p99 ms",
+    "client queue p50 / p99 ms", "throughput req/s",
+)  # fmt: skip
+CELL_LEGEND: Final = (
+    "p50 and p99 are latency from the intended start; service latency runs from the wire to "
+    "the answer (from the dispatch where the driver cannot see the wire); client queue is the "
+    "wait from dispatch to the wire, for a free connection, stream or worker. “—”: the driver "
+    "could not see the wire (gRPC unary, Locust users, v1 result files), which is not 0."
+)
+ABSENT: Final = "—"  # a figure that was not measured: never shown as 0
 LANDSCAPE_HEADERS: Final = (
     "hardware", "model", "pattern", "claim", "on this hardware", "evidence",
 )  # fmt: skip
@@ -79,6 +91,16 @@ def number(value: float | None, unit: str = "") -> str:
     else:
         text = f"{value:.3g}"
     return text + unit
+
+
+def p50_p99(p50: float | None, p99: float | None) -> str:
+    """``p50 / p99`` in ms; ``ABSENT`` when the figure was not measured (never 0)."""
+    return ABSENT if p50 is None or p99 is None else f"{number(p50)} / {number(p99)}"
+
+
+def block_p50_p99(block: Mapping[str, float] | None) -> str:
+    """``p50_p99`` of a summary latency block (``None``: absent)."""
+    return ABSENT if block is None else p50_p99(block["p50"], block["p99"])
 
 
 def with_interval(figure: Interval) -> str:
@@ -115,6 +137,8 @@ def cell_rows(analysis: Analysis) -> list[list[str]]:
                     _runs(stats),
                     with_interval(stats.p50_ms),
                     with_interval(stats.p99_ms),
+                    p50_p99(stats.service_p50_ms, stats.service_p99_ms),
+                    p50_p99(stats.client_queue_p50_ms, stats.client_queue_p99_ms),
                     with_interval(stats.throughput_rps),
                     percent(stats.success_rate),
                     percent(stats.schema_success_rate),
@@ -123,7 +147,8 @@ def cell_rows(analysis: Analysis) -> list[list[str]]:
                 ]
             )
         else:
-            first = cell.invalid[0].summary
+            run = cell.invalid[0]
+            first = run.summary
             rows.append(
                 [
                     cell.key.name,
@@ -131,6 +156,8 @@ def cell_rows(analysis: Analysis) -> list[list[str]]:
                     f"{len(cell.invalid)} (all invalid)",
                     number(first["latency_ms"]["p50"]),
                     number(first["latency_ms"]["p99"]),
+                    block_p50_p99(first["service_latency_ms"]),
+                    block_p50_p99(run.client_queue_ms),
                     number(first["throughput_rps"]),
                     percent(float(first["success_rate"])),
                     percent(float(first.get("schema_success_rate") or 0.0)),
@@ -174,6 +201,8 @@ def invalid_rows(runs: Sequence[Run]) -> list[list[str]]:
             "; ".join(run.reasons) or "(no reason recorded)",
             number(run.summary["latency_ms"]["p50"]),
             number(run.summary["latency_ms"]["p99"]),
+            block_p50_p99(run.summary["service_latency_ms"]),
+            block_p50_p99(run.client_queue_ms),
             number(run.summary["throughput_rps"]),
         ]
         for run in runs
@@ -208,6 +237,7 @@ def render_markdown(
         f"{runs} run(s) in {len(analysis.cells)} cell(s); {len(invalid)} invalid; "
         f"{len(warnings)} input(s) skipped. Intervals: 95 % bootstrap.",
         "## Cells",
+        md_escape(CELL_LEGEND),
         markdown_table(CELL_HEADERS, cell_rows(analysis)),
     ]
     if invalid:
@@ -313,7 +343,10 @@ def render_json(
                     "p50_ms": _interval(stats.p50_ms),
                     "p99_ms": _interval(stats.p99_ms),
                     "throughput_rps": _interval(stats.throughput_rps),
+                    "service_p50_ms": stats.service_p50_ms,
                     "service_p99_ms": stats.service_p99_ms,
+                    "client_queue_p50_ms": stats.client_queue_p50_ms,  # null: not seen, not 0
+                    "client_queue_p99_ms": stats.client_queue_p99_ms,
                     "success_rate": stats.success_rate,
                     "schema_success_rate": stats.schema_success_rate,
                     "requests": stats.requests,

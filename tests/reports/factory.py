@@ -9,7 +9,12 @@ from typing import Any
 import numpy as np
 import orjson
 
+from loadtests.harness import RunStats
 from loadtests.histogram import LatencyHistogram
+from loadtests.recorder import Recorder
+from loadtests.records import WIRE_UNSEEN
+from loadtests.result import RunInfo, build_result
+from loadtests.verdict import judge_run
 from reports.buckets import Buckets, buckets_of
 from reports.stats import RunSample
 
@@ -50,3 +55,48 @@ def write_variant(source: str, destination: Path, **run_fields: Any) -> Path:
 def write_document(document: dict[str, Any], target: Path) -> Path:
     target.write_bytes(orjson.dumps(document))
     return target
+
+
+def recorded_result(
+    *,
+    queue_ms: float,
+    wire_seen: bool = True,
+    target: str = "rest",
+    mode: str = "closed",
+    label: str = "",
+    requests: int = 400,
+) -> dict[str, Any]:
+    """A result made as ``servelab run`` makes one: a ``Recorder`` fed the four instants of each
+    request, judged by the engine's verdict, built by ``build_result``.
+
+    Each request waits up to ``queue_ms`` (evenly spread, so p99 is ``queue_ms``) between
+    dispatch and the wire, then 2-2.6 ms on the wire. ``wire_seen=False`` is a driver that
+    cannot see the wire (gRPC unary, Locust): the wait is still there, hidden in service time.
+    An open loop dispatches 0.5 ms late, so intended-start latency and service time differ."""
+    recorder = Recorder(start_ns=0)
+    late_ns = 500_000 if mode == "open" else 0
+    for index in range(requests):
+        scheduled = index * 5_000_000
+        dispatched = scheduled + late_ns
+        wire = dispatched + round(queue_ms * 1e6 * (index % 100) / 99)
+        ended = wire + 2_000_000 + (index % 7) * 100_000
+        seen = wire if wire_seen else WIRE_UNSEEN
+        recorder.record(scheduled, dispatched, ended, 0, 0, 1, True, seen)
+    recorder.finish()
+    window_ns = requests * 5_000_000
+    stats = RunStats(measure_end_ns=window_ns, wall_s=window_ns / 1e9, transport=target)
+    verdict = judge_run(recorder, stats, mode=mode, in_process=False)
+    run = RunInfo(
+        target=target,
+        transport=target,
+        mode=mode,
+        model="reference",
+        seed=1,
+        concurrency=8 if mode == "closed" else None,
+        rate_per_s=200.0 if mode == "open" else None,
+        profile="laptop",
+        label=label,
+    )
+    return build_result(
+        run, recorder, window_s=window_ns / 1e9, verdict=verdict, environment={"hostname": "t"}
+    )

@@ -13,6 +13,8 @@ import pytest
 
 from loadtests import InProcessDriver, LoadPlan, run_load_test
 from loadtests.cli import main
+from loadtests.thresholds import PERCENTILES, SUMMARY_FIELDS, known_metric, metric_value
+from reports.compare import pseudo_summary
 from targets import load_model
 from tests.reports.factory import golden, write_document
 
@@ -149,3 +151,15 @@ def test_groups_of_repeats_compare_as_groups(
     code, out, _ = _compare(capsys, str(tmp_path), runs["slow"], "--threshold", "p50:+10%")
     assert code == 1
     assert out.startswith("baseline: 2 run(s)")
+
+
+def test_a_pooled_figure_reads_back_through_the_threshold_grammar() -> None:
+    """``pseudo_summary`` puts a value where the grammar looks for it, for every metric the
+    grammar knows (its blocks, not a second list: ``client_queue_p99`` once it is a metric)."""
+    blocks = ("", "latency_", "service_", "client_queue_")
+    latency = [f"{b}{p}" for b in blocks for p in PERCENTILES]
+    latency += [f"{b}{s}" for b in blocks[1:] for s in ("min", "mean", "max")]
+    metrics = [m for m in (*latency, *SUMMARY_FIELDS, "fail_ratio") if known_metric(m)]
+    assert {"p99", "service_p99", "latency_mean", "fail_ratio"} <= set(metrics)
+    for metric in metrics:
+        assert metric_value(pseudo_summary(metric, 0.25), metric) == pytest.approx(0.25), metric

@@ -212,12 +212,20 @@ def test_every_latency_metric_of_the_threshold_grammar_has_an_estimate() -> None
     buckets = buckets_from_ms(values)
     latency = {"min": 1.0, "mean": 5.0, "p50": 5.0, "p90": 9.0, "p95": 11.0, "p99": 16.0,
                "p999": 25.0, "max": 40.0}  # fmt: skip
+    queue = buckets_from_ms(values / 5)
     sample = RunSample(
-        {"latency_ms": latency, "service_latency_ms": latency}, latency=buckets, service=buckets
+        {"latency_ms": latency, "service_latency_ms": latency},
+        latency=buckets,
+        service=buckets,
+        client_queue=queue,
     )
     for metric in ("service_p99", "latency_p99", "latency_mean", "service_mean"):
         value, low, high = interval([sample], metric)
         assert low < value < high, metric
+    for metric in ("client_queue_p50", "client_queue_p99", "client_queue_mean"):
+        value, low, high = interval([sample], metric)  # bootstrapped from its own histogram
+        assert low < value < high, metric
+    assert interval([sample], "client_queue_p99")[0] == queue.percentile_ms(99)
     assert interval([sample], "service_p99")[0] == buckets.percentile_ms(99)
     assert interval([sample], "service_mean")[0] == pytest.approx(values.mean(), rel=0.01)
     assert interval([sample], "service_max") == (40.0, 40.0, 40.0)  # exact: no interval
