@@ -18,7 +18,7 @@ import re
 import signal
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +26,14 @@ from rich.console import Console
 from rich.table import Table
 
 from loadtests.bench_config import BenchConfig, Cell, default_config, load_config
+from loadtests.gates import EXIT_INTERRUPTED, combine, result_exit_code, with_default_gate
 from loadtests.harness import LoadPlan
 from loadtests.launch import LaunchedTarget, launch_target
 from loadtests.loop import run as run_on_loop
 from loadtests.profiles import HardwareProfile, generator_pinned, measure_server
 from loadtests.run import IN_PROCESS, NEEDS_SERVER, RunSettings, execute
 from loadtests.schedule import Arrival, RateProfile
-from loadtests.thresholds import check_absolute, parse_thresholds
+from loadtests.thresholds import parse_thresholds
 from loadtests.workload import PayloadSpec
 
 
@@ -156,6 +157,11 @@ class BenchOutcome:
     results: list[tuple[PlannedRun, Path, dict[str, Any]]]
     interrupted: bool
     breaches: list[str]
+    codes: list[int] = field(default_factory=list)  # each run's exit code (loadtests.gates)
+
+    @property
+    def exit_code(self) -> int:
+        return combine([*self.codes, EXIT_INTERRUPTED] if self.interrupted else self.codes)
 
 
 def _line(run: PlannedRun, total: int, result: dict[str, Any]) -> str:
@@ -168,9 +174,19 @@ def _line(run: PlannedRun, total: int, result: dict[str, Any]) -> str:
     )
 
 
-def run_bench(config: BenchConfig, out_dir: Path, console: Console) -> BenchOutcome:
+def run_bench(
+    config: BenchConfig,
+    out_dir: Path,
+    console: Console,
+    *,
+    default_gate: bool = True,
+    allow_invalid: bool = False,
+) -> BenchOutcome:
+    """Every planned run, each gated like ``servelab run`` (the default gate unless replaced or
+    refused, then the config's and the command line's thresholds); their codes combined."""
     runs = plan_runs(config)
-    thresholds = parse_thresholds(list(config.thresholds), allow_relative=False)
+    gates = with_default_gate(list(config.thresholds), default_gate=default_gate)
+    parse_thresholds(gates, allow_relative=False)
     outcome = BenchOutcome([], False, [])
     out_dir.mkdir(parents=True, exist_ok=True)
     console.print(f"servelab bench: {len(runs)} runs from {config.source} → {out_dir}")
@@ -188,8 +204,9 @@ def run_bench(config: BenchConfig, out_dir: Path, console: Console) -> BenchOutc
                 fields = _profile_fields(run.profile, pid)
                 with _pinned_for(run):
                     running = execute(
-                        settings, out=path, install_signal_handlers=True, extra_fields=fields
-                    )
+                        settings, out=path, install_signal_handlers=True, extra_fields=fields,
+                        gates=gates,
+                    )  # fmt: skip
                     output = run_on_loop(running)  # fmt: skip
             except KeyboardInterrupt:
                 outcome.interrupted = True
@@ -197,9 +214,15 @@ def run_bench(config: BenchConfig, out_dir: Path, console: Console) -> BenchOutc
             result = output.result
             outcome.results.append((run, path, result))
             console.print(_line(run, len(runs), result), highlight=False)
-            for check in check_absolute(thresholds, result["summary"]):
+            for check in output.checks:
                 if not check.passed:
                     outcome.breaches.append(f"{run.name}: {check.expression}: {check.detail}")
+            outcome.codes.append(
+                result_exit_code(result, output.breached, allow_invalid=allow_invalid)
+            )
+            if not result["verdict"]["valid"] and not allow_invalid:
+                reasons = "; ".join(result["verdict"]["reasons"])
+                outcome.breaches.append(f"{run.name}: INVALID measurement: {reasons}")
             if result["run"]["partial"]:
                 outcome.interrupted = True
                 break
@@ -265,7 +288,10 @@ def main(args: argparse.Namespace) -> int:
     # and the shared servers stopped; during a run the harness's own handler takes over.
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        outcome = run_bench(config, out_dir, console)
+        outcome = run_bench(
+            config, out_dir, console,
+            default_gate=not args.no_default_gate, allow_invalid=args.allow_invalid,
+        )  # fmt: skip
     finally:
         signal.signal(signal.SIGTERM, previous)
     console.print(summary_table(outcome))
@@ -278,8 +304,7 @@ def main(args: argparse.Namespace) -> int:
         console.print(f"report: {report}", highlight=False)
     console.print(f"results: {out_dir}", highlight=False)
     for breach in outcome.breaches:
-        print(f"threshold breached: {breach}", file=sys.stderr)
+        print(f"gate breached: {breach}", file=sys.stderr)
     if outcome.interrupted:
         print("servelab bench: interrupted; finished results kept", file=sys.stderr)
-        return 130
-    return 1 if outcome.breaches else 0
+    return outcome.exit_code

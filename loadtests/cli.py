@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from loadtests.gates import DEFAULT_GATE, result_exit_code, with_default_gate
 from loadtests.loop import run as run_on_loop
 from targets.cli import (
     FRACTION,
@@ -38,6 +39,7 @@ from targets.spec import DEFAULT_MODEL_SPEC
 if TYPE_CHECKING:
     from loadtests.run import RunOutput, RunSettings
     from loadtests.sweep import SweepSettings
+    from loadtests.thresholds import Check
 
 COMMANDS = {
     **HANDLERS,
@@ -62,6 +64,7 @@ _WINDOWS = Range("int", low=2)  # the sweep compares consecutive windows
 
 
 def add_run_command(commands: Subcommands) -> None:
+    from loadtests.harness import DEFAULT_GRACE_S
     from loadtests.run import TARGETS
 
     run = commands.add_parser("run", help="one measured run of one target")
@@ -69,7 +72,11 @@ def add_run_command(commands: Subcommands) -> None:
     where = run.add_mutually_exclusive_group()
     where.add_argument("--url", help="REST base URL (default: start a target on loopback)")
     where.add_argument("--address", help="gRPC HOST:PORT (default: start a target on loopback)")
-    run.add_argument("--model", default=DEFAULT_MODEL_SPEC, metavar="SPEC")
+    run.add_argument(
+        "--model", metavar="SPEC",
+        help=f"the model a target servelab starts serves (default {DEFAULT_MODEL_SPEC}); with "
+        "--url/--address, names the model the result records (else unknown)",
+    )  # fmt: skip
     load = run.add_mutually_exclusive_group()
     load.add_argument(
         "--concurrency", type=POSITIVE_INT, metavar="N", help="closed loop (default 8)"
@@ -100,6 +107,12 @@ def add_run_command(commands: Subcommands) -> None:
     run.add_argument("--window-ms", type=WINDOW_MS, metavar="MS")
     run.add_argument("--connections", type=POSITIVE_INT, metavar="N")
     run.add_argument("--timeout", type=POSITIVE_DURATION, default=30.0, metavar="D")
+    run.add_argument(
+        "--grace", type=NON_NEGATIVE_DURATION, default=DEFAULT_GRACE_S, metavar="D",
+        help="after the run, how long requests still in flight may take; then they are cut "
+        "and count as timeouts",
+    )  # fmt: skip
+    add_gate_options(run)
     run.add_argument(
         "--loop", choices=["harness", "tight"], default="harness",
         help="inprocess only: tight = the model called back to back (1 caller, no JSON)",
@@ -145,6 +158,7 @@ def settings_from_args(args: argparse.Namespace) -> RunSettings:
             requests=args.requests,
             warmup_s=args.warmup,
             busy_poll=args.busy_poll,
+            drain_timeout_s=args.grace,
         )
     else:
         plan = LoadPlan(
@@ -155,6 +169,7 @@ def settings_from_args(args: argparse.Namespace) -> RunSettings:
             requests=args.requests,
             warmup_s=args.warmup,
             busy_poll=args.busy_poll,
+            drain_timeout_s=args.grace,
         )
     min_instances, max_instances = args.instances
     share_start, share_end = args.v2_share or ((1.0, None) if args.api == "v2" else (0.0, None))
@@ -169,7 +184,8 @@ def settings_from_args(args: argparse.Namespace) -> RunSettings:
     )
     return RunSettings(
         target=args.target,
-        model=args.model,
+        model=args.model or DEFAULT_MODEL_SPEC,
+        model_given=args.model is not None,
         url=args.url,
         address=args.address,
         plan=plan,
@@ -194,6 +210,7 @@ def run_main(args: argparse.Namespace) -> int:
     from loadtests.run import execute
 
     settings = settings_from_args(args)
+    gates = gate_expressions(args)  # a malformed threshold is exit 2, before any load
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(args.out) if args.out else Path("results") / f"run-{args.target}-{stamp}.json"
     events = Path(args.events) if args.events else None
@@ -205,12 +222,14 @@ def run_main(args: argparse.Namespace) -> int:
 
         if not interactive:
             return await execute(
-                settings, out=out, install_signal_handlers=True, announce=announce, events=events
-            )
+                settings, out=out, install_signal_handlers=True, announce=announce,
+                events=events, gates=gates,
+            )  # fmt: skip
         with LiveProgress(scheduled_rate=settings.rate_per_s) as progress:
             return await execute(
-                settings, out=out, on_tick=progress, install_signal_handlers=True, events=events
-            )
+                settings, out=out, on_tick=progress, install_signal_handlers=True,
+                announce=announce, events=events, gates=gates,
+            )  # fmt: skip
 
     # Outside the harness (target start-up and shutdown) SIGTERM acts as Ctrl-C, so the target
     # servelab started is still stopped; during the load the harness's own handler takes over.
@@ -221,7 +240,43 @@ def run_main(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, previous)
     result = output.result
     print_summary(result, str(out), as_json=args.json, rich=sys.stdout.isatty())
-    return 130 if result["run"]["partial"] else 0
+    for line in gate_lines(output.checks):
+        print(line, file=sys.stderr)
+    return result_exit_code(result, output.breached, allow_invalid=args.allow_invalid)
+
+
+def add_gate_options(parser: argparse.ArgumentParser) -> None:
+    """--threshold, --no-default-gate and --allow-invalid: the same on run, bench and locust."""
+    parser.add_argument(
+        "--threshold", action="append", default=[], metavar="EXPR",
+        help="gate the run (repeatable), e.g. 'p99<50ms', 'success_rate>=0.999'; a breach "
+        f"exits 1. Default gate: {DEFAULT_GATE}, replaced by your own success_rate/fail_ratio",
+    )  # fmt: skip
+    parser.add_argument(
+        "--no-default-gate", action="store_true",
+        help=f"drop the default gate ({DEFAULT_GATE})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--allow-invalid", action="store_true",
+        help="exit 0/1 by the gates even when the measurement is INVALID (default: exit 3)",
+    )  # fmt: skip
+
+
+def gate_expressions(args: argparse.Namespace) -> list[str]:
+    """The run's gates: the default one unless replaced or refused, then the user's, checked
+    for form now (exit 2) so a typo never costs a run."""
+    from loadtests.thresholds import parse_thresholds
+
+    expressions = with_default_gate(args.threshold, default_gate=not args.no_default_gate)
+    parse_thresholds(expressions, allow_relative=False)
+    return expressions
+
+
+def gate_lines(checks: Sequence[Check]) -> list[str]:
+    return [
+        f"servelab: gate {'ok' if c.passed else 'BREACHED'} {c.expression!r}: {c.detail}"
+        for c in checks
+    ]
 
 
 def add_bench_command(commands: Subcommands) -> None:
@@ -231,7 +286,7 @@ def add_bench_command(commands: Subcommands) -> None:
     bench.add_argument("--out", metavar="DIR", help="results and report (default results/bench-*)")
     bench.add_argument("--model", default=DEFAULT_MODEL_SPEC, metavar="SPEC")
     bench.add_argument("--repeat", type=POSITIVE_INT, metavar="N", help="run each cell N times")
-    bench.add_argument("--threshold", action="append", metavar="EXPR", help="e.g. p99<50ms")
+    add_gate_options(bench)
 
 
 def add_sweep_command(commands: Subcommands) -> None:

@@ -101,6 +101,8 @@ def summary_lines(result: dict[str, Any], path: str | None) -> list[str]:
     if result["errors"]:
         lines.append("errors: " + ", ".join(f"{k}={v}" for k, v in result["errors"].items()))
     cost = result["cost"]
+    if cost.get("source") == "unknown":
+        lines.append("target CPU unknown: servelab did not start the target (give --target-pid)")
     if cost.get("target_cpu_s") is not None:
         per_1k = cost.get("cpu_s_per_1k_predictions")
         lines.append(

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from loadtests.environment import fingerprint
+from loadtests.gates import result_exit_code, with_default_gate
 from loadtests.locust_results import (
     WIRE_KEY,
     Collection,
@@ -193,15 +194,15 @@ class Session:
             if not self.recording.stopped:
                 self.recording.stop()
             self.collection.absorb("local", self.recording.snapshot())
-        code = self.finish(interrupted=interrupted)
-        if code:
-            self.environment.process_exit_code = code
+        # servelab's gates decide, not Locust's "exit 1 on any failure": deliberate invalid
+        # payloads are expected rejections, and a failed run breaches the default gate anyway.
+        self.environment.process_exit_code = self.finish(interrupted=interrupted)
 
     # -- the end --------------------------------------------------------------------------------
 
     def finish(self, *, interrupted: bool) -> int:
-        """Merge, check thresholds, write the result; the exit code servelab asks for (0: leave
-        it to Locust, 1: a threshold failed, 2: the result could not be written)."""
+        """Merge, check the gates, write the result; the exit code (``loadtests.gates``: 0 ok,
+        1 a gate breached, 2 the result could not be written, 3 INVALID, 130 interrupted)."""
         environment = self.environment
         recorder, side, processes = self.collection.merged()
         total = environment.stats.total
@@ -223,7 +224,10 @@ class Session:
         )
         environment = fingerprint() | {"event_loop": "gevent"}  # Locust runs on gevent, not asyncio
         result = build_locust_result(run, recorder, side, processes, environment=environment)
-        expressions = list(option(self.options, "threshold", []))
+        expressions = with_default_gate(
+            list(option(self.options, "threshold", [])),
+            default_gate=not option(self.options, "no_default_gate", False),
+        )
         checks = evaluate_thresholds(expressions, result["summary"])
         result["extra"]["thresholds"] = [asdict(check) for check in checks]
         for line in [summary_line(result), *threshold_lines(checks)]:
@@ -235,7 +239,9 @@ class Session:
             print(f"servelab: cannot write the result to {path}: {exc}", file=sys.stderr)
             return 2
         print(f"servelab: result {path}", file=sys.stderr)
-        return 1 if any(not check.passed for check in checks) else 0
+        breached = any(not check.passed for check in checks)
+        allow_invalid = bool(option(self.options, "allow_invalid", False))
+        return result_exit_code(result, breached, allow_invalid=allow_invalid)
 
     # -- what users share -------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Final
 import orjson
 
 from loadtests.drivers.base import Reply, judge_answer
+from loadtests.gates import DEFAULT_GATE
 from loadtests.records import Outcome
 from loadtests.shape_plans import ArrivalPlan, ShapePlan, parse_shape
 from loadtests.thresholds import ThresholdError, parse_threshold
@@ -116,7 +117,12 @@ def add_arguments(parser: Any) -> None:
     add("--result", default=None, metavar="FILE", shown=False,
         help="servelab: result file (default results/locust-<timestamp>.json)")  # fmt: skip
     add("--threshold", type=threshold_option, action="append", default=None, metavar="EXPR",
-        shown=False, help="servelab: CI gate, e.g. 'p99<50ms' (repeatable)")  # fmt: skip
+        shown=False, help="servelab: CI gate, e.g. 'p99<50ms' (repeatable); the default gate "
+        f"{DEFAULT_GATE} stays unless you name success_rate/fail_ratio")  # fmt: skip
+    add("--no-default-gate", action="store_true", default=False, shown=False,
+        help=f"servelab: drop the default gate ({DEFAULT_GATE})")  # fmt: skip
+    add("--allow-invalid", action="store_true", default=False, shown=False,
+        help="servelab: exit by the gates even when the run is INVALID (else 3)")  # fmt: skip
     add("--label", default=None, metavar="TEXT", help="servelab: free text naming the run")
     add("--shape", type=shape_option, default=None, metavar="SPEC", shown=False,
         help="servelab: load shape (add loadtests/shapes.py to -f): ramp:0:50:30s")  # fmt: skip

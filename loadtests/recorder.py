@@ -75,6 +75,7 @@ class Recorder:
         self.latency = LatencyHistogram()  # ended - intended
         self.service = LatencyHistogram()  # ended - on wire (- dispatched where the wire is unseen)
         self.client_queue = LatencyHistogram()  # on wire - dispatched; only where the wire is seen
+        self.failure_latency = LatencyHistogram()  # ended - intended, of failed requests
         self.lateness = LatencyHistogram()  # dispatched - intended: the generator's health
         self.requests = 0
         self.successes = 0
@@ -197,6 +198,7 @@ class Recorder:
             return
         size = int(flags.size)
         self.requests += size
+        ok: np.ndarray | None = None
         if not flags.any():  # every request a clean success (the common case): no masks needed
             counted = None
             self.successes += size
@@ -220,22 +222,30 @@ class Recorder:
         first, last = int(sent.min()), int(ended.max())
         self.first_sent_ns = first if self.first_sent_ns is None else min(self.first_sent_ns, first)
         self.last_ended_ns = last if self.last_ended_ns is None else max(self.last_ended_ns, last)
-        # Latencies describe answered requests, not deliberate rejections.
-        all_counted = counted is None or bool(counted.all())
-        latency = ended - scheduled if all_counted else (ended - scheduled)[counted]
+        # Latencies describe *successful* requests (``summary.latency_scope``); failures keep
+        # their elapsed time in a histogram of their own, so a storm of refused connections
+        # never reads as fast and timeouts never hide. Deliberate rejections are in neither.
+        if failed is not None and failed.any():
+            self.failure_latency.record_many((ended - scheduled)[failed])
+        keep = None if ok is None or bool(ok.all()) else ok
+        latency = ended - scheduled if keep is None else (ended - scheduled)[keep]
         prepared = self.latency.prepare(latency)
         self.latency.add(prepared)
         if sent is scheduled and wire is None:
             # back-to-back loop: intended == dispatched == on wire; lateness and queue zero
             self.service.add(prepared)
-            self.lateness.add_zeros(int(flags.size))
-            self.client_queue.add_zeros(int(flags.size) if counted is None else int(counted.sum()))
+            self.lateness.add_zeros(size)
+            self.client_queue.add_zeros(int(prepared.indices.size))
         else:
-            self._fold_wire(sent, ended, wire, None if all_counted else counted)
+            self._fold_wire(sent, ended, wire, keep)
             self.lateness.record_many(sent - scheduled)
-        if failed is not None and not all_counted:
-            failed = failed[counted]
-        self._fold_seconds(ended if all_counted else ended[counted], prepared, failed)
+        # per second: every judged request and failure counted, the successes' latencies
+        all_counted = counted is None or bool(counted.all())
+        if not all_counted:
+            ended = ended[counted]
+            failed = None if failed is None else failed[counted]
+            keep = None if keep is None else keep[counted]
+        self._fold_seconds(ended, prepared, failed, keep)
 
     def _fold_wire(
         self,
@@ -274,11 +284,20 @@ class Recorder:
                     name = self._error_names[code - 1]
                     self.errors[name] = self.errors.get(name, 0) + int(count)
 
-    def _fold_seconds(self, ended: IntArray, latency: Prepared, failed: np.ndarray | None) -> None:
-        """Per-second counts and latencies; ``failed`` is None when nothing failed."""
+    def _fold_seconds(
+        self,
+        ended: IntArray,
+        latency: Prepared,
+        failed: np.ndarray | None,
+        succeeded: np.ndarray | None,
+    ) -> None:
+        """Per-second counts and latencies; ``failed`` is None when nothing failed;
+        ``latency`` holds the successes' samples, ``succeeded`` which of ``ended`` they are
+        (None: all)."""
         if ended.size == 0:
             return
         seconds = (ended - self.start_ns) // NS_PER_S
+        ok_seconds = seconds if succeeded is None else seconds[succeeded]
         first, last = int(seconds.min()), int(seconds.max())
         for second in range(first, last + 1):  # a fold spans few seconds: masks beat sorting
             mask = None if first == last else seconds == second
@@ -293,7 +312,7 @@ class Recorder:
             stats.requests += count
             if failed is not None:
                 stats.failures += int(failed.sum() if mask is None else failed[mask].sum())
-            stats.latency.add(latency, mask)
+            stats.latency.add(latency, None if first == last else ok_seconds == second)
 
     def _close_seconds_before(self, limit_s: int | None) -> None:
         for second in sorted(self._open_seconds):
@@ -313,6 +332,7 @@ class Recorder:
         self.latency.merge(other.latency)
         self.service.merge(other.service)
         self.client_queue.merge(other.client_queue)
+        self.failure_latency.merge(other.failure_latency)
         self.lateness.merge(other.lateness)
         for name in (
             "requests", "successes", "failures", "expected_rejections", "schema_checked",

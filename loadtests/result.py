@@ -36,7 +36,7 @@ class RunInfo:
     target: str
     transport: str
     mode: str
-    model: str
+    model: str | None  # None: a target servelab did not start, its model not named
     seed: int
     concurrency: int | None = None
     rate_per_s: float | None = None
@@ -53,6 +53,8 @@ class RunInfo:
     group: str | None = None
     repeat: int = 0
     partial: bool = False
+    url: str | None = None  # the REST target loaded, when given (--url)
+    address: str | None = None  # the gRPC target loaded, when given (--address)
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     started_at: str = field(
         default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
@@ -68,6 +70,13 @@ class Verdict:
     reasons: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+
+
+def _merged(*parts: LatencyHistogram) -> LatencyHistogram:
+    merged = LatencyHistogram()
+    for part in parts:
+        merged.merge(part)
+    return merged
 
 
 def summarize(recorder: Recorder, window_s: float) -> dict[str, Any]:
@@ -86,8 +95,12 @@ def summarize(recorder: Recorder, window_s: float) -> dict[str, Any]:
         "throughput_rps": recorder.successes / window_s if window_s > 0 else 0.0,
         "predictions_per_s": recorder.predictions / window_s if window_s > 0 else 0.0,
         "window_s": window_s,
+        # the latency blocks describe successful requests; failures have their own
+        "latency_scope": "successes",
         "latency_ms": recorder.latency.summary_ms(),
         "service_latency_ms": recorder.service.summary_ms(),
+        "failure_latency_ms": recorder.failure_latency.summary_ms(),
+        "all_latency_ms": _merged(recorder.latency, recorder.failure_latency).summary_ms(),
         # absent (None) where the driver cannot see when its bytes left (README: What is measured)
         "client_queue_ms": (
             recorder.client_queue.summary_ms() if recorder.client_queue.total else None
@@ -124,6 +137,9 @@ def build_result(
         "histograms": {
             "latency": recorder.latency.encode(),
             "service_latency": recorder.service.encode(),
+            "failure_latency": (
+                recorder.failure_latency.encode() if recorder.failure_latency.total else None
+            ),
             "client_queue": recorder.client_queue.encode() if recorder.client_queue.total else None,
             "send_lateness": recorder.lateness.encode(),
         },
@@ -142,15 +158,21 @@ def upgrade(document: dict[str, Any]) -> dict[str, Any]:
     knows old layouts.
 
     v1 → v2: v1 timed service latency from the dispatch, wait for a connection included, and
-    had no client-queue figure: it is marked absent (``None``), never 0, and
-    ``upgraded_from`` says which layout the numbers were measured in.
+    had no client-queue figure: it is marked absent (``None``), never 0. v1's latency blocks
+    covered failures too (``latency_scope: "all"``, so ``all_latency_ms`` is that block) and
+    kept no failure histogram (``failure_latency_ms`` absent). ``upgraded_from`` says which
+    layout the numbers were measured in.
     """
     version = document.get("schema_version", SCHEMA_VERSION)
     if version < 2:
         summary = document.setdefault("summary", {})
         summary.setdefault("client_queue_ms", None)
+        summary.setdefault("latency_scope", "all")
+        summary.setdefault("all_latency_ms", summary.get("latency_ms"))
+        summary.setdefault("failure_latency_ms", None)
         histograms = document.setdefault("histograms", {})
         histograms.setdefault("client_queue", None)
+        histograms.setdefault("failure_latency", None)
         lateness = histograms.get("send_lateness")
         summary.setdefault(
             "send_lateness_ms", _decoded_summary_ms(lateness) if isinstance(lateness, str) else None

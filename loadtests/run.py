@@ -13,20 +13,23 @@ import contextlib
 import dataclasses
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loadtests.drivers.base import Driver
 from loadtests.environment import fingerprint, process_tree_cpu_s
-from loadtests.harness import Harness, LoadPlan
+from loadtests.harness import Harness, LoadPlan, RunStats
 from loadtests.launch import LaunchedTarget, launch_target
+from loadtests.recorder import Recorder
 from loadtests.result import RunInfo, build_result, write_result
 from loadtests.safety import check_target_allowed
+from loadtests.target_checks import PROBED, check_target_options, probe
+from loadtests.thresholds import Check, check_absolute, parse_thresholds
 from loadtests.tight import TightHarness
 from loadtests.verdict import judge_run
-from loadtests.workload import PayloadGenerator, PayloadSpec, derive_seeds
+from loadtests.workload import Payload, PayloadGenerator, PayloadSpec, derive_seeds
 
 if TYPE_CHECKING:
     from loadtests.events import EventLog
@@ -64,6 +67,8 @@ class RunSettings:
     repeat: int = 0
     target_pid: int | None = None
     allow_remote: bool = False
+    model_given: bool = True  # False: --model was left at its default (recorded as unknown
+    # for a target servelab did not start)
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
@@ -78,6 +83,9 @@ class RunSettings:
             raise ValueError(
                 f"--client must be one of {', '.join(HTTP_CLIENTS)}, got {self.http_client!r}"
             )
+        check_target_options(
+            self.target, url=self.url, address=self.address, target_pid=self.target_pid
+        )
         if self.url is not None:
             check_target_allowed(self.url, allow_remote=self.allow_remote, option="--url")
         if self.address is not None:
@@ -95,6 +103,11 @@ class RunSettings:
 class RunOutput:
     result: dict[str, Any]
     path: Path | None
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def breached(self) -> bool:
+        return any(not check.passed for check in self.checks)
 
 
 def _connections(settings: RunSettings) -> int:
@@ -208,29 +221,47 @@ async def _target_for(settings: RunSettings) -> AsyncIterator[LaunchedTarget | N
 
 
 class _Cost:
-    """CPU seconds of the target over the measured window (its process tree, or ours)."""
+    """CPU seconds of the target over the measured window: its process tree when servelab
+    started it (``started``) or ``--target-pid`` names it (``target-pid``), this process for an
+    in-process target (``in-process``) — else unknown, never the generator's own CPU."""
 
-    def __init__(self, pid: int | None) -> None:
-        self.pid = pid
+    def __init__(self, settings: RunSettings, server: LaunchedTarget | None) -> None:
+        in_process = settings.target in IN_PROCESS
+        self.pid: int | None = None
+        if in_process:
+            self.source = "in-process"
+        elif settings.target_pid is not None:
+            self.pid, self.source = settings.target_pid, "target-pid"
+        elif server is not None:
+            self.pid, self.source = server.pid, "started"
+        else:
+            self.source = "unknown"
         self.start_s: float | None = None
 
-    def read(self) -> float:
-        return process_tree_cpu_s(self.pid) if self.pid else time.process_time()
+    def read(self) -> float | None:
+        if self.source == "in-process":
+            return time.process_time()
+        return process_tree_cpu_s(self.pid) if self.pid else None
 
     def mark_start(self) -> None:
         self.start_s = self.read()
 
     def measured(self) -> float | None:
-        return None if self.start_s is None else max(self.read() - self.start_s, 0.0)
+        now = self.read()
+        return None if self.start_s is None or now is None else max(now - self.start_s, 0.0)
 
 
-def _run_info(settings: RunSettings, driver: Driver) -> RunInfo:
-    """The run's settings as the result file records them (``partial`` set at the end)."""
+def _run_info(settings: RunSettings, driver: Driver, started: bool) -> RunInfo:
+    """The run's settings as the result file records them (``partial`` set at the end). The
+    model of a target servelab did not start is unknown unless the user named it."""
+    known = settings.model_given or started or settings.target in IN_PROCESS
     return RunInfo(
         target=settings.target,
         transport=driver.transport,
         mode=settings.plan.mode,
-        model=settings.model,
+        model=settings.model if known else None,
+        url=settings.url or None,
+        address=settings.address or None,
         seed=settings.seed,
         concurrency=settings.plan.concurrency if settings.plan.mode == "closed" else None,
         rate_per_s=settings.rate_per_s,
@@ -246,6 +277,12 @@ def _run_info(settings: RunSettings, driver: Driver) -> RunInfo:
         group=settings.group,
         repeat=settings.repeat,
     )
+
+
+def _probe_payload(settings: RunSettings) -> Payload:
+    """A valid payload of the run's shape and API, for the probe (never a deliberate reject)."""
+    spec = dataclasses.replace(settings.payloads, invalid_fraction=0.0)
+    return PayloadGenerator(spec, derive_seeds(settings.seed)[0]).payload(0, 0.0)
 
 
 def _make_harness(
@@ -285,6 +322,52 @@ def _event_log(path: Path | None, run: RunInfo, harness: Harness | TightHarness)
     return log
 
 
+def _result(
+    settings: RunSettings,
+    run: RunInfo,
+    driver: Driver,
+    stats: RunStats,
+    recorder: Recorder,
+    target_cpu_s: float | None,
+    cost_source: str,
+    added: dict[str, Any],
+) -> dict[str, Any]:
+    """The result document of a finished run: verdict, cost, driver and generator figures."""
+    in_process = settings.target in IN_PROCESS
+    verdict = judge_run(recorder, stats, mode=settings.plan.mode, in_process=in_process)
+    run = dataclasses.replace(run, partial=stats.interrupted)
+    predictions = recorder.predictions
+    cost_block = {
+        "target_cpu_s": target_cpu_s,
+        "cpu_s_per_1k_predictions": (
+            target_cpu_s / predictions * 1000 if target_cpu_s is not None and predictions else None
+        ),
+        "scope": "this process (in-process target)" if in_process else "target process tree",
+        "source": cost_source,
+    }
+    extra_method = getattr(driver, "extra", None)
+    extra = dict(extra_method()) if callable(extra_method) else {}
+    extra.update(added)
+    if isinstance(getattr(driver, "client", None), str):  # which REST client measured
+        extra["client"] = driver.client  # type: ignore[attr-defined]
+    extra["generator"] = {
+        "cpu_s": stats.generator_cpu_s,
+        "wall_s": stats.wall_s,
+        "abandoned": stats.abandoned,
+        "busy_poll": stats.busy_poll,
+        "send_lateness_ms": recorder.lateness.summary_ms(),
+    }
+    return build_result(
+        run,
+        recorder,
+        window_s=stats.window_s,
+        verdict=verdict,
+        environment=fingerprint(),
+        cost=cost_block,
+        extra=extra,
+    )
+
+
 async def execute(
     settings: RunSettings,
     *,
@@ -294,15 +377,20 @@ async def execute(
     announce: Callable[[str], None] | None = None,
     extra_fields: Callable[[LaunchedTarget | None], dict[str, Any]] | None = None,
     events: Path | None = None,
+    gates: Sequence[str] = (),
 ) -> RunOutput:
     """Run ``settings`` once; returns the result (written to ``out`` when given). ``events``:
-    also log every measured request there as JSON lines (see ``loadtests.events``)."""
+    also log every measured request there as JSON lines (see ``loadtests.events``); ``gates``:
+    threshold expressions (already validated) checked against the result and recorded in
+    ``extra.thresholds``."""
     payload_seed, schedule_seed = derive_seeds(settings.seed)
     payloads = PayloadGenerator(settings.payloads, payload_seed)
     async with _target_for(settings) as server:
+        if settings.target in PROBED:
+            where = settings.url or settings.address or (server.url if server else "target")
+            await probe(where, lambda: make_driver(settings, server), _probe_payload(settings))
         driver = make_driver(settings, server)
-        in_process = settings.target in IN_PROCESS
-        cost = _Cost(server.pid if server and not in_process else settings.target_pid)
+        cost = _Cost(settings, server)
         mark_driver = getattr(driver, "mark_measure_start", None)
 
         def on_measure_start() -> None:
@@ -313,7 +401,7 @@ async def execute(
         harness = _make_harness(
             settings, driver, payloads, schedule_seed, on_tick, on_measure_start
         )
-        run = _run_info(settings, driver)  # before the run: ``started_at`` is the start
+        run = _run_info(settings, driver, server is not None)  # ``started_at`` is the start
         event_log = _event_log(events, run, harness)
         loop = asyncio.get_running_loop()
         handled: list[tuple[signal.Signals, Any]] = []
@@ -337,38 +425,11 @@ async def execute(
                 event_log.close()
         target_cpu_s = cost.measured()
         added = extra_fields(server) if extra_fields is not None else {}
-    stats = harness.stats
-    verdict = judge_run(recorder, stats, mode=settings.plan.mode, in_process=in_process)
-    run = dataclasses.replace(run, partial=stats.interrupted)
-    predictions = recorder.predictions
-    cost_block = {
-        "target_cpu_s": target_cpu_s,
-        "cpu_s_per_1k_predictions": (
-            target_cpu_s / predictions * 1000 if target_cpu_s is not None and predictions else None
-        ),
-        "scope": "this process (in-process target)" if in_process else "target process tree",
-    }
-    extra_method = getattr(driver, "extra", None)
-    extra = dict(extra_method()) if callable(extra_method) else {}
-    extra.update(added)
-    if isinstance(getattr(driver, "client", None), str):  # which REST client measured
-        extra["client"] = driver.client  # type: ignore[attr-defined]
-    extra["generator"] = {
-        "cpu_s": stats.generator_cpu_s,
-        "wall_s": stats.wall_s,
-        "abandoned": stats.abandoned,
-        "busy_poll": stats.busy_poll,
-        "send_lateness_ms": recorder.lateness.summary_ms(),
-    }
-    result = build_result(
-        run,
-        recorder,
-        window_s=stats.window_s,
-        verdict=verdict,
-        environment=fingerprint(),
-        cost=cost_block,
-        extra=extra,
+    result = _result(
+        settings, run, driver, harness.stats, recorder, target_cpu_s, cost.source, added
     )
+    checks = check_absolute(parse_thresholds(list(gates), allow_relative=False), result["summary"])
+    result["extra"]["thresholds"] = [dataclasses.asdict(check) for check in checks]
     if out is not None:
         write_result(out, result)
-    return RunOutput(result, out)
+    return RunOutput(result, out, checks)

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loadtests.gates import EXIT_BREACH, EXIT_INVALID, EXIT_OK
 from loadtests.harness import LoadPlan
 from loadtests.launch import LaunchedTarget, launch_target
 from loadtests.loop import run as run_on_loop
@@ -244,7 +245,16 @@ def main(args: argparse.Namespace) -> int:
     if chart is not None:
         print(f"curve: {chart}")
     print(f"sweep: {out_dir / 'sweep.json'}")
-    return 0
+    return sweep_exit_code(summary)
+
+
+def sweep_exit_code(summary: dict[str, Any]) -> int:
+    """0: a capacity was found; 1: the first point already failed its SLO; 3: no point was a
+    VALID measurement. A failing point is how a sweep ends, not an error."""
+    points = summary["points"]
+    if not any(point["valid"] for point in points):
+        return EXIT_INVALID
+    return EXIT_OK if summary["capacity_rps"] is not None else EXIT_BREACH
 
 
 def _draw(summary: dict[str, Any], out_dir: Path) -> Path | None:

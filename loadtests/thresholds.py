@@ -40,13 +40,24 @@ class ThresholdError(ValueError):
     """A malformed threshold or unknown metric; the message quotes the expression."""
 
 
+# metric prefix -> summary block: latency of successes (no prefix), service time, the client's
+# queue, failures' elapsed time, and every judged request (successes and failures together)
+LATENCY_BLOCKS: Final = {
+    "service_": "service_latency_ms",
+    "client_queue_": "client_queue_ms",
+    "failure_": "failure_latency_ms",
+    "all_": "all_latency_ms",
+    "latency_": "latency_ms",
+}
+
+
 def _latency_metric(metric: str) -> tuple[str, str] | None:
     """(summary block, key) for a latency metric name, else None."""
     block, name = "latency_ms", metric
-    if metric.startswith("service_"):
-        block, name = "service_latency_ms", metric.removeprefix("service_")
-    elif metric.startswith("latency_"):
-        name = metric.removeprefix("latency_")
+    for prefix, prefixed_block in LATENCY_BLOCKS.items():
+        if metric.startswith(prefix):
+            block, name = prefixed_block, metric.removeprefix(prefix)
+            break
     if name in PERCENTILES or (name in STATS and metric != name):
         return block, name
     return None
@@ -60,7 +71,10 @@ def metric_value(summary: Mapping[str, Any], metric: str) -> float:
     """The metric's value in a result's ``summary`` (latencies in ms)."""
     latency = _latency_metric(metric)
     if latency is not None:
-        return float(summary[latency[0]][latency[1]])
+        block = summary.get(latency[0])
+        if not isinstance(block, Mapping):
+            raise ThresholdError(f"{metric}: not measured in this run ({latency[0]} is absent)")
+        return float(block[latency[1]])
     if metric == "fail_ratio":
         return 1.0 - float(summary["success_rate"])
     value = summary.get(metric)
@@ -92,7 +106,10 @@ class AbsoluteThreshold:
     value: float
 
     def check(self, summary: Mapping[str, Any]) -> Check:
-        actual = metric_value(summary, self.metric)
+        try:
+            actual = metric_value(summary, self.metric)
+        except ThresholdError as exc:  # a gate on what this run could not measure: breached
+            return Check(self.expression, False, math.nan, self.value, str(exc))
         passed = _OPS[self.op](actual, self.value)
         unit = " ms" if _latency_metric(self.metric) else ""
         if passed:

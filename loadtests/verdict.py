@@ -58,7 +58,10 @@ def judge_run(
             f"(load generator used {cpu_share:.0%} of a core)"
         )
     if stats.abandoned:
-        warnings.append(f"{stats.abandoned} requests still in flight at the end were abandoned")
+        warnings.append(
+            f"{stats.abandoned} requests still in flight when the grace ran out were cut "
+            "(counted as timeouts)"
+        )
     saturated = recorder.latency.saturated + recorder.service.saturated
     if saturated:
         warnings.append(

@@ -40,10 +40,17 @@ def add_report_commands(commands: Subcommands) -> None:
         action="append",
         metavar="EXPR",
         help="p99:+10%% · throughput_rps:-5%% · p99<50ms · schema_success_rate>=0.999 "
-        "(repeatable; default p50:+10%%, p99:+10%%, throughput_rps:-10%%)",
+        "(repeatable; default p50:+10%%, p99:+10%%, throughput_rps:-10%%). The success-rate "
+        "gate (success_rate:-1%%) stays unless you name success_rate or fail_ratio",
     )
     compare.add_argument("--markdown", action="store_true", help="Markdown for CI summaries")
-    compare.add_argument("--include-invalid", action="store_true")
+    compare.add_argument(
+        "--allow-invalid", "--include-invalid", dest="include_invalid", action="store_true",
+        help="compare INVALID runs too (default: refuse them, exit 3)",
+    )  # fmt: skip
+    compare.add_argument(
+        "--no-default-gate", action="store_true", help="drop the success-rate gate"
+    )
     compare.add_argument("--seed", type=SEED, default=0, help="bootstrap seed (default 0)")
     compare.add_argument("--resamples", type=_RESAMPLES, default=2000, metavar="N")
     compare.add_argument("--confidence", type=OPEN_FRACTION, default=0.95, metavar="C")

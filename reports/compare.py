@@ -1,8 +1,11 @@
 """``servelab compare BASELINE CANDIDATE [--threshold EXPR]... [--markdown]``: a regression gate.
 
 Exit 0 when every threshold holds, 1 when one is breached *and* the breach is significant, 2 for
-bad input (unreadable file, invalid run, unknown metric, malformed expression — one line naming
-it, via ``targets.cli.dispatch``). "Significant" means: for a relative threshold (``p99:+10%``)
+bad input (unreadable file, unknown metric, malformed expression — one line naming it, via
+``targets.cli.dispatch``), 3 for an INVALID run given as either side (``--allow-invalid`` to
+compare anyway). The success-rate gate (``SUCCESS_GATE``) is always there unless the user names
+``success_rate`` / ``fail_ratio`` or passes ``--no-default-gate``: a candidate that measured a
+dead server is never "faster". "Significant" means: for a relative threshold (``p99:+10%``)
 the bootstrap interval of the ratio excludes 1 on the breaching side; for an absolute one
 (``p99<50ms``) the candidate's whole interval is on the wrong side of the limit. A breach that is
 not significant is reported and passes: noise must not fail a build. Without ``--threshold`` the
@@ -20,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from loadtests.gates import EXIT_BREACH, EXIT_INVALID, EXIT_OK
 from loadtests.result import ResultFileError
 from loadtests.thresholds import (
     RelativeThreshold,
@@ -32,7 +36,12 @@ from reports.stats import DEFAULT_METRICS, Comparison, compare_groups, interval
 from reports.tables import change, markdown_table, md_escape, number
 
 DEFAULT_THRESHOLDS: Final = ("p50:+10%", "p99:+10%", "throughput_rps:-10%")
-EXIT_PASS, EXIT_REGRESSION = 0, 1
+SUCCESS_GATE: Final = "success_rate:-1%"  # a significant fall of the success rate fails
+EXIT_PASS, EXIT_REGRESSION = EXIT_OK, EXIT_BREACH
+
+
+class InvalidRunRefused(ResultFileError):
+    """An INVALID run given to compare without ``--allow-invalid`` (exit 3)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,9 +73,9 @@ def read_group(item: str, role: str, *, include_invalid: bool) -> list[Run]:
     for run in runs:
         if not run.valid and not include_invalid:
             reasons = "; ".join(run.reasons) or "no reason recorded"
-            raise ResultFileError(
+            raise InvalidRunRefused(
                 f"{run.path}: {role} run is invalid ({reasons}); compare refuses invalid runs "
-                "(--include-invalid to compare anyway)"
+                "(--allow-invalid to compare anyway)"
             )
     return runs
 
@@ -148,14 +157,25 @@ def _plain(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def gate_expressions(given: Sequence[str] | None, *, default_gate: bool) -> list[str]:
+    """The user's thresholds (or the defaults), with the success-rate gate unless replaced."""
+    chosen = list(given or DEFAULT_THRESHOLDS)
+    replaced = any(text.strip().startswith(("success_rate", "fail_ratio")) for text in chosen)
+    return chosen if replaced or not default_gate else [SUCCESS_GATE, *chosen]
+
+
 def main(args: argparse.Namespace) -> int:
     """The ``compare`` handler (``loadtests.cli`` dispatches here)."""
-    expressions = list(args.threshold or DEFAULT_THRESHOLDS)
+    expressions = gate_expressions(args.threshold, default_gate=not args.no_default_gate)
     thresholds = parse_thresholds(expressions)  # ThresholdError: one line, exit 2
     if not 0 < args.confidence < 1:
         raise ValueError(f"--confidence must be between 0 and 1, got {args.confidence}")
-    baseline = read_group(args.baseline, "baseline", include_invalid=args.include_invalid)
-    candidate = read_group(args.candidate, "candidate", include_invalid=args.include_invalid)
+    try:
+        baseline = read_group(args.baseline, "baseline", include_invalid=args.include_invalid)
+        candidate = read_group(args.candidate, "candidate", include_invalid=args.include_invalid)
+    except InvalidRunRefused as exc:
+        print(f"servelab: {exc}", file=sys.stderr)
+        return EXIT_INVALID
     for role, runs in (("baseline", baseline), ("candidate", candidate)):
         if len({run.key for run in runs}) > 1:
             print(

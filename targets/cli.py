@@ -26,7 +26,6 @@ from targets.spec import DEFAULT_MODEL_SPEC
 from targets.units import parse_duration_s
 
 EXIT_USAGE = 2
-EXIT_FAILED = 1
 N = TypeVar("N", int, float)
 Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
@@ -337,7 +336,7 @@ def dispatch(
     parser: argparse.ArgumentParser, handlers: dict[str, str], argv: Sequence[str] | None
 ) -> int:
     """Parse, run the handler, and translate every input error to one line and exit code 2
-    (a target servelab started that did not come up: 2 if it refused its arguments, else 1)."""
+    (a target servelab started that did not come up is exit 2 too: nothing was measured)."""
     try:
         args = parser.parse_args(argv)
         command = " ".join(part for part in (args.command, getattr(args, "kind", None)) if part)
@@ -350,7 +349,8 @@ def dispatch(
         return EXIT_USAGE
     except TargetStartError as exc:
         print(f"servelab: {exc}", file=sys.stderr)
-        return EXIT_USAGE if exc.refused_arguments else EXIT_FAILED
+        # refused arguments, crashed or never ready: nothing was measured (README "Exit codes")
+        return EXIT_USAGE
     except (ServelabError, ValueError, OSError) as exc:
         print(f"servelab: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -14,7 +14,7 @@ Each transport translates these at its own boundary, and only there::
     ├── Overloaded             past the in-flight + queue bound   503    UNAVAILABLE
     ├── ModelFailure           the model raised: a server fault   500    INTERNAL
     └── TargetStartError       a target servelab started did not come up (CLI: one line,
-                               exit 2 if it refused its arguments, else 1)
+                               exit 2: nothing was measured)
 
 ``Overloaded`` is neither the client's mistake nor a fault: the request was fine and may succeed
 if sent again later (REST adds ``Retry-After``). It is kept apart from RESOURCE_EXHAUSTED, which

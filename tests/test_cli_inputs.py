@@ -267,7 +267,7 @@ def target_failed(args: argparse.Namespace) -> int:
     raise TargetStartError("rest", "it said why", None if args.model == "-" else int(args.model))
 
 
-@pytest.mark.parametrize(("target_code", "expected"), [("2", 2), ("1", 1), ("-9", 1), ("-", 1)])
+@pytest.mark.parametrize(("target_code", "expected"), [("2", 2), ("1", 2), ("-9", 2), ("-", 2)])
 def test_a_target_that_did_not_come_up_is_one_line(
     target_code: str, expected: int, capsys: pytest.CaptureFixture[str]
 ) -> None:

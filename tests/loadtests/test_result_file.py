@@ -99,6 +99,19 @@ def test_v1_file_is_upgraded_to_the_current_layout_with_client_queue_absent() ->
     assert upgraded["histograms"]["client_queue"] is None
     # ... but its send lateness was recorded, so the summary is rebuilt from that histogram
     assert upgraded["summary"]["send_lateness_ms"]["max"] == pytest.approx(0.0, abs=0.01)
+    # v1's latency blocks covered failures too: said so, never passed off as successes'
+    assert upgraded["summary"]["latency_scope"] == "all"
+    assert upgraded["summary"]["all_latency_ms"] == upgraded["summary"]["latency_ms"]
+    assert upgraded["summary"]["failure_latency_ms"] is None
+
+
+def test_latency_is_of_successes_and_failures_keep_their_time() -> None:
+    summary = _result()["summary"]
+    assert summary["latency_scope"] == "successes"  # type: ignore[index]
+    assert summary["latency_ms"]["max"] == pytest.approx(5.0, rel=1e-2)  # type: ignore[index]
+    # the one failure, a timeout at 30 ms, is in its own block and in "all", never hidden
+    assert summary["failure_latency_ms"]["p50"] == pytest.approx(30.0, rel=1e-2)  # type: ignore[index]
+    assert summary["all_latency_ms"]["max"] == pytest.approx(30.0, rel=1e-2)  # type: ignore[index]
 
 
 @pytest.mark.parametrize(

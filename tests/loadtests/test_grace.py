@@ -1,0 +1,73 @@
+"""After the run's duration, requests still in flight get the grace (``--grace``); those still
+open then are cut, counted as timeouts at the time they took — never as fast, never lost."""
+
+from __future__ import annotations
+
+import pytest
+
+from loadtests.clock import run_virtual
+from loadtests.drivers.base import FakeDriver
+from loadtests.harness import CUT_BY_GRACE, Harness, LoadPlan
+from loadtests.schedule import RateProfile
+from loadtests.workload import PayloadGenerator, PayloadSpec
+
+
+def _run(driver: FakeDriver, plan: LoadPlan) -> tuple[Harness, list[tuple[int, float]]]:
+    said: list[tuple[int, float]] = []
+    harness = Harness(
+        driver, PayloadGenerator(PayloadSpec(), 1), plan,
+        on_grace=lambda count, grace_s: said.append((count, grace_s)),
+    )  # fmt: skip
+
+    async def main() -> None:
+        await harness.run()
+
+    run_virtual(main)
+    return harness, said
+
+
+def test_a_target_that_never_answers_costs_the_duration_plus_the_grace() -> None:
+    hang = FakeDriver(lambda _: 3600.0)  # answers after an hour
+    plan = LoadPlan(mode="closed", concurrency=2, duration_s=3.0, drain_timeout_s=0.5)
+    harness, said = _run(hang, plan)
+    recorder = harness.recorder
+    assert said == [(2, 0.5)]  # told on stderr: two outstanding, half a second
+    assert harness.stats.window_s == pytest.approx(3.5)  # not 30 s, not an hour
+    assert recorder.errors == {CUT_BY_GRACE: 2}
+    assert recorder.successes == 0
+    # each timeout is recorded at the time it took: from its start to the cut
+    assert recorder.failure_latency.summary_ms()["min"] == pytest.approx(3500.0, rel=1e-3)
+    assert recorder.latency.total == 0  # no success to describe
+
+
+def test_answers_within_the_grace_are_kept() -> None:
+    slow = FakeDriver(lambda _: 0.8)
+    plan = LoadPlan(mode="closed", concurrency=1, duration_s=1.0, drain_timeout_s=1.0)
+    harness, said = _run(slow, plan)
+    assert said == [(1, 1.0)]
+    assert harness.recorder.successes == 2  # the second ended inside the grace
+    assert harness.recorder.failures == 0
+
+
+def test_open_loop_cuts_what_the_grace_cannot_save() -> None:
+    slow = FakeDriver(lambda payload: 10.0)
+    plan = LoadPlan(
+        mode="open", profile=RateProfile.constant(10.0), duration_s=1.0, drain_timeout_s=2.0
+    )
+    harness, said = _run(slow, plan)
+    recorder = harness.recorder
+    assert said == [(10, 2.0)]
+    assert recorder.errors == {CUT_BY_GRACE: 10}
+    assert harness.stats.abandoned == 10
+    # the first was sent at 0 s and cut at 3 s; the last at 0.9 s
+    assert recorder.failure_latency.summary_ms()["max"] == pytest.approx(3000.0, rel=1e-3)
+    assert recorder.failure_latency.summary_ms()["min"] == pytest.approx(2100.0, rel=1e-3)
+
+
+def test_requests_in_flight_at_the_end_finish_in_the_default_grace() -> None:
+    driver = FakeDriver(lambda _: 0.3)  # sends at 0, 0.3, 0.6, 0.9 s: the last ends at 1.2 s
+    harness, said = _run(driver, LoadPlan(mode="closed", concurrency=2, duration_s=1.0))
+    assert said == [(2, 5.0)]
+    assert harness.recorder.successes == 8
+    assert harness.recorder.failures == 0
+    assert harness.stats.window_s == pytest.approx(1.2)
