@@ -32,6 +32,7 @@ from targets.cli import (
     Subcommands,
     add_target_commands,
     dispatch,
+    examples,
     new_parser,
 )
 from targets.spec import DEFAULT_MODEL_SPEC
@@ -67,8 +68,19 @@ def add_run_command(commands: Subcommands) -> None:
     from loadtests.harness import DEFAULT_GRACE_S
     from loadtests.run import TARGETS
 
-    run = commands.add_parser("run", help="one measured run of one target")
-    run.add_argument("--target", required=True, choices=TARGETS)
+    run = commands.add_parser(
+        "run", help="one measured run of one target",
+        epilog=examples(
+            "servelab run --target inprocess --duration 5s",
+            "servelab run --target rest --rate 200 --arrival poisson --duration 10s --out r.json",
+            "servelab run --target grpc --concurrency 16 --requests 5000 --threshold 'p99<50ms'",
+        ),
+    )  # fmt: skip
+    run.add_argument(
+        "--target", required=True, choices=TARGETS,
+        help="what to load; rest, grpc, grpc-stream and edge get a target started on loopback "
+        "unless --url/--address names one",
+    )  # fmt: skip
     where = run.add_mutually_exclusive_group()
     where.add_argument("--url", help="REST base URL (default: start a target on loopback)")
     where.add_argument("--address", help="gRPC HOST:PORT (default: start a target on loopback)")
@@ -85,32 +97,75 @@ def add_run_command(commands: Subcommands) -> None:
     load.add_argument("--stages", type=_STAGES, metavar="D:R,...", help="open loop, stepped rate")
     load.add_argument("--trace", metavar="FILE", help="open loop, replay timestamps (s per line)")
     run.add_argument("--ramp", action="store_true", help="with --stages: ramp between rates")
-    run.add_argument("--arrival", choices=["constant", "poisson"], default="constant")
-    run.add_argument("--think-time", type=NON_NEGATIVE_DURATION, default=0.0, metavar="D")
+    run.add_argument(
+        "--arrival", choices=["constant", "poisson"], default="constant",
+        help="open loop: evenly spaced sends, or Poisson arrivals",
+    )  # fmt: skip
+    run.add_argument(
+        "--think-time", type=NON_NEGATIVE_DURATION, default=0.0, metavar="D",
+        help="closed loop: pause between an answer and the next request (default 0: none)",
+    )  # fmt: skip
     run.add_argument(
         "--busy-poll", action="store_true",
         help="spin instead of sleeping between answers (a target on this machine is not "
         "charged for waking the client); costs one client core",
     )  # fmt: skip
     bound = run.add_mutually_exclusive_group()
-    bound.add_argument("--duration", type=POSITIVE_DURATION, metavar="D", help="e.g. 10s (default)")
-    bound.add_argument("--requests", type=POSITIVE_INT, metavar="N")
-    run.add_argument("--warmup", type=NON_NEGATIVE_DURATION, default=0.0, metavar="D")
-    run.add_argument("--seed", type=SEED, default=42)
-    run.add_argument("--api", choices=["v1", "v2"], default="v1")
-    run.add_argument("--v2-share", type=_V2_SHARE, metavar="S[:E]", help="v2 share / rollout")
-    run.add_argument("--instances", type=_INSTANCES, default=(8, 8), metavar="N[:M]")
-    run.add_argument("--rows-per-request", type=POSITIVE_INT, default=1, metavar="N")
-    run.add_argument("--invalid-fraction", type=FRACTION, default=0.0, metavar="F")
-    run.add_argument("--distinct", type=POSITIVE_INT, default=4096, metavar="N")
-    run.add_argument("--batch-size", type=POSITIVE_INT, metavar="N")
-    run.add_argument("--window-ms", type=WINDOW_MS, metavar="MS")
-    run.add_argument("--connections", type=POSITIVE_INT, metavar="N")
-    run.add_argument("--timeout", type=POSITIVE_DURATION, default=30.0, metavar="D")
+    bound.add_argument(
+        "--duration", type=POSITIVE_DURATION, metavar="D",
+        help="measure this long, e.g. 10s (default: 10s)",
+    )  # fmt: skip
+    bound.add_argument("--requests", type=POSITIVE_INT, metavar="N", help="measure N requests")
+    run.add_argument(
+        "--warmup", type=NON_NEGATIVE_DURATION, default=0.0, metavar="D",
+        help="load this long first, not recorded (default 0: none)",
+    )  # fmt: skip
+    run.add_argument(
+        "--seed", type=SEED, default=42,
+        help="payloads and schedule: the same seed gives the same load",
+    )  # fmt: skip
+    run.add_argument("--api", choices=["v1", "v2"], default="v1", help="the payloads' API")
+    run.add_argument(
+        "--v2-share", type=_V2_SHARE, metavar="S[:E]",
+        help="share of v2 payloads, or a rollout from S to E over the run (replaces --api)",
+    )  # fmt: skip
+    run.add_argument(
+        "--instances", type=_INSTANCES, default=(8, 8), metavar="N[:M]",
+        help="features per row: N, or uniform in N..M (default 8)",
+    )  # fmt: skip
+    run.add_argument(
+        "--rows-per-request", type=POSITIVE_INT, default=1, metavar="N",
+        help="rows in a v2 request (a v1 request carries one)",
+    )  # fmt: skip
+    run.add_argument(
+        "--invalid-fraction", type=FRACTION, default=0.0, metavar="F",
+        help="share of deliberately invalid payloads: expected rejections, not failures",
+    )  # fmt: skip
+    run.add_argument(
+        "--distinct", type=POSITIVE_INT, default=4096, metavar="N",
+        help="distinct payloads, cycled (few: repeats, which the edge cache notices)",
+    )  # fmt: skip
+    run.add_argument(
+        "--batch-size", type=POSITIVE_INT, metavar="N",
+        help="stream and batch targets: rows per batch (default 32 stream, 256 batch)",
+    )  # fmt: skip
+    run.add_argument(
+        "--window-ms", type=WINDOW_MS, metavar="MS",
+        help="stream target: micro-batching window (default 5)",
+    )  # fmt: skip
+    run.add_argument(
+        "--connections", type=POSITIVE_INT, metavar="N",
+        help="rest: connections, grpc: channels (default 1), grpc-stream: streams, batch: "
+        "threads (default: the concurrency, or rate/100 within 4..64)",
+    )  # fmt: skip
+    run.add_argument(
+        "--timeout", type=POSITIVE_DURATION, default=30.0, metavar="D",
+        help="a request slower than this fails as a timeout (default 30s)",
+    )  # fmt: skip
     run.add_argument(
         "--grace", type=NON_NEGATIVE_DURATION, default=DEFAULT_GRACE_S, metavar="D",
         help="after the run, how long requests still in flight may take; then they are cut "
-        "and count as timeouts",
+        f"and count as timeouts (default {DEFAULT_GRACE_S:g}s)",
     )  # fmt: skip
     add_gate_options(run)
     run.add_argument(
@@ -121,16 +176,25 @@ def add_run_command(commands: Subcommands) -> None:
         "--client", choices=["auto", "fast", "aiohttp"], default="auto",
         help="REST client: fast (HTTP/1.1 on asyncio + httptools; auto for http://) or aiohttp",
     )  # fmt: skip
-    run.add_argument("--label")
-    run.add_argument("--profile")
+    run.add_argument("--label", help="free text the result records; reports group runs by it")
+    run.add_argument(
+        "--profile", metavar="NAME",
+        help="hardware profile name the result records; reports compare runs by it",
+    )  # fmt: skip
     run.add_argument(
         "--target-pid", type=POSITIVE_INT, metavar="PID", help="count this process's CPU"
     )
-    run.add_argument("--allow-remote", action="store_true")
-    run.add_argument("--out", metavar="FILE")
+    run.add_argument(
+        "--allow-remote", action="store_true", help="allow a --url/--address off loopback"
+    )
+    run.add_argument(
+        "--out", metavar="FILE", help="the result file (default results/run-TARGET-TIME.json)"
+    )
     run.add_argument("--events", metavar="FILE", help="log every request as JSON lines here")
     run.add_argument("--json", action="store_true", help="print the summary as JSON")
-    run.add_argument("--no-progress", action="store_true")
+    run.add_argument(
+        "--no-progress", action="store_true", help="no live progress line on a terminal"
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> RunSettings:
@@ -280,11 +344,21 @@ def gate_lines(checks: Sequence[Check]) -> list[str]:
 
 
 def add_bench_command(commands: Subcommands) -> None:
-    bench = commands.add_parser("bench", help="the main job: every pattern, measured and reported")
+    bench = commands.add_parser(
+        "bench", help="the main job: every pattern, measured and reported",
+        epilog=examples(
+            "servelab bench --quick",
+            "servelab bench --quick --repeat 2 --threshold 'p99<50ms' --out results/nightly",
+            "servelab bench --config examples/bench.toml",
+        ),
+    )  # fmt: skip
     bench.add_argument("--config", metavar="FILE", help="benchmark config (TOML)")
     bench.add_argument("--quick", action="store_true", help="short runs (~25 s in all)")
     bench.add_argument("--out", metavar="DIR", help="results and report (default results/bench-*)")
-    bench.add_argument("--model", default=DEFAULT_MODEL_SPEC, metavar="SPEC")
+    bench.add_argument(
+        "--model", default=DEFAULT_MODEL_SPEC, metavar="SPEC",
+        help="the model of the embedded config (a --config names its own)",
+    )  # fmt: skip
     bench.add_argument("--repeat", type=POSITIVE_INT, metavar="N", help="run each cell N times")
     add_gate_options(bench)
 
@@ -292,24 +366,61 @@ def add_bench_command(commands: Subcommands) -> None:
 def add_sweep_command(commands: Subcommands) -> None:
     from loadtests.run import TARGETS
 
-    sweep = commands.add_parser("sweep", help="capacity search under a p99 SLO")
-    sweep.add_argument("--target", required=True, choices=TARGETS)
-    where = sweep.add_mutually_exclusive_group()
-    where.add_argument("--url")
-    where.add_argument("--address")
-    sweep.add_argument("--model", default=DEFAULT_MODEL_SPEC, metavar="SPEC")
+    sweep = commands.add_parser(
+        "sweep", help="capacity search under a p99 SLO",
+        epilog=examples(
+            "servelab sweep --target rest --slo-p99 50ms --model synthetic:cpu:2ms",
+            "servelab sweep --target inprocess --slo-p99 10ms --start-rate 200 --max-rate 1000",
+        ),
+    )  # fmt: skip
     sweep.add_argument(
-        "--slo-p99", type=POSITIVE_DURATION, default=0.05, metavar="D", help="e.g. 50ms"
+        "--target", required=True, choices=TARGETS, help="what to load, as for servelab run"
     )
-    sweep.add_argument("--schema-target", type=FRACTION, default=0.999, metavar="F")
-    sweep.add_argument("--start-rate", type=_RATE, default=50.0, metavar="R")
-    sweep.add_argument("--max-rate", type=_RATE, default=20_000.0, metavar="R")
-    sweep.add_argument("--windows", type=_WINDOWS, default=3, metavar="N")
-    sweep.add_argument("--attempts", type=POSITIVE_INT, default=3, metavar="N")
-    sweep.add_argument("--precision", type=OPEN_FRACTION, default=0.05, metavar="F")
-    sweep.add_argument("--seed", type=SEED, default=42)
-    sweep.add_argument("--allow-remote", action="store_true")
-    sweep.add_argument("--out", metavar="DIR")
+    where = sweep.add_mutually_exclusive_group()
+    where.add_argument("--url", help="REST base URL (default: start a target on loopback)")
+    where.add_argument("--address", help="gRPC HOST:PORT (default: start a target on loopback)")
+    sweep.add_argument(
+        "--model", default=DEFAULT_MODEL_SPEC, metavar="SPEC",
+        help="the model a target servelab starts serves",
+    )  # fmt: skip
+    sweep.add_argument(
+        "--slo-p99", type=POSITIVE_DURATION, default=0.05, metavar="D",
+        help="the p99 each rate must meet, e.g. 50ms (default 50ms)",
+    )  # fmt: skip
+    sweep.add_argument(
+        "--schema-target", type=FRACTION, default=0.999, metavar="F",
+        help="the schema success rate each rate must reach",
+    )  # fmt: skip
+    sweep.add_argument(
+        "--start-rate", type=_RATE, default=50.0, metavar="R",
+        help="first rate, requests/s; doubled until a point fails",
+    )  # fmt: skip
+    sweep.add_argument(
+        "--max-rate", type=_RATE, default=20_000.0, metavar="R",
+        help="highest rate tried, requests/s",
+    )  # fmt: skip
+    sweep.add_argument(
+        "--windows", type=_WINDOWS, default=3, metavar="N",
+        help="consecutive 1-second windows that must agree for a point to be stable",
+    )  # fmt: skip
+    sweep.add_argument(
+        "--attempts", type=POSITIVE_INT, default=3, metavar="N",
+        help="measurements of a point before it is flagged unstable",
+    )  # fmt: skip
+    sweep.add_argument(
+        "--precision", type=OPEN_FRACTION, default=0.05, metavar="F",
+        help="the binary search stops when pass and fail rates are this close (relative)",
+    )  # fmt: skip
+    sweep.add_argument(
+        "--seed", type=SEED, default=42, help="payloads: the same seed gives the same load"
+    )
+    sweep.add_argument(
+        "--allow-remote", action="store_true", help="allow a --url/--address off loopback"
+    )
+    sweep.add_argument(
+        "--out", metavar="DIR",
+        help="point results, sweep.json and sweep.png (default results/sweep-TARGET-TIME)",
+    )  # fmt: skip
 
 
 def sweep_settings(args: argparse.Namespace) -> SweepSettings:
@@ -340,8 +451,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser, commands = new_parser()
     add_target_commands(commands)
     add_run_command(commands)
-    demo = commands.add_parser("demo", help="start every target and answer through each")
-    demo.add_argument("--model", default=DEFAULT_MODEL_SPEC, metavar="SPEC")
+    demo = commands.add_parser(
+        "demo", help="start every target and answer through each",
+        epilog=examples("servelab demo", "servelab demo --model synthetic:fixed:2ms"),
+    )  # fmt: skip
+    demo.add_argument(
+        "--model", default=DEFAULT_MODEL_SPEC, metavar="SPEC", help="the model every target serves"
+    )
     add_bench_command(commands)
     add_sweep_command(commands)
     from reports.cli import add_report_commands

@@ -271,7 +271,15 @@ def recompute_result(path: str | Path) -> dict[str, Any]:
 
 
 def add_recompute_command(commands: Subcommands) -> None:
-    recompute = commands.add_parser("recompute", help="rebuild a result file from an event log")
+    from targets.cli import examples
+
+    recompute = commands.add_parser(
+        "recompute", help="rebuild a result file from an event log",
+        epilog=examples(
+            "servelab run --target inprocess --duration 5s --events events.jsonl",
+            "servelab recompute events.jsonl --out recomputed.json",
+        ),
+    )  # fmt: skip
     recompute.add_argument("events", metavar="EVENTS", help="a log from `servelab run --events`")
     recompute.add_argument("--out", required=True, metavar="FILE", help="result file to write")
 

@@ -3,12 +3,15 @@
 
     servelab locust [--model SPEC] [--out FILE] [--json] [-f LOCUSTFILE] [LOCUST OPTIONS] [USERS]
 
-Everything but servelab's four options goes to Locust unchanged; ``-f`` files must include
-servelab's locustfile (listed, or imported by yours). Added when missing:
+Everything but servelab's four options goes to Locust unchanged. ``-f`` may name locustfiles of
+your own, alone or beside servelab's: servelab's recording (``locust_plugin.py``: its options,
+result file and gates) is always loaded with them (``plan_locustfiles``), and servelab's users run
+only when named — so Locust runs yours. Added when missing:
 ``--headless``, ``-u 8`` (``servelab run``'s default concurrency), ``-r`` = ``-u`` (Locust's
 1 user/s would spend a short run ramping), ``-t 10s`` (none of these three with ``--shape``),
-the user class ``RestUser``, and — when no ``--host`` / ``--grpc-host`` names one — the target the
-chosen users need, started on a free loopback port (``launch_target``) and stopped afterwards.
+the user class ``RestUser`` (only without a locustfile of your own), and — when no ``--host`` /
+``--grpc-host`` names one — the target the chosen servelab users need, started on a free loopback
+port (``launch_target``) and stopped afterwards (your users need ``--host``, or their own).
 Locust runs as a subprocess (its gevent patching never enters this process) with its output on
 stderr; the summary goes to stdout; the exit code is Locust's (1 when a ``--threshold`` failed),
 130 for an interrupted run.
@@ -31,6 +34,7 @@ if TYPE_CHECKING:
 
 LOCUSTFILE: Final = Path(__file__).with_name("locustfile.py")
 SHAPES: Final = Path(__file__).with_name("shapes.py")
+PLUGIN: Final = Path(__file__).with_name("locust_plugin.py")  # servelab's recording, no users
 DEFAULT_USERS: Final = "8"
 DEFAULT_RUN_TIME: Final = "10s"
 # which target servelab starts for each of its user classes (None: needs none)
@@ -47,19 +51,51 @@ Headless Locust with servelab's users (RestUser, GrpcUser, GrpcStreamUser, Batch
 exact percentiles and a servelab result file. Without --host/--grpc-host, the target the users
 need is started on loopback (--model SPEC). Other options go to Locust (see `locust --help`),
 e.g. -u 16 -t 30s --processes 2 --threshold 'p99<50ms' --invalid-fraction 0.05 --seed 7.
+
+Your own locustfile (-f my.py, or -f loadtests/locustfile.py,my.py) runs your users, recorded
+and gated the same way; servelab's users then run only when named, and yours need --host.
+
+options:
+  --model SPEC     the model of the target servelab starts, and run.model (default: reference)
+  --out FILE       the result file (default: results/locust-<time>.json)
+  --json           print the summary as JSON
+  -f LOCUSTFILE    Locust files, comma-separated (default: servelab's loadtests/locustfile.py)
+  -h, --help       show this help and exit
+
+examples:
+  servelab locust -u 4 -t 5s RestUser --threshold 'p99<50ms'
+  servelab locust -t 5s GrpcStreamUser --model synthetic:lognormal:5ms:0.5 --out r.json
+  servelab locust -f my_locustfile.py --host http://127.0.0.1:8000 -u 4 -t 10s
 """
 
 
 def add_locust_commands(commands: Subcommands) -> None:
     """``locust`` takes everything after it verbatim (Locust's options are its own), so its
     parser has no option prefix; ``locust_main`` picks servelab's options out."""
+    from targets.cli import examples
+
+    # ``servelab locust -h`` prints ``HELP`` (locust_main): this parser sees no options
     locust = commands.add_parser(
-        "locust", help="headless Locust + result file", prefix_chars="+", add_help=False
-    )
-    locust.add_argument("locust_args", nargs=argparse.REMAINDER)
-    imported = commands.add_parser("import-locust", help="a Locust --csv output as a result")
-    imported.add_argument("prefix", metavar="CSV_PREFIX")
-    imported.add_argument("--out", required=True, metavar="FILE")
+        "locust", help="headless Locust + result file", prefix_chars="+", add_help=False,
+        epilog=HELP[HELP.index("examples:"):],
+    )  # fmt: skip
+    locust.add_argument(
+        "locust_args", nargs=argparse.REMAINDER,
+        help="servelab's options (see -h), Locust's options and user classes",
+    )  # fmt: skip
+    imported = commands.add_parser(
+        "import-locust", help="a Locust --csv output as a result",
+        epilog=examples(
+            "servelab import-locust old --out old.json",
+            "servelab import-locust runs/nightly --out nightly.json",
+        ),
+    )  # fmt: skip
+    imported.add_argument(
+        "prefix", metavar="CSV_PREFIX",
+        help="what Locust's --csv was given: reads PREFIX_stats.csv, _stats_history.csv, "
+        "_failures.csv",
+    )  # fmt: skip
+    imported.add_argument("--out", required=True, metavar="FILE", help="the result file to write")
 
 
 def _own_parser() -> argparse.ArgumentParser:
@@ -70,6 +106,30 @@ def _own_parser() -> argparse.ArgumentParser:
     parser.add_argument("-f", "--locustfile", default=str(LOCUSTFILE))
     parser.add_argument("-h", "--help", action="store_true")
     return parser
+
+
+def _is(name: str, path: Path) -> bool:
+    return Path(name).resolve() == path.resolve()
+
+
+def plan_locustfiles(locustfile: str, tokens: Sequence[str]) -> tuple[str, str | None]:
+    """(the ``-f`` Locust gets, the user class to add when no servelab user is named).
+    servelab's files only: as given, default ``RestUser``. With a file of your own: servelab's
+    locustfile when one of its users is named in ``tokens`` (to define it), else the plugin —
+    servelab's options and recording without its users, so Locust runs yours — in place of any
+    servelab locustfile or plugin listed; no default user (yours, or those named, run)."""
+    files = [name for name in locustfile.split(",") if name]
+    if all(_is(name, LOCUSTFILE) or _is(name, SHAPES) or _is(name, PLUGIN) for name in files):
+        return locustfile, "RestUser"
+    wanted = LOCUSTFILE if any(token in TARGET_OF_USER for token in tokens) else PLUGIN
+    planned: list[str] = []
+    for name in files:
+        kept = str(wanted) if _is(name, LOCUSTFILE) or _is(name, PLUGIN) else name
+        if kept not in planned:
+            planned.append(kept)
+    if str(wanted) not in planned:
+        planned.append(str(wanted))
+    return ",".join(planned), None
 
 
 def option_value(tokens: Sequence[str], *names: str) -> str | None:
@@ -128,10 +188,9 @@ def locust_main(args: argparse.Namespace) -> int:
     if own.help:
         print(HELP, end="")
         return 0
-    ours = any(Path(name).resolve() == LOCUSTFILE.resolve() for name in own.locustfile.split(","))
-    locust_args, start = plan_arguments(
-        [arg for arg in rest if arg != "--"], default_user="RestUser" if ours else None
-    )
+    tokens = [arg for arg in rest if arg != "--"]
+    locustfile, default_user = plan_locustfiles(own.locustfile, tokens)
+    locust_args, start = plan_arguments(tokens, default_user=default_user)
     given = option_value(locust_args, "--result")
     out = Path(own.out or given or default_result_path())
     if own.out or given is None:  # the last --result wins in Locust's parser
@@ -141,7 +200,7 @@ def locust_main(args: argparse.Namespace) -> int:
     # while Locust runs, ``_run`` passes signals on to it.
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        code, targets, target_cpu = _run_with_targets(own, locust_args, start)
+        code, targets, target_cpu = _run_with_targets(own.model, locustfile, locust_args, start)
     finally:
         signal.signal(signal.SIGTERM, previous)
     try:
@@ -159,20 +218,19 @@ def locust_main(args: argparse.Namespace) -> int:
 
 
 def _run_with_targets(
-    own: argparse.Namespace, locust_args: list[str], start: list[str]
+    model: str, locustfile: str, locust_args: list[str], start: list[str]
 ) -> tuple[int, list[str], list[tuple[float, float]]]:
     """Start the targets Locust needs, run it, stop them: (exit code, the kinds started, their
     CPU samples)."""
     from loadtests.launch import launch_target
 
     with ExitStack() as stack:
-        targets = {kind: stack.enter_context(launch_target(kind, model_spec=own.model))
+        targets = {kind: stack.enter_context(launch_target(kind, model_spec=model))
                    for kind in start}  # fmt: skip
         if "rest" in targets:
             locust_args += ["--host", targets["rest"].url]
         if "grpc" in targets:
             locust_args += ["--grpc-host", targets["grpc"].address]
-        locustfile = own.locustfile
         if option_value(locust_args, "--shape") is not None and SHAPES.name not in locustfile:
             locustfile += f",{SHAPES}"  # --shape needs the shape class loaded
         command = [sys.executable, "-m", "locust", "-f", locustfile, *locust_args]

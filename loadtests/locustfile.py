@@ -1,5 +1,6 @@
-"""servelab's Locust users — the one servelab module that imports gevent (``shapes.py``, the
-other file Locust may load, imports only Locust).
+"""servelab's Locust users. This file and ``locust_plugin.py`` (servelab's options and listeners,
+imported here) are the servelab modules that import gevent (``shapes.py``, the other file Locust
+may load, imports only Locust).
 
     locust -f loadtests/locustfile.py --headless -u 8 -r 8 -t 10s \\
         --host http://127.0.0.1:8000 RestUser --threshold 'p99<50ms' --result r.json
@@ -12,41 +13,36 @@ runtime in this process, ``--host`` its REST remote). Payloads come from servela
 generator (``--seed``, ``--api``, ``--instances``, ``--invalid-fraction`` ...; see
 ``loadtests.locust_support.add_arguments``). Every answer is judged with the canonical schema.
 
-Every request also goes into servelab's recorder (exact, HDR); workers send their figures to the
+Every request also goes into servelab's recorder (exact, HDR; ``loadtests/locust_plugin.py``
+registers it, and brings it alone to a locustfile of your own); workers send their figures to the
 master with their reports, and when Locust quits the master (or the local runner) writes the
 servelab result file (``--result``), checks ``--threshold``s and sets the exit code.
 
 **gevent.** Locust monkey-patches the process when it is imported, before it loads this file;
-nothing else in servelab imports gevent. gRPC gets gevent's I/O in ``init`` (after Locust's
+nothing but these Locust files imports gevent. gRPC gets gevent's I/O in ``init`` (after Locust's
 ``--processes`` fork), and channels are made in ``on_start``: grpc is not fork-safe.
 
-**Module state.** Locust's model is global: listeners register on ``locust.events`` and users
-reach per-process state only through their ``Environment``. So this module keeps exactly one
-registry, ``_SESSIONS`` (Environment → ``Session``); the session's own bound methods are the
-listeners, registered when Locust fires ``init``.
+**Module state.** None here: users reach their process's ``Session`` through their
+``Environment`` (``session_of``, the plugin's one registry).
 """
 
 from __future__ import annotations
 
-import sys
 import time
-import weakref
 from typing import Any, ClassVar
 
 import gevent  # type: ignore[import-untyped]
 import gevent.queue  # type: ignore[import-untyped]
-from locust import FastHttpUser, User, events, task
+from locust import FastHttpUser, User, task
 from locust.env import Environment
 from locust.exception import StopUser
-from locust.runners import MasterRunner, WorkerRunner
 
 from loadtests.drivers.base import Reply, judge_http
 from loadtests.drivers.grpc import judge_response
-from loadtests.locust_session import Role, Session
+from loadtests.locust_plugin import session_of
 from loadtests.locust_support import (
     LATENCY_NS_KEY,
     REPLY_KEY,
-    add_arguments,
     grpc_address,
     http_error_class,
     judge_edge,
@@ -65,47 +61,6 @@ JSON_HEADERS = {"content-type": "application/json"}
 
 class ServelabFailure(Exception):
     """A failed request as Locust sees it: the message is servelab's error class."""
-
-
-_SESSIONS: weakref.WeakKeyDictionary[Environment, Session] = weakref.WeakKeyDictionary()
-
-
-def session_of(environment: Environment) -> Session:
-    session = _SESSIONS.get(environment)
-    if session is None:
-        raise RuntimeError("servelab's locustfile was not initialised (Locust's init event)")
-    return session
-
-
-def _add_servelab_arguments(parser: Any, **_kwargs: Any) -> None:
-    add_arguments(parser)
-
-
-def _start_session(environment: Environment, **_kwargs: Any) -> None:
-    from grpc.experimental import gevent as grpc_gevent
-
-    grpc_gevent.init_gevent()  # before any channel; after Locust's --processes fork
-    runner = environment.runner
-    role: Role = (
-        "master" if isinstance(runner, MasterRunner)
-        else "worker" if isinstance(runner, WorkerRunner) else "local"
-    )  # fmt: skip
-    session = Session(environment, role)
-    _SESSIONS[environment] = session
-    session.register()
-    if session.role != "worker":
-        problem = session.configuration_error()
-        if problem:  # before any load: one line, exit 2 (as servelab's own commands)
-            print(f"servelab: {problem}", file=sys.stderr)
-            sys.exit(2)
-    # Locust arms --run-time (gevent.spawn_later) right after init, from the loop's cached
-    # clock — as old as the loop: 0.3 s idle, seconds on a busy box, cutting short runs short.
-    gevent.get_hub().loop.update_now()
-
-
-# Locust's EventHook.add_listener is untyped.
-events.init_command_line_parser.add_listener(_add_servelab_arguments)  # type: ignore[no-untyped-call]
-events.init.add_listener(_start_session)  # type: ignore[no-untyped-call]
 
 
 def fire(

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from targets.cli import OPEN_FRACTION, SEED, Range
+from targets.cli import OPEN_FRACTION, SEED, Range, examples
 
 if TYPE_CHECKING:
     from targets.cli import Subcommands
@@ -24,15 +24,28 @@ _RESAMPLES = Range("int", low=100)  # fewer makes the bootstrap interval noise
 
 def add_report_commands(commands: Subcommands) -> None:
     """``report RESULT... --out DIR`` and ``compare BASELINE CANDIDATE``."""
-    report = commands.add_parser("report", help="HTML/Markdown/CSV/JSON report of result files")
+    report = commands.add_parser(
+        "report", help="HTML/Markdown/CSV/JSON report of result files",
+        epilog=examples(
+            "servelab report results/ --out report/",
+            "servelab report 'results/run-*.json' r.json --out report/ --title 'REST vs gRPC'",
+        ),
+    )  # fmt: skip
     report.add_argument("results", nargs="+", metavar="RESULT", help="files, directories, globs")
-    report.add_argument("--out", required=True, metavar="DIR")
-    report.add_argument("--title", default="servelab report")
+    report.add_argument(
+        "--out", required=True, metavar="DIR",
+        help="index.html, summary.md, comparison.csv, comparison.json and the charts",
+    )  # fmt: skip
+    report.add_argument("--title", default="servelab report", help="the report's heading")
     report.add_argument("--seed", type=SEED, default=0, help="bootstrap seed (default 0)")
 
     compare = commands.add_parser(
-        "compare", help="compare two runs (or groups); exit 1 on a significant regression"
-    )
+        "compare", help="compare two runs (or groups); exit 1 on a significant regression",
+        epilog=examples(
+            "servelab compare baseline.json candidate.json",
+            "servelab compare results/base/ results/new/ --threshold 'p99:+5%' --markdown",
+        ),
+    )  # fmt: skip
     compare.add_argument("baseline", metavar="BASELINE", help="result file, directory or glob")
     compare.add_argument("candidate", metavar="CANDIDATE", help="result file, directory or glob")
     compare.add_argument(
@@ -52,8 +65,14 @@ def add_report_commands(commands: Subcommands) -> None:
         "--no-default-gate", action="store_true", help="drop the success-rate gate"
     )
     compare.add_argument("--seed", type=SEED, default=0, help="bootstrap seed (default 0)")
-    compare.add_argument("--resamples", type=_RESAMPLES, default=2000, metavar="N")
-    compare.add_argument("--confidence", type=OPEN_FRACTION, default=0.95, metavar="C")
+    compare.add_argument(
+        "--resamples", type=_RESAMPLES, default=2000, metavar="N",
+        help="bootstrap resamples per comparison",
+    )  # fmt: skip
+    compare.add_argument(
+        "--confidence", type=OPEN_FRACTION, default=0.95, metavar="C",
+        help="confidence level of the intervals and of a significant change",
+    )  # fmt: skip
 
 
 def report_main(args: argparse.Namespace) -> int:

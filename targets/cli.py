@@ -16,7 +16,7 @@ import math
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, NoReturn, TypeAlias, TypeVar
+from typing import Any, Literal, NoReturn, TypeAlias, TypeVar
 
 from targets.admission import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_QUEUE
 from targets.errors import ServelabError, TargetStartError
@@ -44,7 +44,35 @@ class UsageError(Exception):
     """A command-line mistake; printed as one line, exit 2."""
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """``--help`` with the epilog's examples kept as written, and each option's default after
+    its help — only when it has one (not None, not an empty list, not a flag's off) that the help
+    does not state already (argparse's ``ArgumentDefaultsHelpFormatter`` would print
+    ``(default: None)`` and repeat stated defaults)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        unstated = (
+            action.option_strings
+            and action.nargs != 0  # store_true, count, help: a flag is off unless given
+            and default not in (None, argparse.SUPPRESS)
+            and not (isinstance(default, list) and not default)
+            and "default" not in text.lower()
+        )
+        return f"{text} (default: %(default)s)" if unstated else action.help
+
+
+def examples(*commands: str) -> str:
+    """An ``epilog``: the command's examples, one per line."""
+    return "examples:\n" + "".join(f"  {command}\n" for command in commands)
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> NoReturn:
         # One line naming the culprit, not argparse's usage dump.
         raise UsageError(f"{self.prog}: {message}")
@@ -216,9 +244,15 @@ def _add_server_options(parser: argparse.ArgumentParser, default_port: int) -> N
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=PORT, default=default_port, help="0 picks a free port")
     parser.add_argument("--ready-file", metavar="FILE", help="write the bound address once serving")
-    parser.add_argument("--log-level", choices=list(LEVELS), default="info")
+    parser.add_argument(
+        "--log-level", choices=list(LEVELS), default="info",
+        help="JSON log lines on stderr, one per request at debug and info",
+    )  # fmt: skip
     parser.add_argument("--disable-v2", action="store_true", help="serve API v1 only")
-    parser.add_argument("--max-instances", type=POSITIVE_INT, default=DEFAULT_MAX_INSTANCES)
+    parser.add_argument(
+        "--max-instances", type=POSITIVE_INT, default=DEFAULT_MAX_INSTANCES, metavar="N",
+        help="features per row (instances) a request may carry; more is refused (422)",
+    )  # fmt: skip
     parser.add_argument(
         "--max-in-flight",
         type=POSITIVE_INT,
@@ -238,15 +272,30 @@ def _add_server_options(parser: argparse.ArgumentParser, default_port: int) -> N
 
 
 def _add_batching(parser: argparse.ArgumentParser, batch_size: int, window_ms: float) -> None:
-    parser.add_argument("--batch-size", type=POSITIVE_INT, default=batch_size, metavar="ROWS")
-    parser.add_argument("--window-ms", type=WINDOW_MS, default=window_ms, metavar="MS")
-    parser.add_argument("--queue-size", type=POSITIVE_INT, default=1024, metavar="N")
+    parser.add_argument(
+        "--batch-size", type=POSITIVE_INT, default=batch_size, metavar="ROWS",
+        help="micro-batching: at most this many rows per model call",
+    )  # fmt: skip
+    parser.add_argument(
+        "--window-ms", type=WINDOW_MS, default=window_ms, metavar="MS",
+        help="micro-batching: how long the first row of a batch waits for more",
+    )  # fmt: skip
+    parser.add_argument(
+        "--queue-size", type=POSITIVE_INT, default=1024, metavar="N",
+        help="events waiting for a batch; when full, reading stops (backpressure)",
+    )  # fmt: skip
 
 
 def new_parser() -> tuple[argparse.ArgumentParser, Subcommands]:
     """The root ``servelab`` parser (one-line errors) and its subcommand registry."""
     parser: argparse.ArgumentParser = _Parser(
-        prog="servelab", description="servelab: load-test ML model serving."
+        prog="servelab",
+        description="servelab: load-test ML model serving.",
+        epilog=examples(
+            "servelab serve rest --port 8000",
+            "servelab run --target inprocess --duration 5s",
+            "servelab bench --quick",
+        ),
     )
     commands: Subcommands = parser.add_subparsers(
         dest="command", required=True, parser_class=_Parser
@@ -256,23 +305,69 @@ def new_parser() -> tuple[argparse.ArgumentParser, Subcommands]:
 
 def add_target_commands(commands: Subcommands) -> None:
     """serve rest|grpc, batch score, stream, edge run|bundle."""
-    serve = commands.add_parser("serve", help="run a serving target")
+    serve = commands.add_parser(
+        "serve", help="run a serving target",
+        epilog=examples("servelab serve rest --port 8000", "servelab serve grpc --port 50051"),
+    )  # fmt: skip
     serve_kinds = serve.add_subparsers(dest="kind", required=True, parser_class=_Parser)
-    rest = serve_kinds.add_parser("rest", help="FastAPI on uvicorn")
+    rest = serve_kinds.add_parser(
+        "rest", help="FastAPI on uvicorn",
+        epilog=examples(
+            "servelab serve rest --port 8000 --workers 2",
+            "servelab serve rest --port 0 --ready-file rest.json --model synthetic:fixed:5ms",
+        ),
+    )  # fmt: skip
     _add_server_options(rest, 8000)
-    rest.add_argument("--workers", type=POSITIVE_INT, default=1)
-    rest.add_argument("--max-body-bytes", type=POSITIVE_INT, default=DEFAULT_MAX_BODY_BYTES)
-    grpc = serve_kinds.add_parser("grpc", help="grpc.aio with health and reflection")
+    rest.add_argument(
+        "--workers", type=POSITIVE_INT, default=1, metavar="N",
+        help="uvicorn worker processes sharing the socket",
+    )  # fmt: skip
+    rest.add_argument(
+        "--max-body-bytes", type=POSITIVE_INT, default=DEFAULT_MAX_BODY_BYTES, metavar="N",
+        help="largest request body; larger is refused (413)",
+    )  # fmt: skip
+    grpc = serve_kinds.add_parser(
+        "grpc", help="grpc.aio with health and reflection",
+        epilog=examples(
+            "servelab serve grpc --port 50051",
+            "servelab serve grpc --port 0 --ready-file grpc.json --batch-size 64 --window-ms 1",
+        ),
+    )  # fmt: skip
     _add_server_options(grpc, 50051)
-    grpc.add_argument("--max-message-bytes", type=POSITIVE_INT, default=DEFAULT_MAX_BODY_BYTES)
-    _add_batching(grpc, 32, 2.0)
+    grpc.add_argument(
+        "--max-message-bytes", type=POSITIVE_INT, default=DEFAULT_MAX_BODY_BYTES, metavar="N",
+        help="largest message; larger is refused (RESOURCE_EXHAUSTED)",
+    )  # fmt: skip
+    _add_batching(grpc, 32, 2.0)  # for PredictStream
 
-    batch = commands.add_parser("batch", help="batch scoring of files")
+    batch = commands.add_parser(
+        "batch", help="batch scoring of files",
+        epilog=examples(
+            "servelab batch score rows.jsonl --out scores.jsonl",
+            "servelab batch score parts/ --out scored/ --batch-size 1024",
+        ),
+    )  # fmt: skip
     batch_kinds = batch.add_subparsers(dest="kind", required=True, parser_class=_Parser)
-    score = batch_kinds.add_parser("score", help="score a JSONL/CSV file or a directory of them")
-    score.add_argument("input", metavar="INPUT")
-    score.add_argument("--out", required=True, metavar="OUTPUT")
-    score.add_argument("--batch-size", type=POSITIVE_INT, default=256)
+    score = batch_kinds.add_parser(
+        "score", help="score a JSONL/CSV file or a directory of them",
+        epilog=examples(
+            "servelab batch score rows.jsonl --out scores.jsonl",
+            "servelab batch score rows.csv --out scores.jsonl --errors bad.jsonl",
+            "servelab batch score parts/ --out scored/ --batch-size 1024 --model synthetic:cpu:1ms",
+        ),
+    )  # fmt: skip
+    score.add_argument(
+        "input", metavar="INPUT", help="a .jsonl or .csv file, or a directory of them"
+    )
+    score.add_argument(
+        "--out", required=True, metavar="OUTPUT",
+        help="scores (JSONL), written atomically; with a directory INPUT, a directory (a re-run "
+        "skips finished partitions)",
+    )  # fmt: skip
+    score.add_argument(
+        "--batch-size", type=POSITIVE_INT, default=256, metavar="ROWS",
+        help="rows per model call",
+    )  # fmt: skip
     score.add_argument(
         "--errors",
         metavar="FILE",
@@ -281,9 +376,22 @@ def add_target_commands(commands: Subcommands) -> None:
     )
     _add_model(score)
 
-    stream = commands.add_parser("stream", help="event-driven micro-batched inference")
-    stream.add_argument("--input", default="-", metavar="FILE|-")
-    stream.add_argument("--out", default="-", metavar="FILE|-")
+    stream = commands.add_parser(
+        "stream", help="event-driven micro-batched inference",
+        epilog=examples(
+            "servelab stream --input events.jsonl --out answers.jsonl",
+            "servelab stream --input events.jsonl --follow --idle-exit-s 5 --window-ms 2",
+            "servelab stream < events.jsonl",
+        ),
+    )  # fmt: skip
+    stream.add_argument(
+        "--input", default="-", metavar="FILE|-",
+        help="JSON requests, one per line (-: stdin)",
+    )  # fmt: skip
+    stream.add_argument(
+        "--out", default="-", metavar="FILE|-",
+        help="answers in input order, one per line (-: stdout)",
+    )  # fmt: skip
     stream.add_argument("--follow", action="store_true", help="keep reading a growing file")
     stream.add_argument(
         "--idle-exit-s",
@@ -295,18 +403,36 @@ def add_target_commands(commands: Subcommands) -> None:
     _add_batching(stream, 32, 5.0)
     _add_model(stream)
 
-    edge = commands.add_parser("edge", help="the edge runtime")
+    edge = commands.add_parser(
+        "edge", help="the edge runtime",
+        epilog=examples(
+            "servelab edge run --remote http://127.0.0.1:8000 < requests.jsonl",
+            "servelab edge bundle --out edge.pyz",
+        ),
+    )  # fmt: skip
     edge_kinds = edge.add_subparsers(dest="kind", required=True, parser_class=_Parser)
-    for name, help_text in (
-        ("run", "JSON requests on stdin, canonical responses on stdout"),
-        ("bundle", "package the edge runtime and a stdlib model into a zipapp"),
-    ):
-        sub = edge_kinds.add_parser(name, help=help_text)
+    for name, help_text, epilog in (
+        ("run", "JSON requests on stdin, canonical responses on stdout", examples(
+            "servelab edge run < requests.jsonl",
+            "servelab edge run --remote http://127.0.0.1:8000 --quant fixed:8 < requests.jsonl",
+        )),
+        ("bundle", "package the edge runtime and a stdlib model into a zipapp", examples(
+            "servelab edge bundle --out edge.pyz",
+            "servelab edge bundle --out edge.pyz --remote http://127.0.0.1:8000 --cache-size 4096",
+        )),
+    ):  # fmt: skip
+        sub = edge_kinds.add_parser(name, help=help_text, epilog=epilog)
         _add_model(sub)
         sub.add_argument("--remote", metavar="URL", help="REST target base URL (remote-first)")
         sub.add_argument("--quant", default="int8:8", metavar="Q", help="int8:RANGE | fixed:BITS")
-        sub.add_argument("--cache-size", type=NON_NEGATIVE_INT, default=1024, metavar="N")
-        sub.add_argument("--timeout-ms", type=TIMEOUT_MS, default=200.0, metavar="MS")
+        sub.add_argument(
+            "--cache-size", type=NON_NEGATIVE_INT, default=1024, metavar="N",
+            help="LRU cache entries, keyed by the quantised rows (0: no cache)",
+        )  # fmt: skip
+        sub.add_argument(
+            "--timeout-ms", type=TIMEOUT_MS, default=200.0, metavar="MS",
+            help="a remote call slower than this falls back to the local model",
+        )  # fmt: skip
         sub.add_argument(
             "--failure-threshold",
             type=POSITIVE_INT,
@@ -329,7 +455,7 @@ def add_target_commands(commands: Subcommands) -> None:
             help="measure quantisation drift on 1 in N local computations (0: off)",
         )
         if name == "bundle":
-            sub.add_argument("--out", required=True, metavar="FILE")
+            sub.add_argument("--out", required=True, metavar="FILE", help="the zipapp to write")
 
 
 def dispatch(
