@@ -51,6 +51,7 @@ class CellStats:
     p50_ms: Interval
     p99_ms: Interval
     throughput_rps: Interval
+    rows_per_s: Interval | None  # rows scored per second (batch jobs); None: requests carry no rows
     service_p50_ms: float
     service_p99_ms: float
     client_queue_p50_ms: float | None  # None: the driver could not see the wire (never 0)
@@ -133,6 +134,8 @@ def cell_stats(analysis: Analysis, cell: Cell) -> CellStats:
         p50_ms=figure("p50"),
         p99_ms=figure("p99"),
         throughput_rps=figure("throughput_rps"),
+        # predictions per second of the same window as req/s (extra.rows_per_s divides by busy time)
+        rows_per_s=figure("predictions_per_s") if all(r.scores_rows for r in cell.runs) else None,
         service_p50_ms=analysis.estimate(cell, "service_p50").value,
         service_p99_ms=analysis.estimate(cell, "service_p99").value,
         client_queue_p50_ms=queue[0] if queue else None,

@@ -37,7 +37,7 @@ class Report:
 
 def draw_charts(analysis: Analysis) -> list[tuple[str, str, str, Figure | None, str]]:
     """(slug, title, caption, figure or None, note when None) for every chart of a report."""
-    from reports import charts
+    from reports import bars, charts
 
     cells = analysis.cells
     valid = analysis.valid_cells
@@ -71,8 +71,10 @@ def draw_charts(analysis: Analysis) -> list[tuple[str, str, str, Figure | None, 
         (
             "summary-bars",
             "p50, p99, throughput and schema success",
-            "Per valid cell, grouped by transport and coloured by hardware profile.",
-            charts.summary_bars(stats) if stats else None,
+            "Per valid cell, grouped by transport and coloured by hardware profile; latency "
+            "and throughput on log axes, each bar labelled with its value; a batch cell's "
+            "hatched bar is rows/s beside its requests (batches)/s.",
+            bars.summary_bars(stats) if stats else None,
             "no valid runs",
         ),
         (

@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import io
 import math
-import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Final
 
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
 
-from reports.analysis import CellStats, Interval
 from reports.buckets import Buckets, merge_buckets
 from reports.load import Cell, Run
 
@@ -257,85 +254,6 @@ def cdf_and_histogram(cells: Sequence[Cell]) -> Figure:
     right.set_ylabel("share of requests per bin")
     right.set_title("Histogram (log-spaced bins)")
     _legend(figure, drawn)
-    return figure
-
-
-def _variants(cells: Sequence[CellStats]) -> list[str]:
-    """Per cell, the parts of its key that differ between cells (load, label, model)."""
-    fields = [
-        name
-        for name in ("load", "label", "model")
-        if len({getattr(s.key, name) for s in cells}) > 1
-    ]
-    return [
-        " · ".join(getattr(s.key, name) for name in fields if getattr(s.key, name)) for s in cells
-    ]
-
-
-def _triple(figure: Interval) -> tuple[float, float, float]:
-    return figure.value, figure.low, figure.high
-
-
-def summary_bars(cells: Sequence[CellStats]) -> Figure:
-    """p50 / p99 / throughput / schema success per cell: grouped by transport, coloured by
-    hardware profile; whiskers are the bootstrap intervals."""
-    ordered = sorted(cells, key=lambda s: (s.key.target, s.key.hardware, s.key.load, s.key.label))
-    hardware = sorted({s.key.hardware for s in ordered})
-    pairs = [(s.key.target, s.key.hardware) for s in ordered]
-    crowded = len(set(pairs)) < len(pairs)  # several cells share a transport and a profile
-    positions, position, previous = [], 0.0, None
-    groups: dict[str, list[float]] = {}
-    for s in ordered:
-        if previous is not None and s.key.target != previous:
-            position += 0.6  # a gap between transports
-        positions.append(position)
-        groups.setdefault(s.key.target, []).append(position)
-        position += 1.0
-        previous = s.key.target
-    variants = _variants(ordered)
-    width = max(10.0, 0.45 * len(ordered) + 4)
-    figure = new_figure(width, 11 if crowded else 8)
-    figure.suptitle("By transport and hardware profile (whiskers: 95 % bootstrap interval)")
-    panels: tuple[tuple[str, Callable[[CellStats], tuple[float, float, float]]], ...] = (
-        ("p50 latency (ms)", lambda s: _triple(s.p50_ms)),
-        ("p99 latency (ms)", lambda s: _triple(s.p99_ms)),
-        ("throughput (successful req/s)", lambda s: _triple(s.throughput_rps)),
-        ("schema success (%)", lambda s: (100 * s.schema_success_rate,) * 3),
-    )
-    for number, (title, read) in enumerate(panels):
-        axes = figure.add_subplot(2, 2, number + 1)
-        values = [read(s) for s in ordered]
-        heights = [v[0] for v in values]
-        errors = np.array(
-            [[max(v[0] - v[1], 0) for v in values], [max(v[2] - v[0], 0) for v in values]]
-        )
-        colours = [colour(hardware.index(s.key.hardware)) for s in ordered]
-        axes.bar(
-            positions,
-            heights,
-            color=colours,
-            capsize=3,
-            ecolor="#333333",
-            yerr=errors if number < 3 else None,
-        )
-        if crowded:  # one labelled tick per bar: transport and what sets the cells apart
-            labels = [
-                textwrap.fill(f"{s.key.target} · {v}", 28)
-                for s, v in zip(ordered, variants, strict=True)
-            ]
-            axes.set_xticks(positions, labels, rotation=90, fontsize="x-small")
-        else:
-            axes.set_xticks([sum(p) / len(p) for p in groups.values()], list(groups))
-        axes.set_title(title)
-        axes.set_ylabel(title.split(" (")[-1].rstrip(")"))
-        axes.grid(True, axis="y", alpha=0.3)
-        if number == 3:
-            known = [h for h in heights if not math.isnan(h)]
-            axes.set_ylim(min([*known, 100.0]) * 0.98, 100.5)
-    handles = [Patch(color=colour(i), label=name) for i, name in enumerate(hardware)]
-    figure.legend(
-        handles=handles, title="hardware profile", loc="outside right upper", fontsize="small"
-    )
     return figure
 
 

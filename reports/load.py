@@ -142,6 +142,13 @@ class Run:
         )
 
     @property
+    def scores_rows(self) -> bool:
+        """The run scored rows of input files (a batch job): ``extra.rows`` counts them, and
+        ``summary.predictions_per_s`` is rows per second beside requests (batches) per second."""
+        rows = (self.document.get("extra") or {}).get("rows")
+        return isinstance(rows, int) and not isinstance(rows, bool)
+
+    @property
     def cost_per_1k(self) -> float | None:
         value = (self.document.get("cost") or {}).get("cpu_s_per_1k_predictions")
         return float(value) if isinstance(value, int | float) and math.isfinite(value) else None

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from reports.analysis import Analysis
+from reports.conditions import RUN_HEADERS, conditions_line, run_rows
 from reports.landscape import HELD, NOT_HELD, Claim
 from reports.tables import (
     CELL_HEADERS,
@@ -135,8 +136,12 @@ def render_html(
         f'<p class="meta">{runs} run(s) in {len(analysis.cells)} cell(s) · {len(invalid)} '
         f"invalid · {len(warnings)} input(s) skipped · generated {esc(generated_at)} · "
         "intervals are 95 % bootstrap intervals (seeded)</p>",
-        '<nav><a href="#cells">Cells</a><a href="#comparisons">Comparisons</a>'
-        '<a href="#landscape">Landscape</a><a href="#charts">Charts</a></nav>',
+        f'<p class="meta">{esc(conditions_line(analysis))}</p>',
+        '<nav><a href="#runs">Runs</a><a href="#cells">Cells</a>'
+        '<a href="#comparisons">Comparisons</a><a href="#landscape">Landscape</a>'
+        '<a href="#charts">Charts</a></nav>',
+        '<h2 id="runs">Runs</h2>',
+        _table(RUN_HEADERS, run_rows(analysis), numeric={3, 4}),
     ]
     if warnings:
         items = "".join(f"<li>{esc(w)}</li>" for w in warnings)

@@ -14,6 +14,7 @@ from typing import Any, Final
 import orjson
 
 from reports.analysis import Analysis, CellStats, Interval
+from reports.conditions import RUN_HEADERS, conditions_line, run_records, run_rows
 from reports.landscape import Claim
 from reports.load import Run
 
@@ -121,6 +122,13 @@ def change(ratio: float) -> str:
     return f"{100 * (ratio - 1):+.1f} %"
 
 
+def throughput_text(stats: CellStats) -> str:
+    """Requests per second; rows per second beside it for a cell that scores rows (batch)."""
+    text = with_interval(stats.throughput_rps)
+    rows = stats.rows_per_s
+    return text if rows is None else f"{text} · {with_interval(rows)} rows/s"
+
+
 def cell_rows(analysis: Analysis) -> list[list[str]]:
     """One row per cell; cells whose runs are all invalid show their raw figures, marked."""
     rows = []
@@ -139,7 +147,7 @@ def cell_rows(analysis: Analysis) -> list[list[str]]:
                     with_interval(stats.p99_ms),
                     p50_p99(stats.service_p50_ms, stats.service_p99_ms),
                     p50_p99(stats.client_queue_p50_ms, stats.client_queue_p99_ms),
-                    with_interval(stats.throughput_rps),
+                    throughput_text(stats),
                     percent(stats.success_rate),
                     percent(stats.schema_success_rate),
                     number(stats.cost_per_1k),
@@ -236,6 +244,9 @@ def render_markdown(
         "# servelab report",
         f"{runs} run(s) in {len(analysis.cells)} cell(s); {len(invalid)} invalid; "
         f"{len(warnings)} input(s) skipped. Intervals: 95 % bootstrap.",
+        md_escape(conditions_line(analysis)),
+        "## Runs",
+        markdown_table(RUN_HEADERS, run_rows(analysis)),
         "## Cells",
         md_escape(CELL_LEGEND),
         markdown_table(CELL_HEADERS, cell_rows(analysis)),
@@ -343,6 +354,7 @@ def render_json(
                     "p50_ms": _interval(stats.p50_ms),
                     "p99_ms": _interval(stats.p99_ms),
                     "throughput_rps": _interval(stats.throughput_rps),
+                    "rows_per_s": None if stats.rows_per_s is None else _interval(stats.rows_per_s),
                     "service_p50_ms": stats.service_p50_ms,
                     "service_p99_ms": stats.service_p99_ms,
                     "client_queue_p50_ms": stats.client_queue_p50_ms,  # null: not seen, not 0
@@ -362,6 +374,7 @@ def render_json(
         "confidence": 0.95,
         "skipped_inputs": list(warnings),
         "notes": list(analysis.notes),
+        "runs": run_records(analysis),
         "cells": cells,
         "invalid_runs": [
             {"file": run.path, "cell": run.key.name, "reasons": run.reasons}

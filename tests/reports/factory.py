@@ -19,6 +19,7 @@ from reports.buckets import Buckets, buckets_of
 from reports.stats import RunSample
 
 GOLDEN = Path(__file__).parent / "golden"
+BENCH = GOLDEN / "bench"  # in-process, REST and batch from `servelab bench --quick`
 # REST, gRPC and batch runs under two hardware profiles (the "done when" mix)
 MIX = [
     str(GOLDEN / f"{t}-{p}.json") for t in ("rest", "grpc", "batch") for p in ("laptop", "server")

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from matplotlib.collections import LineCollection, PathCollection
-from matplotlib.patches import Rectangle, StepPatch
+from matplotlib.collections import PathCollection
+from matplotlib.patches import StepPatch
 
 from reports import charts
-from reports.analysis import Analysis, CellStats, analyse
+from reports.analysis import Analysis, analyse
 from reports.buckets import merge_buckets
 from reports.landscape import cost_vs_freshness
 from reports.load import group_cells, load_runs
@@ -89,50 +89,6 @@ def test_cdf_and_histogram_are_the_pooled_distribution(analysis: Analysis) -> No
         assert step.get_data().values.sum() == pytest.approx(1.0)
     assert left.get_xscale() == "log"
     assert "ms" in left.get_xlabel()
-
-
-def stats_of(stats: list[CellStats], target: str, label: str) -> CellStats:
-    return next(
-        s for s in stats if (s.key.target, s.key.label, s.key.hardware) == (target, label, "laptop")
-    )
-
-
-def test_summary_bars_show_each_cell_by_transport_and_profile(analysis: Analysis) -> None:
-    stats = list(analysis.stats.values())
-    figure = charts.summary_bars(stats)
-    ordered = sorted(stats, key=lambda s: (s.key.target, s.key.hardware, s.key.load, s.key.label))
-    panels = [a for a in figure.axes if a.get_title()]
-    assert [a.get_title() for a in panels] == [
-        "p50 latency (ms)",
-        "p99 latency (ms)",
-        "throughput (successful req/s)",
-        "schema success (%)",
-    ]
-    expected = [
-        [s.p50_ms for s in ordered],
-        [s.p99_ms for s in ordered],
-        [s.throughput_rps for s in ordered],
-    ]
-    for axes, figures in zip(panels, expected, strict=False):
-        bars = [p for p in axes.patches if isinstance(p, Rectangle)]
-        assert [bar.get_height() for bar in bars] == [f.value for f in figures]
-        whiskers = next(c for c in axes.collections if isinstance(c, LineCollection))
-        ends = [end for seg in whiskers.get_segments() for end in (seg[0][1], seg[1][1])]
-        assert ends == pytest.approx([end for f in figures for end in (f.low, f.high)])
-    schema = [p.get_height() for p in panels[3].patches if isinstance(p, Rectangle)]
-    assert schema == [100 * s.schema_success_rate for s in ordered]
-    ticks = [t.get_text() for t in panels[0].get_xticklabels()]
-    # two REST cells share the laptop profile (labels "mix" and the hostile one): one tick a bar
-    assert ticks[ordered.index(stats_of(stats, "rest", "mix"))] == "rest · closed c=4 · mix"
-    assert [tick.split(" · ")[0] for tick in ticks] == [s.key.target for s in ordered]
-    alone = charts.summary_bars([s for s in stats if s.key.label == "mix"])
-    assert [t.get_text() for t in alone.axes[0].get_xticklabels()] == sorted(
-        {s.key.target for s in stats}
-    )  # otherwise one tick per transport
-    colours = {bar.get_facecolor() for bar in panels[0].patches if isinstance(bar, Rectangle)}
-    assert len(colours) == len({s.key.hardware for s in stats})  # one colour per profile
-    legend = [t.get_text() for t in figure.legends[0].get_texts()]
-    assert legend == ["laptop", "server"]
 
 
 def test_intended_vs_service_appears_only_where_they_differ(analysis: Analysis) -> None:
