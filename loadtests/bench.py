@@ -304,7 +304,7 @@ def main(args: argparse.Namespace) -> int:
         console.print(f"report: {report}", highlight=False)
     console.print(f"results: {out_dir}", highlight=False)
     for breach in outcome.breaches:
-        print(f"gate breached: {breach}", file=sys.stderr)
+        print(f"threshold breached: {breach}", file=sys.stderr)
     if outcome.interrupted:
         print("servelab bench: interrupted; finished results kept", file=sys.stderr)
     return outcome.exit_code

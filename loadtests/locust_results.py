@@ -44,7 +44,7 @@ COUNTERS: Final = (
     "requests", "successes", "failures", "expected_rejections", "schema_checked", "schema_ok",
     "predictions", "bytes_sent", "bytes_received",
 )  # fmt: skip
-_HISTOGRAMS: Final = ("latency", "service", "client_queue", "lateness")
+_HISTOGRAMS: Final = ("latency", "service", "client_queue", "failure_latency", "lateness")
 
 
 class SideStats:

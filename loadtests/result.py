@@ -167,6 +167,9 @@ def upgrade(document: dict[str, Any]) -> dict[str, Any]:
     if version < 2:
         summary = document.setdefault("summary", {})
         summary.setdefault("client_queue_ms", None)
+        run = document.setdefault("run", {})
+        run.setdefault("url", None)  # v1 did not record what it loaded
+        run.setdefault("address", None)
         summary.setdefault("latency_scope", "all")
         summary.setdefault("all_latency_ms", summary.get("latency_ms"))
         summary.setdefault("failure_latency_ms", None)

@@ -51,6 +51,9 @@ LATENCY_BLOCKS: Final = {
 }
 
 
+SUCCESS_BLOCKS: Final = ("latency_ms", "service_latency_ms", "client_queue_ms")
+
+
 def _latency_metric(metric: str) -> tuple[str, str] | None:
     """(summary block, key) for a latency metric name, else None."""
     block, name = "latency_ms", metric
@@ -106,6 +109,11 @@ class AbsoluteThreshold:
     value: float
 
     def check(self, summary: Mapping[str, Any]) -> Check:
+        latency = _latency_metric(self.metric)
+        if latency is not None and latency[0] in SUCCESS_BLOCKS and summary.get("successes") == 0:
+            # an empty histogram reads 0 ms: a run where nothing succeeded is never "fast"
+            detail = f"{self.metric}: no successful request was measured"
+            return Check(self.expression, False, math.nan, self.value, detail)
         try:
             actual = metric_value(summary, self.metric)
         except ThresholdError as exc:  # a gate on what this run could not measure: breached

@@ -173,11 +173,14 @@ def test_worker_snapshots_merge_to_one_exact_recorder() -> None:
     assert recorder.failures == 80
     assert recorder.expected_rejections == 80
     assert recorder.errors == {"schema": 80}
-    answered = [v for part in parts for i, v in enumerate(part) if i % 10 != 7]
-    exact = LatencyHistogram()
-    exact.record_many(np.asarray(answered, dtype=np.int64))
-    assert recorder.latency.total == len(answered)
-    assert recorder.latency.summary_ms() == exact.summary_ms()  # merged == recorded at once
+    # latency describes the successes; the failures keep theirs apart (summary.latency_scope)
+    succeeded = [v for part in parts for i, v in enumerate(part) if i % 10 not in (3, 7)]
+    failed = [v for part in parts for i, v in enumerate(part) if i % 10 == 3]
+    for histogram, values in ((recorder.latency, succeeded), (recorder.failure_latency, failed)):
+        exact = LatencyHistogram()
+        exact.record_many(np.asarray(values, dtype=np.int64))
+        assert histogram.total == len(values)
+        assert histogram.summary_ms() == exact.summary_ms()  # merged == recorded at once
     assert sum(row["requests"] for row in recorder.timeseries) == 800 - 80  # rows sent once
     assert [p.requests for p in processes] == [400, 400]
     assert all(p.final and p.cpu_share == pytest.approx(0.5 / 3) for p in processes)
@@ -191,8 +194,13 @@ def test_verdict_names_what_makes_a_locust_run_invalid() -> None:
     reasons = " | ".join(verdict.reasons)
     assert "interrupted" in reasons
     assert "no requests were measured" in reasons
-    assert "CPU-saturated: Locust process 11 on h used 95% of a core" in reasons
     assert "worker w1 sent no report after it stopped" in reasons
+    # a saturated generator is the warning it is for the harness, with the same limit
+    assert "CPU" not in reasons
+    assert any(
+        "generator-bound" in w and "Locust process 11 on h used 95% of a core" in w
+        for w in verdict.warnings
+    )
 
 
 class _Hook:
@@ -249,7 +257,9 @@ def test_session_writes_the_result_and_gates_on_thresholds(
     assert document["run"]["tool"] == "locust"
     assert document["summary"]["requests"] == 3
     assert document["summary"]["latency_ms"]["p50"] == pytest.approx(5.0, rel=1e-3)
-    assert [c["passed"] for c in document["extra"]["thresholds"]] == [False, True]
+    checks = document["extra"]["thresholds"]
+    assert [c["expression"] for c in checks] == ["success_rate>=0.99", "p99<5ms", "p50<1s"]
+    assert [c["passed"] for c in checks] == [True, False, True]  # the default gate first
     assert document["extra"]["locust"]["p99_ms"] == 5
 
 
@@ -260,7 +270,7 @@ def test_session_marks_an_interrupted_test_partial(tmp_path: Path) -> None:
     document = load_result(tmp_path / "r.json")
     assert document["run"]["partial"] is True
     assert document["verdict"]["reasons"][0] == "interrupted"
-    assert environment.process_exit_code is None  # no threshold: Locust's own rule decides
+    assert environment.process_exit_code == 130  # servelab's exit codes, not Locust's rule
 
 
 def test_thresholds_fail_when_nothing_was_answered(
@@ -271,7 +281,7 @@ def test_thresholds_fail_when_nothing_was_answered(
     environment.events.test_start.fire(environment=environment)
     environment.events.test_stop.fire(environment=environment)
     environment.events.quitting.fire(environment=environment)
-    assert environment.process_exit_code == 1
+    assert environment.process_exit_code == 3  # nothing measured: INVALID outranks the breach
     assert "FAILED 'p99<5ms': no answered requests" in capsys.readouterr().err
 
 

@@ -107,3 +107,27 @@ def test_relative_checks_allow_the_stated_change() -> None:
     failed = drop.check_pair(baseline, _summary(throughput=949.0))
     assert not failed.passed
     assert "-5.1%" in failed.detail
+
+
+def test_failure_and_all_latencies_are_gates_and_empty_successes_never_pass() -> None:
+    from loadtests.thresholds import check_absolute, parse_thresholds
+
+    block = dict.fromkeys(("min", "mean", "p50", "p90", "p95", "p99", "p999", "max"), 0.0)
+    dead = {
+        "successes": 0, "success_rate": 0.0, "latency_ms": block, "service_latency_ms": block,
+        "client_queue_ms": None, "failure_latency_ms": {**block, "p99": 30_000.0},
+        "all_latency_ms": {**block, "p99": 30_000.0},
+    }  # fmt: skip
+    gates = parse_thresholds(
+        ["p99<50ms", "failure_p99<1s", "all_p99<1s", "client_queue_p99<1ms"], allow_relative=False
+    )
+    checks = {c.expression: c for c in check_absolute(gates, dead)}
+    assert not checks["p99<50ms"].passed  # 0 ms of no successes is not fast
+    assert "no successful request" in checks["p99<50ms"].detail
+    assert not checks["failure_p99<1s"].passed  # the 30 s timeouts are seen
+    assert not checks["all_p99<1s"].passed
+    assert not checks["client_queue_p99<1ms"].passed
+    absent = {**dead, "successes": 10}  # successes, but a driver that cannot see the wire
+    (queue,) = check_absolute(parse_thresholds(["client_queue_p99<1ms"]), absent)
+    assert not queue.passed  # not measured: said, never passed
+    assert "not measured" in queue.detail

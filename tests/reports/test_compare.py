@@ -66,7 +66,9 @@ def test_a_real_regression_fails_the_gate(
 ) -> None:
     code, out, _ = _compare(capsys, runs["fast"], runs["slow"], "--threshold", "p99:+10%")
     assert code == 1
-    assert "p99:+10%   FAIL" in out
+    gates = {line.split()[0]: line.split()[1] for line in out.splitlines()
+             if line.startswith(("p99:+10%", "success_rate:-1%"))}  # fmt: skip
+    assert gates == {"p99:+10%": "FAIL", "success_rate:-1%": "pass"}  # the success gate stays
     assert out.splitlines()[-1] == "regression: p99:+10%"
     header = next(line for line in out.splitlines() if line.startswith("metric"))
     assert header.split() == ["metric", "baseline", "candidate", "change", "95%", "CI", "of",
@@ -122,7 +124,7 @@ def test_bad_thresholds_are_one_line_and_exit_2(
     assert message in err
 
 
-def test_unreadable_and_invalid_inputs_are_one_line_and_exit_2(
+def test_unreadable_inputs_are_exit_2_and_invalid_runs_exit_3_in_one_line(
     runs: dict[str, str], capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     missing = str(tmp_path / "missing.json")
@@ -138,9 +140,11 @@ def test_unreadable_and_invalid_inputs_are_one_line_and_exit_2(
     invalid["verdict"] = {"valid": False, "reasons": ["interrupted"], "warnings": []}
     path = str(write_document(invalid, tmp_path / "invalid.json"))
     code, _, err = _compare(capsys, str(path), runs["a1"])
-    assert code == 2
+    assert code == 3  # an INVALID measurement, not bad input (README "Exit codes")
     assert "baseline run is invalid (interrupted)" in err
-    assert _compare(capsys, path, path, "--include-invalid")[0] == 0
+    assert len(err.strip().splitlines()) == 1
+    assert _compare(capsys, path, path, "--allow-invalid")[0] == 0
+    assert _compare(capsys, path, path, "--include-invalid")[0] == 0  # the old name, kept
 
 
 def test_groups_of_repeats_compare_as_groups(
@@ -163,3 +167,26 @@ def test_a_pooled_figure_reads_back_through_the_threshold_grammar() -> None:
     assert {"p99", "service_p99", "latency_mean", "fail_ratio"} <= set(metrics)
     for metric in metrics:
         assert metric_value(pseudo_summary(metric, 0.25), metric) == pytest.approx(0.25), metric
+
+
+def test_a_candidate_that_measured_a_dead_server_is_never_faster(
+    runs: dict[str, str], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Every request refused in a millisecond: its latency of successes is empty, and the
+    success-rate gate — kept beside the user's own threshold — fails it."""
+    from loadtests.drivers.base import FakeDriver
+    from loadtests.records import Outcome
+
+    refused = FakeDriver(lambda _: 0.001, answer=lambda _: (Outcome.FAILURE, "connect", 0, False))
+    dead = tmp_path / "dead.json"
+    plan = LoadPlan(mode="closed", concurrency=4, duration_s=None, requests=3000)
+    run_load_test(refused, plan=plan, virtual_time=True, out=dead)
+    code, out, _ = _compare(capsys, runs["fast"], str(dead), "--threshold", "p99<50ms")
+    assert code == 1
+    assert out.splitlines()[-1] == "regression: success_rate:-1%"
+    # naming success_rate yourself replaces the gate; --no-default-gate drops it
+    code, out, _ = _compare(capsys, runs["fast"], str(dead), "--threshold", "success_rate:-50%")
+    assert code == 1
+    assert "success_rate:-1%" not in out
+    _, out, _ = _compare(capsys, runs["a1"], runs["a2"], "--no-default-gate")
+    assert "success_rate:-1%" not in out
