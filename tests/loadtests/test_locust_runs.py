@@ -2,12 +2,16 @@
 refusals, a distributed run and ``servelab locust`` / ``import-locust``.
 
 Locust always runs in subprocesses (it monkey-patches whatever imports it; the asyncio and
-grpc.aio tests in this process must never see gevent). Runs are a few seconds each, and the runs
-of one fixture go concurrently, so the whole module stays well inside the CI budget.
+grpc.aio tests in this process must never see gevent). The fixture's runs go one after another
+(2-3 s each), so at most one Locust process and the target it loads are busy at once: on a
+2-core machine no run is starved by its neighbours. No assertion here bounds a wall-clock
+latency or rate: thresholds are ones the models guarantee, and rates are compared with what the
+pacing allows and with the fixture's own unpaced run.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import subprocess
@@ -18,10 +22,13 @@ from typing import Any
 
 import pytest
 
+from loadtests.gates import DEFAULT_GATE
 from loadtests.histogram import LatencyHistogram
 from loadtests.launch import launch_target
+from loadtests.locust_support import pacing_period_s
 from loadtests.records import Outcome
 from loadtests.result import load_result
+from loadtests.shape_plans import ArrivalPlan, parse_shape
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCUSTFILE = ROOT / "loadtests" / "locustfile.py"
@@ -29,6 +36,10 @@ SHAPES = ROOT / "loadtests" / "shapes.py"
 PROBE = Path(__file__).with_name("locust_probe.py")
 LOGNORMAL = "synthetic:lognormal:5ms:0.5"
 TIMEOUT_S = 120
+# A gate no machine speed can break: every answer waits at least its model draw, and half of
+# the lognormal's draws are over its 5 ms median, so p99 >= 5 ms however slow or fast the run.
+REST_GATE = "p99>=5ms"
+ARRIVAL = "arrival:40:2:3s"  # 2 users, each starting a request every 2 / 40 s = 50 ms
 
 
 def _env(probe_dir: Path | None = None) -> dict[str, str]:
@@ -67,21 +78,34 @@ def _probe_samples(directory: Path) -> dict[int, list[tuple[float, int]]]:
     return samples
 
 
+def _run_to_end(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, str, str]:
+    """Run one Locust command to its end (killed after ``TIMEOUT_S``)."""
+    process = subprocess.Popen(
+        command, cwd=cwd, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        stdout, stderr = process.communicate()
+    return process.returncode, stdout, stderr
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Finished]:
     """One short headless run per user class (and a threshold breach, and an arrival shape),
-    all at once, against a REST and a gRPC target servelab started on loopback."""
+    one after another, against a REST and a gRPC target servelab started on loopback."""
     base = tmp_path_factory.mktemp("locust-runs")
     (base / "probe").mkdir()
     with (
         launch_target("rest", model_spec=LOGNORMAL) as rest,
         launch_target("grpc", model_spec="synthetic:fixed:1ms") as grpc,
     ):
-        short = ("-t", "3s")
+        short = ("-t", "2s")
         plans: dict[str, tuple[list[str], tuple[Path, ...]]] = {
-            "RestUser": (["--host", rest.url, "RestUser", "-u", "8", "-r", "8", *short,
+            "RestUser": (["--host", rest.url, "RestUser", "-u", "8", "-r", "8", "-t", "3s",
                           "--model", LOGNORMAL, "--invalid-fraction", "0.05",
-                          "--threshold", "p99<500ms", "--threshold", "schema_success_rate>=0.999",
+                          "--threshold", REST_GATE, "--threshold", "schema_success_rate>=0.999",
                           "--csv", str(base / "rest")], (LOCUSTFILE, PROBE)),
             "GrpcUser": (["--grpc-host", grpc.address, "GrpcUser", "-u", "4", "-r", "4", *short,
                           "--invalid-fraction", "0.1", "--api", "v2", "--rows-per-request", "3"],
@@ -93,28 +117,16 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Finished]:
                           (LOCUSTFILE,)),
             "EdgeUser": (["--host", rest.url, "EdgeUser", "-u", "2", "-r", "2", *short,
                           "--distinct", "16", "--invalid-fraction", "0.1"], (LOCUSTFILE,)),
-            "breach": (["--host", rest.url, "RestUser", "-u", "2", "-r", "2", "-t", "2s",
+            "breach": (["--host", rest.url, "RestUser", "-u", "2", "-r", "2", *short,
                         "--threshold", "p99<1us"], (LOCUSTFILE,)),
-            "arrival": (["--host", rest.url, "RestUser", "--shape", "arrival:40:2:3s"],
-                        (LOCUSTFILE, SHAPES)),
+            "arrival": (["--host", rest.url, "RestUser", "--shape", ARRIVAL], (LOCUSTFILE, SHAPES)),
         }  # fmt: skip
-        started = {}
+        finished = {}
         for name, (args, files) in plans.items():
             out = base / f"{name}.json"
             command = _locust(*args, "--headless", "--result", str(out), files=files)
-            process = subprocess.Popen(
-                command, cwd=base, env=_env(base / "probe"), text=True,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            )  # fmt: skip
-            started[name] = (process, out)
-        finished = {}
-        for name, (process, out) in started.items():
-            try:
-                stdout, stderr = process.communicate(timeout=TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                stdout, stderr = process.communicate()
-            finished[name] = Finished(process.returncode, stdout, stderr, out)
+            returncode, stdout, stderr = _run_to_end(command, base, _env(base / "probe"))
+            finished[name] = Finished(returncode, stdout, stderr, out)
     finished["base"] = Finished(0, "", "", base)
     return finished
 
@@ -166,10 +178,10 @@ def test_transport_figures_reach_the_result(runs: dict[str, Finished]) -> None:
 def test_threshold_pass_exits_0_and_is_recorded(runs: dict[str, Finished]) -> None:
     run = runs["RestUser"]
     assert run.returncode == 0, run.explain()
-    assert "servelab: threshold ok 'p99<500ms'" in run.stderr
+    assert f"servelab: threshold ok '{REST_GATE}'" in run.stderr
     checks = run.result["extra"]["thresholds"]
     assert [(c["expression"], c["passed"]) for c in checks] == [
-        ("p99<500ms", True), ("schema_success_rate>=0.999", True),
+        (DEFAULT_GATE, True), (REST_GATE, True), ("schema_success_rate>=0.999", True),
     ]  # fmt: skip
 
 
@@ -178,7 +190,10 @@ def test_threshold_breach_exits_1_and_says_by_how_much(runs: dict[str, Finished]
     assert run.returncode == 1, run.explain()
     assert "servelab: threshold FAILED 'p99<1us'" in run.stderr
     assert "limit < 0.001 ms: off by +" in run.stderr
-    assert run.result["extra"]["thresholds"][0]["passed"] is False
+    checks = run.result["extra"]["thresholds"]
+    assert [(c["expression"], c["passed"]) for c in checks] == [
+        (DEFAULT_GATE, True), ("p99<1us", False),
+    ]  # fmt: skip
 
 
 def test_percentiles_are_exact_against_raw_response_times(
@@ -189,7 +204,8 @@ def test_percentiles_are_exact_against_raw_response_times(
     [samples] = [s for s in _probe_samples(runs["base"].result_path / "probe").values()
                  if len(s) == document["summary"]["requests"]]  # fmt: skip
     answered = sorted(ms for ms, outcome in samples if outcome != Outcome.EXPECTED_REJECTION)
-    assert len(answered) >= 200  # enough for a p99 of samples (the box may be busy)
+    summary = document["summary"]
+    assert len(answered) == summary["requests"] - summary["expected_rejections"] > 0
     csv_row = (runs["base"].result_path / "rest_stats.csv").read_text().splitlines()
     header, aggregated = csv_row[0].split(","), csv_row[-1].split(",")
     locust_csv = dict(zip(header, aggregated, strict=True))
@@ -209,11 +225,25 @@ def test_percentiles_are_exact_against_raw_response_times(
 
 
 def test_arrival_shape_paces_users_to_the_rate(runs: dict[str, Finished]) -> None:
+    """The pace caps the rate however fast the machine; below the cap, a paced user keeps up
+    with the plan unless an answer takes longer than its period, which the fixture's unpaced
+    RestUser run measured on the same target: the floor is half of what that allows."""
     run = runs["arrival"]
     assert run.returncode == 0, run.explain()
     document = run.result
-    assert document["extra"]["shape"] == "arrival:40:2:3s"
-    assert 0.6 * 40 <= document["summary"]["throughput_rps"] <= 1.15 * 40
+    plan = parse_shape(ARRIVAL)
+    assert isinstance(plan, ArrivalPlan)
+    assert document["extra"]["shape"] == ARRIVAL
+    summary = document["summary"]
+    assert summary["failures"] == 0, document["errors"]
+    # each user starts at once, then once a period (10 % for timers that fire a little early):
+    # no more than this many on any machine (an unpaced user sends as fast as answers come)
+    starts_per_user = math.floor(1.1 * summary["window_s"] / pacing_period_s(plan)) + 1
+    assert 0 < summary["requests"] <= plan.users * starts_per_user
+    unpaced = runs["RestUser"].result["summary"]
+    unpaced_per_user_rps = unpaced["throughput_rps"] / runs["RestUser"].result["run"]["concurrency"]
+    reachable_rps = min(plan.rate_per_s, plan.users * unpaced_per_user_rps)
+    assert summary["throughput_rps"] >= 0.5 * reachable_rps, (summary, unpaced_per_user_rps)
 
 
 def test_import_locust_round_trip(
@@ -340,7 +370,7 @@ def test_servelab_locust_starts_its_own_target(tmp_path: Path) -> None:
     run = subprocess.run(
         [sys.executable, "-m", "loadtests.cli", "locust", "-u", "4", "-t", "2s",
          "--processes", "2", "GrpcUser", "--model", "synthetic:fixed:1ms",
-         "--threshold", "p99<500ms", "--out", str(out)],
+         "--threshold", "p99>=1ms", "--out", str(out)],  # the model waits 1 ms an answer
         cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=TIMEOUT_S,
         check=False,
     )  # fmt: skip
