@@ -348,7 +348,8 @@ def add_bench_command(commands: Subcommands) -> None:
         "bench", help="the main job: every pattern, measured and reported",
         epilog=examples(
             "servelab bench --quick",
-            "servelab bench --quick --repeat 2 --threshold 'p99<50ms' --out results/nightly",
+            "servelab bench --quick --repeat 2 --threshold 'schema_success_rate>=0.999' "
+            "--out results/nightly",
             "servelab bench --config examples/bench.toml",
         ),
     )  # fmt: skip
