@@ -54,7 +54,7 @@ class LiveProgress:
 
 
 PERCENTILES = ("p50", "p90", "p99", "p999", "max")
-UNSEEN = "absent: this client cannot see when its bytes left"
+UNSEEN = "— (no successful request, or this client cannot see when its bytes left)"
 
 
 def _row(name: str, block: dict[str, float] | None) -> list[str]:
@@ -64,13 +64,18 @@ def _row(name: str, block: dict[str, float] | None) -> list[str]:
 
 
 def latency_blocks(summary: dict[str, Any]) -> list[tuple[str, dict[str, float] | None]]:
-    """The four histograms of a run, named for what each one times."""
-    return [
-        ("from intended start", summary["latency_ms"]),
-        ("service (from the wire)", summary["service_latency_ms"]),
-        ("client queue (to the wire)", summary.get("client_queue_ms")),
+    """The four histograms of a run, named for what each one times (successful requests;
+    ``—`` when none succeeded), and the failures' elapsed time when there were any."""
+    succeeded = summary.get("successes") != 0
+    blocks: list[tuple[str, dict[str, float] | None]] = [
+        ("from intended start", summary["latency_ms"] if succeeded else None),
+        ("service (from the wire)", summary["service_latency_ms"] if succeeded else None),
+        ("client queue (to the wire)", summary.get("client_queue_ms") if succeeded else None),
         ("send lateness", summary.get("send_lateness_ms")),
     ]
+    if summary.get("failures") and summary.get("failure_latency_ms") is not None:
+        blocks.append(("failures (elapsed)", summary["failure_latency_ms"]))
+    return blocks
 
 
 def summary_table(result: dict[str, Any]) -> Table:

@@ -29,6 +29,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from targets.spec import DEFAULT_MODEL_SPEC
+
 if TYPE_CHECKING:
     from targets.cli import Subcommands
 
@@ -101,7 +103,7 @@ def add_locust_commands(commands: Subcommands) -> None:
 def _own_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="servelab locust", add_help=False, allow_abbrev=False)
     parser.add_argument("--out")
-    parser.add_argument("--model", default="reference")
+    parser.add_argument("--model", default=None)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("-f", "--locustfile", default=str(LOCUSTFILE))
     parser.add_argument("-h", "--help", action="store_true")
@@ -195,12 +197,14 @@ def locust_main(args: argparse.Namespace) -> int:
     out = Path(own.out or given or default_result_path())
     if own.out or given is None:  # the last --result wins in Locust's parser
         locust_args += ["--result", str(out)]
-    locust_args += ["--model", own.model]
+    model = own.model or DEFAULT_MODEL_SPEC
+    if own.model is not None or start:  # named, or the model of the target servelab starts
+        locust_args += ["--model", model]
     # While targets start and stop, SIGTERM acts as Ctrl-C so the ExitStack still stops them;
     # while Locust runs, ``_run`` passes signals on to it.
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        code, targets, target_cpu = _run_with_targets(own.model, locustfile, locust_args, start)
+        code, targets, target_cpu = _run_with_targets(model, locustfile, locust_args, start)
     finally:
         signal.signal(signal.SIGTERM, previous)
     try:

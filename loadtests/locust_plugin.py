@@ -25,18 +25,24 @@ from __future__ import annotations
 
 import importlib
 import sys
+import time
 import weakref
-from typing import Any
+from typing import Any, Final
 
 import gevent  # type: ignore[import-untyped]
 from locust import events
 from locust.env import Environment
+from locust.rpc import Message
 from locust.runners import MasterRunner, WorkerRunner
 
 from loadtests.locust_session import Role, Session
 from loadtests.locust_support import add_arguments
 
 _SESSIONS: weakref.WeakKeyDictionary[Environment, Session] = weakref.WeakKeyDictionary()
+
+
+FINAL_REPORT_WAIT_S: Final = 10.0  # the most the master waits for its workers' last reports
+FINAL_REPORT_POLL_S: Final = 0.05
 
 
 def session_of(environment: Environment) -> Session:
@@ -62,6 +68,10 @@ def _start_session(environment: Environment, **_kwargs: Any) -> None:
     session = Session(environment, role)
     _SESSIONS[environment] = session
     session.register()
+    if isinstance(runner, MasterRunner):
+        environment.events.test_stop.add_listener(  # type: ignore[no-untyped-call]
+            lambda **_: _collect_final_reports(runner, session)
+        )
     if session.role != "worker":
         problem = session.configuration_error()
         if problem:  # before any load: one line, exit 2 (as servelab's own commands)
@@ -70,6 +80,22 @@ def _start_session(environment: Environment, **_kwargs: Any) -> None:
     # Locust arms --run-time (gevent.spawn_later) right after init, from the loop's cached
     # clock — as old as the loop: 0.3 s idle, seconds on a busy box, cutting short runs short.
     gevent.get_hub().loop.update_now()
+
+
+def _collect_final_reports(runner: MasterRunner, session: Session) -> None:
+    """On the master, at ``test_stop``: make sure every worker's last snapshot arrives.
+
+    Locust's ``quit`` fires ``test_stop`` *before* it tells the workers anything, then gives
+    them half a second before it stops listening — which a busy machine overruns, and the run
+    was INVALID for missing reports. So the master tells each worker to stop (a worker sends
+    its final report when it stops) and waits for those reports, polling, bounded."""
+    if session.collection.all_final():
+        return
+    for client in runner.clients.all:
+        runner.server.send_to_client(Message("stop", None, client.id))  # type: ignore[no-untyped-call]
+    deadline = time.monotonic() + FINAL_REPORT_WAIT_S
+    while not session.collection.all_final() and time.monotonic() < deadline:
+        gevent.sleep(FINAL_REPORT_POLL_S)
 
 
 if __name__ == "loadtests.locust_plugin":

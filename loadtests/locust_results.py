@@ -278,6 +278,10 @@ class Collection:
         self._latest[client_id] = snapshot
         self._rows.setdefault(client_id, []).extend(snapshot["rows"])
 
+    def all_final(self) -> bool:
+        """Every process seen so far has sent its last (final) snapshot."""
+        return bool(self._latest) and all(bool(s["final"]) for s in self._latest.values())
+
     def merged(self) -> tuple[Recorder, SideStats, list[ProcessSummary]]:
         recorder, side, processes = Recorder(start_ns=0), SideStats(), []
         for client_id, snapshot in sorted(self._latest.items()):

@@ -301,6 +301,18 @@ class LocustRun:
     locust_stats: Mapping[str, Any]  # Locust's own totals (bucketed), for comparison
 
 
+IN_PROCESS_USERS: Final = frozenset({"batch"})  # their model runs inside Locust
+
+
+def _recorded_model(options: object, targets: list[str]) -> str | None:
+    """``run.model``: the one named, the one in-process users ran, else unknown (the users'
+    target is a server whose model servelab cannot see)."""
+    named = option(options, "model")
+    if named is not None:
+        return str(named)
+    return "reference" if targets and set(targets) <= IN_PROCESS_USERS else None
+
+
 def build_locust_result(
     run: LocustRun,
     recorder: Recorder,
@@ -324,8 +336,10 @@ def build_locust_result(
         target=target,
         transport=target,
         mode="closed",  # Locust users send the next request when the last one ended
-        model=str(option(options, "model", "reference")),
+        model=_recorded_model(options, targets),
         seed=int(option(options, "seed", 42)),
+        url=option(options, "host") or None,
+        address=option(options, "grpc_host") or None,
         concurrency=option(options, "num_users"),
         duration_s=float(run_time) if run_time else None,
         batch_size=int(option(options, "batch_size", 256)) if "batch" in targets else None,

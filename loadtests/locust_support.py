@@ -104,8 +104,9 @@ def add_arguments(parser: Any) -> None:
         help="servelab: share of deliberately invalid payloads (expected rejections)")  # fmt: skip
     add("--distinct", type=_positive_int, default=4096, metavar="N",
         help="servelab: distinct payloads cycled")  # fmt: skip
-    add("--model", default="reference", metavar="SPEC",
-        help="servelab: model of BatchUser/EdgeUser (and recorded as run.model)")  # fmt: skip
+    add("--model", default=None, metavar="SPEC",
+        help="servelab: model of BatchUser/EdgeUser (default reference), recorded as run.model; "
+        "a --host servelab did not start records no model unless named")  # fmt: skip
     add("--batch-size", type=_positive_int, default=256, metavar="N",
         help="servelab: rows per BatchUser job")  # fmt: skip
     add("--grpc-host", default=None, metavar="HOST:PORT",
