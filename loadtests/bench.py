@@ -164,12 +164,18 @@ class BenchOutcome:
         return combine([*self.codes, EXIT_INTERRUPTED] if self.interrupted else self.codes)
 
 
+def _ms(summary: dict[str, Any], key: str) -> str:
+    """A latency of the successes; ``—`` when nothing succeeded (an empty histogram is not
+    0 ms)."""
+    return f"{summary['latency_ms'][key]:.2f}" if summary.get("successes") else "—"
+
+
 def _line(run: PlannedRun, total: int, result: dict[str, Any]) -> str:
     summary, verdict = result["summary"], result["verdict"]
     state = "VALID" if verdict["valid"] else "INVALID"
     return (
-        f"[{run.index}/{total}] {run.name}: {state}  p50 {summary['latency_ms']['p50']:.2f} ms  "
-        f"p99 {summary['latency_ms']['p99']:.2f} ms  {summary['throughput_rps']:,.0f} req/s  "
+        f"[{run.index}/{total}] {run.name}: {state}  p50 {_ms(summary, 'p50')} ms  "
+        f"p99 {_ms(summary, 'p99')} ms  {summary['throughput_rps']:,.0f} req/s  "
         f"schema {summary['schema_success_rate']:.4f}"
     )
 
@@ -245,8 +251,8 @@ def summary_table(outcome: BenchOutcome) -> Table:
             load + (f" #{run.repeat}" if run.repeat else ""),
             run.profile.name,
             "VALID" if verdict["valid"] else "INVALID: " + "; ".join(verdict["reasons"]),
-            f"{summary['latency_ms']['p50']:.2f}",
-            f"{summary['latency_ms']['p99']:.2f}",
+            _ms(summary, "p50"),
+            _ms(summary, "p99"),
             f"{summary['throughput_rps']:,.0f}",
             f"{summary['schema_success_rate']:.4f}",
             "-" if per_1k is None else f"{per_1k:.4f}",

@@ -273,6 +273,8 @@ def run_main(args: argparse.Namespace) -> int:
     from loadtests.display import LiveProgress, print_summary
     from loadtests.run import execute
 
+    if args.events and args.loop == "tight":
+        raise ValueError("--events needs the harness loop: --loop tight records no event lines")
     settings = settings_from_args(args)
     gates = gate_expressions(args)  # a malformed threshold is exit 2, before any load
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -381,8 +383,9 @@ def add_sweep_command(commands: Subcommands) -> None:
     where.add_argument("--url", help="REST base URL (default: start a target on loopback)")
     where.add_argument("--address", help="gRPC HOST:PORT (default: start a target on loopback)")
     sweep.add_argument(
-        "--model", default=DEFAULT_MODEL_SPEC, metavar="SPEC",
-        help="the model a target servelab starts serves",
+        "--model", metavar="SPEC",
+        help=f"the model a target servelab starts serves (default {DEFAULT_MODEL_SPEC}); with "
+        "--url/--address, names the model the results record (else unknown)",
     )  # fmt: skip
     sweep.add_argument(
         "--slo-p99", type=POSITIVE_DURATION, default=0.05, metavar="D",
@@ -433,7 +436,8 @@ def sweep_settings(args: argparse.Namespace) -> SweepSettings:
             check_target_allowed(value, allow_remote=args.allow_remote, option=option)
     return SweepSettings(
         target=args.target,
-        model=args.model,
+        model=args.model or DEFAULT_MODEL_SPEC,
+        model_given=args.model is not None,
         slo_p99_ms=args.slo_p99 * 1e3,
         schema_target=args.schema_target,
         start_rate=args.start_rate,

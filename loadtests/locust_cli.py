@@ -304,6 +304,7 @@ def _add_cost(result: dict[str, Any], samples: list[tuple[float, float]]) -> Non
         "target_cpu_s": cpu_s,
         "cpu_s_per_1k_predictions": cpu_s / predictions * 1000 if predictions else None,
         "scope": "target process tree (started by servelab locust)",
+        "source": "started",
     }
 
 

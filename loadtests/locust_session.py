@@ -31,7 +31,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from loadtests.environment import fingerprint
-from loadtests.gates import result_exit_code, with_default_gate
+from loadtests.gates import (
+    EXIT_BAD_INPUT,
+    EXIT_INTERRUPTED,
+    combine,
+    result_exit_code,
+    with_default_gate,
+)
 from loadtests.locust_results import (
     WIRE_KEY,
     Collection,
@@ -46,6 +52,7 @@ from loadtests.recorder import Recorder
 from loadtests.result import RunInfo, build_result, write_result
 from loadtests.safety import RemoteTargetRefused, check_target_allowed
 from loadtests.shape_plans import ShapePlan
+from loadtests.target_checks import TargetUnusable, check_base_url
 from loadtests.thresholds import AbsoluteThreshold, Check, check_absolute, parse_thresholds
 
 if TYPE_CHECKING:
@@ -122,6 +129,12 @@ class Session:
         """Why the configured target may not be loaded (not loopback, no ``--allow-remote``)."""
         allow = bool(option(self.options, "allow_remote", False))
         grpc_host = option(self.options, "grpc_host")
+        host = self.environment.host
+        if host:
+            try:  # grpc://HOST:PORT is how GrpcUser may be given its target
+                check_base_url(str(host), option="--host", schemes=("http", "https", "grpc"))
+            except TargetUnusable as exc:
+                return str(exc)
         for name, target in (("--host", self.environment.host), ("--grpc-host", grpc_host)):
             if target:
                 try:
@@ -237,7 +250,7 @@ class Session:
             write_result(path, result)
         except OSError as exc:
             print(f"servelab: cannot write the result to {path}: {exc}", file=sys.stderr)
-            return 2
+            return combine([EXIT_BAD_INPUT, EXIT_INTERRUPTED] if interrupted else [EXIT_BAD_INPUT])
         print(f"servelab: result {path}", file=sys.stderr)
         breached = any(not check.passed for check in checks)
         allow_invalid = bool(option(self.options, "allow_invalid", False))

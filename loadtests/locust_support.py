@@ -27,7 +27,7 @@ from loadtests.records import Outcome
 from loadtests.shape_plans import ArrivalPlan, ShapePlan, parse_shape
 from loadtests.thresholds import ThresholdError, parse_threshold
 from loadtests.workload import Payload, PayloadGenerator, PayloadSpec, derive_seeds
-from targets.cli import bounded
+from targets.cli import SEED, bounded
 from targets.units import parse_duration_s
 
 if TYPE_CHECKING:
@@ -94,7 +94,7 @@ def add_arguments(parser: Any) -> None:
             kwargs["include_in_web_ui"] = shown
         parser.add_argument(*names, **kwargs)
 
-    add("--seed", type=int, default=42, help="servelab: workload seed (payloads)")
+    add("--seed", type=SEED, default=42, help="servelab: workload seed (payloads)")
     add("--api", choices=["v1", "v2"], default="v1", help="servelab: REST/gRPC API version")
     add("--instances", type=instances_option, default="8", metavar="N[:M]",
         help="servelab: features per row")  # fmt: skip

@@ -125,7 +125,8 @@ def build_result(
         "schema_version": SCHEMA_VERSION,
         "run": asdict(run),
         "environment": environment,
-        "cost": cost or {"target_cpu_s": None, "cpu_s_per_1k_predictions": None},
+        "cost": cost
+        or {"target_cpu_s": None, "cpu_s_per_1k_predictions": None, "source": "unknown"},
         "verdict": {
             "valid": verdict.valid,
             "reasons": list(verdict.reasons),
@@ -167,6 +168,10 @@ def upgrade(document: dict[str, Any]) -> dict[str, Any]:
     if version < 2:
         summary = document.setdefault("summary", {})
         summary.setdefault("client_queue_ms", None)
+        cost = document.setdefault("cost", {})
+        in_process = str(cost.get("scope", "")).startswith("this process")
+        # v1 counted the generator's own CPU for a target it did not start: not to be trusted
+        cost.setdefault("source", "in-process" if in_process else "unknown")
         run = document.setdefault("run", {})
         run.setdefault("url", None)  # v1 did not record what it loaded
         run.setdefault("address", None)

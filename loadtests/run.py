@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -308,6 +309,16 @@ def _make_harness(
         schedule_seed=schedule_seed,
         on_tick=on_tick,
         on_measure_start=on_measure_start,
+        on_grace=_say_grace,
+    )
+
+
+def _say_grace(outstanding: int, grace_s: float) -> None:
+    print(
+        f"servelab: {outstanding} request(s) still in flight after the run; waiting up to "
+        f"{grace_s:g} s (--grace), then they count as timeouts",
+        file=sys.stderr,
+        flush=True,
     )
 
 

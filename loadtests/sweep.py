@@ -39,6 +39,7 @@ CLEAR_MARGIN_HIGH, CLEAR_MARGIN_LOW = 1.25, 0.75
 LOW_SAMPLE_P99_SPREAD = 0.25
 KNEE_TRACKING = 0.95
 SATURATION_TRACKING = 0.90
+SWEEP_SUCCESS_RATE = 0.99  # as the default gate of run and bench
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,7 @@ class SweepSettings:
     url: str | None = None
     address: str | None = None
     seed: int = 42
+    model_given: bool = True  # False: --model left at its default (unknown for a foreign target)
 
     def __post_init__(self) -> None:
         if self.slo_p99_ms <= 0 or self.start_rate <= 0 or self.max_rate < self.start_rate:
@@ -113,6 +115,7 @@ class Sweep:
         return RunSettings(
             target=s.target,
             model=s.model,
+            model_given=s.model_given,
             url=s.url or (server.url if server and kind == "rest" else None),
             address=s.address or (server.address if server and kind == "grpc" else None),
             plan=LoadPlan(
@@ -163,6 +166,9 @@ class Sweep:
             point.reasons.append(f"p99 {point.p99_ms:.1f} ms > SLO {s.slo_p99_ms:g} ms")
         if point.schema_success_rate < s.schema_target:
             point.reasons.append(f"schema success {point.schema_success_rate:.4f} < target")
+        success_rate = float(result["summary"]["success_rate"])
+        if success_rate < SWEEP_SUCCESS_RATE:  # p99 describes successes only: failures count here
+            point.reasons.append(f"success rate {success_rate:.4f} < {SWEEP_SUCCESS_RATE:g}")
         if point.throughput_rps < SATURATION_TRACKING * point.rate:
             point.reasons.append(f"saturated: {point.throughput_rps:.0f}/s of {point.rate:g}/s")
         if not point.valid:

@@ -63,17 +63,7 @@ def check_target_options(
             )
         if target not in REST_TARGETS:
             raise TargetUnusable(f"--url {url!r}: --target {target} runs in this process")
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise TargetUnusable(f"--url {url!r}: needs http:// or https:// and a host")
-        path = parts.path.rstrip("/")
-        for route in PREDICT_ROUTES:
-            if path.endswith(route):
-                raise TargetUnusable(
-                    f"--url {url!r} already ends in {route}: give the base URL "
-                    f"({parts.scheme}://{parts.netloc}{path.removesuffix(route)}); the route "
-                    "comes from --api"
-                )
+        check_base_url(url, option="--url")
     if address is not None:
         if target in REST_TARGETS:
             raise TargetUnusable(
@@ -85,6 +75,22 @@ def check_target_options(
             raise TargetUnusable(f"--address {address!r}: give HOST:PORT, without a scheme")
     if target_pid is not None and not _alive(target_pid):
         raise TargetUnusable(f"--target-pid {target_pid}: no such process")
+
+
+def check_base_url(url: str, *, option: str, schemes: tuple[str, ...] = ("http", "https")) -> None:
+    """A base URL: one of ``schemes`` and a host, and no predict route already on its path."""
+    parts = urlsplit(url)
+    if parts.scheme not in schemes or not parts.netloc:
+        wanted = " or ".join(f"{scheme}://" for scheme in schemes)
+        raise TargetUnusable(f"{option} {url!r}: needs {wanted} and a host")
+    path = parts.path.rstrip("/")
+    for route in PREDICT_ROUTES:
+        if path.endswith(route):
+            raise TargetUnusable(
+                f"{option} {url!r} already ends in {route}: give the base URL "
+                f"({parts.scheme}://{parts.netloc}{path.removesuffix(route)}); the route "
+                "comes from --api"
+            )
 
 
 def _alive(pid: int) -> bool:

@@ -26,6 +26,7 @@ from typing import Any, Final
 from loadtests.gates import EXIT_BREACH, EXIT_INVALID, EXIT_OK
 from loadtests.result import ResultFileError
 from loadtests.thresholds import (
+    SUCCESS_BLOCKS,
     RelativeThreshold,
     Threshold,
     _latency_metric,  # the grammar's own metric -> summary block; no second list here
@@ -102,8 +103,15 @@ def gate(
     seed: int,
 ) -> list[GateResult]:
     results = []
+    nothing_succeeded = not any(int(run.summary.get("successes") or 0) for run in candidate)
     for threshold in thresholds:
         found = comparisons[threshold.metric]
+        block = _latency_metric(threshold.metric)
+        if nothing_succeeded and block is not None and block[0] in SUCCESS_BLOCKS:
+            # an empty histogram reads 0 ms: a candidate where nothing succeeded is never fast
+            detail = f"{threshold.metric}: the candidate has no successful request"
+            results.append(GateResult(threshold.expression, True, True, detail))
+            continue
         if isinstance(threshold, RelativeThreshold):
             check = threshold.check_pair(
                 pseudo_summary(found.metric, found.baseline),
@@ -176,6 +184,16 @@ def main(args: argparse.Namespace) -> int:
     except InvalidRunRefused as exc:
         print(f"servelab: {exc}", file=sys.stderr)
         return EXIT_INVALID
+    scopes = [
+        {str(r.summary.get("latency_scope", "all")) for r in g} for g in (baseline, candidate)
+    ]
+    if scopes[0] != scopes[1]:
+        print(
+            f"servelab: warning: latency covers {'/'.join(sorted(scopes[0]))} requests in the "
+            f"baseline, {'/'.join(sorted(scopes[1]))} in the candidate (an older result file): "
+            "latencies are not like for like",
+            file=sys.stderr,
+        )
     for role, runs in (("baseline", baseline), ("candidate", candidate)):
         if len({run.key for run in runs}) > 1:
             print(

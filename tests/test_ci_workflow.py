@@ -55,6 +55,9 @@ def test_run_steps_work_locally(tmp_path: Path) -> None:
         **os.environ,
         "RESULTS": str(tmp_path / "results"),
         "LOCUST_TIME": "3s",
+        # the latency gate is the recipe's; here only that the steps work is tested, so the bound
+        # is one no machine can miss (a test must not depend on how fast this machine is)
+        "LOCUST_P99": "60s",
         "GITHUB_STEP_SUMMARY": str(summary),
         # a baseline from this machine and this run: the test checks the steps work, not how
         # fast this (shared) machine is against the one the checked-in baseline came from

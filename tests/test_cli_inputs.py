@@ -43,6 +43,12 @@ CASES = [
     (["run", "--target", "rest", "--loop", "tight"], "--loop"),
     (["run", "--target", "inprocess", "--loop", "tight", "--concurrency", "4"], "--loop"),
     (["run", "--target", "inprocess", "--loop", "fast"], "--loop"),
+    (["run", "--target", "inprocess", "--loop", "tight", "--events", "e.jsonl"], "--events"),
+    (["run", "--target", "rest", "--url", "127.0.0.1:8000"], "--url"),
+    (["run", "--target", "grpc", "--url", "http://127.0.0.1:5"], "--url"),
+    (["run", "--target", "rest", "--address", "127.0.0.1:5"], "--address"),
+    (["run", "--target", "rest", "--url", "http://127.0.0.1:5/v1/predict"], "/v1/predict"),
+    (["run", "--target", "inprocess", "--threshold", "p99<<2"], "p99<<2"),
     (["run", "--target", "rest", "--client", "httpx"], "--client"),
     # bench
     (["bench", "--config", MISSING], MISSING),

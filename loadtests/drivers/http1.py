@@ -211,7 +211,15 @@ class Http1Driver:
             return await self._dial()
         waiter: asyncio.Future[_Connection] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
-        return await waiter
+        # The wait for a pooled connection counts against the request's timeout, as aiohttp's
+        # total timeout does: an exhausted pool times out as "timeout", never waits forever.
+        try:
+            return await asyncio.wait_for(asyncio.shield(waiter), self.timeout_s)
+        except (TimeoutError, asyncio.CancelledError):
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self._release(waiter.result())  # handed over as we gave up: not lost
+            waiter.cancel()
+            raise
 
     async def _dial(self) -> _Connection:
         loop = self._loop or asyncio.get_running_loop()

@@ -389,3 +389,20 @@ def test_import_reads_history_and_failures(tmp_path: Path) -> None:
 def test_nothing_here_imported_gevent() -> None:
     assert "gevent" not in sys.modules
     assert "locust" not in sys.modules
+
+
+@pytest.mark.parametrize(
+    ("host", "words"),
+    [
+        ("127.0.0.1:8000", "needs http:// or https:// or grpc://"),
+        ("http://127.0.0.1:8000/v1/predict", "already ends in /v1/predict"),
+    ],
+)
+def test_session_refuses_a_host_that_is_not_a_base_url(
+    tmp_path: Path, host: str, words: str
+) -> None:
+    session = Session(_environment(tmp_path, host=host), "local")
+    assert words in (session.configuration_error() or "")
+    assert (
+        Session(_environment(tmp_path, host="grpc://127.0.0.1:5"), "local").refused_target() is None
+    )

@@ -32,9 +32,10 @@ def test_rest_run_starts_the_target_and_writes_every_field(tmp_path: Path) -> No
         "--seed", "7", "--invalid-fraction", "0.1", "--label", "ci", "--out", str(out),
         cwd=tmp_path,
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    # VALID or INVALID depends on how busy this shared machine is; the verdict test is virtual
-    assert "verdict: " in result.stdout
+    # VALID (exit 0) or INVALID (exit 3) depends on how busy this shared machine is; the
+    # verdict itself is tested on the virtual clock
+    assert result.returncode in (0, 3), result.stderr
+    assert ("verdict: VALID" in result.stdout) == (result.returncode == 0), result.stdout
     assert f"result: {out}" in result.stdout
     document = load_result(out)
     summary = document["summary"]

@@ -183,10 +183,15 @@ def test_a_candidate_that_measured_a_dead_server_is_never_faster(
     run_load_test(refused, plan=plan, virtual_time=True, out=dead)
     code, out, _ = _compare(capsys, runs["fast"], str(dead), "--threshold", "p99<50ms")
     assert code == 1
-    assert out.splitlines()[-1] == "regression: success_rate:-1%"
+    assert out.splitlines()[-1] == "regression: success_rate:-1%, p99<50ms"
     # naming success_rate yourself replaces the gate; --no-default-gate drops it
     code, out, _ = _compare(capsys, runs["fast"], str(dead), "--threshold", "success_rate:-50%")
     assert code == 1
     assert "success_rate:-1%" not in out
     _, out, _ = _compare(capsys, runs["a1"], runs["a2"], "--no-default-gate")
     assert "success_rate:-1%" not in out
+    # and without any success gate, a latency gate on no successes still fails: 0 ms is not fast
+    code, out, _ = _compare(capsys, runs["fast"], str(dead), "--threshold", "p99<50ms",
+                            "--no-default-gate")  # fmt: skip
+    assert code == 1
+    assert "the candidate has no successful request" in out
