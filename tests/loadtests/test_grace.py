@@ -3,6 +3,8 @@ open then are cut, counted as timeouts at the time they took — never as fast, 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from loadtests.clock import run_virtual
@@ -71,3 +73,27 @@ def test_requests_in_flight_at_the_end_finish_in_the_default_grace() -> None:
     assert harness.recorder.successes == 8
     assert harness.recorder.failures == 0
     assert harness.stats.window_s == pytest.approx(1.2)
+
+
+def test_servelab_run_says_what_the_grace_waits_for_and_cuts_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A target that answers the probe, then never again: the run ends at its duration plus
+    the grace, says so on stderr, records the cut requests as timeouts and fails its gate."""
+    from loadtests.cli import main
+    from loadtests.result import load_result
+    from tests.loadtests.faulty import HANG, FaultyRestTarget, ThreadedTarget, burst
+
+    out = tmp_path / "r.json"
+    with ThreadedTarget(lambda: FaultyRestTarget(burst(HANG, 1, 10**9))) as target:
+        code = main([
+            "run", "--target", "rest", "--url", target.where, "--concurrency", "2",
+            "--duration", "1s", "--grace", "0.3s", "--out", str(out), "--no-progress",
+        ])  # fmt: skip
+    err = capsys.readouterr().err
+    assert "2 request(s) still in flight after the run; waiting up to 0.3 s (--grace)" in err
+    assert code == 1  # the default gate: nothing succeeded
+    result = load_result(out)
+    assert result["errors"] == {CUT_BY_GRACE: 2}
+    # each timeout took the run's second plus the grace, and is recorded at that time
+    assert result["summary"]["failure_latency_ms"]["min"] >= 1300
