@@ -81,14 +81,7 @@ def add_run_command(commands: Subcommands) -> None:
         help="what to load; rest, grpc, grpc-stream and edge get a target started on loopback "
         "unless --url/--address names one",
     )  # fmt: skip
-    where = run.add_mutually_exclusive_group()
-    where.add_argument("--url", help="REST base URL (default: start a target on loopback)")
-    where.add_argument("--address", help="gRPC HOST:PORT (default: start a target on loopback)")
-    run.add_argument(
-        "--model", metavar="SPEC",
-        help=f"the model a target servelab starts serves (default {DEFAULT_MODEL_SPEC}); with "
-        "--url/--address, names the model the result records (else unknown)",
-    )  # fmt: skip
+    add_target_options(run)
     load = run.add_mutually_exclusive_group()
     load.add_argument(
         "--concurrency", type=POSITIVE_INT, metavar="N", help="closed loop (default 8)"
@@ -311,6 +304,18 @@ def run_main(args: argparse.Namespace) -> int:
     return result_exit_code(result, output.breached, allow_invalid=args.allow_invalid)
 
 
+def add_target_options(parser: argparse.ArgumentParser) -> None:
+    """--url | --address and --model: the same on run and sweep."""
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--url", help="REST base URL (default: start a target on loopback)")
+    where.add_argument("--address", help="gRPC HOST:PORT (default: start a target on loopback)")
+    parser.add_argument(
+        "--model", metavar="SPEC",
+        help=f"the model a target servelab starts serves (default {DEFAULT_MODEL_SPEC}); with "
+        "--url/--address, names the model the results record (else unknown)",
+    )  # fmt: skip
+
+
 def add_gate_options(parser: argparse.ArgumentParser) -> None:
     """--threshold, --no-default-gate and --allow-invalid: the same on run, bench and locust."""
     parser.add_argument(
@@ -379,14 +384,7 @@ def add_sweep_command(commands: Subcommands) -> None:
     sweep.add_argument(
         "--target", required=True, choices=TARGETS, help="what to load, as for servelab run"
     )
-    where = sweep.add_mutually_exclusive_group()
-    where.add_argument("--url", help="REST base URL (default: start a target on loopback)")
-    where.add_argument("--address", help="gRPC HOST:PORT (default: start a target on loopback)")
-    sweep.add_argument(
-        "--model", metavar="SPEC",
-        help=f"the model a target servelab starts serves (default {DEFAULT_MODEL_SPEC}); with "
-        "--url/--address, names the model the results record (else unknown)",
-    )  # fmt: skip
+    add_target_options(sweep)
     sweep.add_argument(
         "--slo-p99", type=POSITIVE_DURATION, default=0.05, metavar="D",
         help="the p99 each rate must meet, e.g. 50ms (default 50ms)",
