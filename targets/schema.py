@@ -200,7 +200,8 @@ def build_response(
     api: ApiVersion,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The canonical response body."""
+    """The canonical response body. ``extra`` adds metadata; it never replaces a key the
+    contract requires (a built response always meets ``response_problem``)."""
     metadata: dict[str, Any] = {
         "transport": transport,
         "model_name": model_name,
@@ -209,7 +210,8 @@ def build_response(
         "api": api,
     }
     if extra:
-        metadata.update(extra)
+        for key, value in extra.items():
+            metadata.setdefault(key, value)
     return {"predictions": predictions, "metadata": metadata}
 
 

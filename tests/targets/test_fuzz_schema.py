@@ -170,6 +170,17 @@ def test_response_problem_accepts_every_built_response(
     assert response_problem(body, len(predictions) + 1) is not None
 
 
+def test_extra_metadata_never_replaces_a_key_the_contract_requires() -> None:
+    # found by the property above: extra={"api": None} made a built response break the contract
+    body = build_response(
+        [1.0], transport="t", model_name="m", model_version="1", request_id="r", api="v1",
+        extra={"api": None, "source": "cache"},
+    )  # fmt: skip
+    assert body["metadata"]["api"] == "v1"
+    assert body["metadata"]["source"] == "cache"
+    assert response_problem(body, 1) is None
+
+
 json_texts = st.one_of(
     json_values.map(lambda value: json.dumps(value, allow_nan=True)),
     st.text(alphabet='{}[]",:0123456789.eE+-NaInfityrulsf \n\\u', max_size=40),
