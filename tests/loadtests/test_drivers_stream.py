@@ -175,8 +175,11 @@ async def test_the_reference_model_micro_batches_concurrent_events_on_real_time(
     assert 0 < extra["batches"] < REQUESTS  # fewer model calls than events
     assert extra["mean_batch_events"] == pytest.approx(REQUESTS / extra["batches"])
     p50_ms, p99_ms = extra["consumer_latency_ms"]["p50"], extra["consumer_latency_ms"]["p99"]
-    # The consumer times each event inside the send the harness times (rounded to 1 µs).
-    assert 0 <= p50_ms <= p99_ms <= recorder.service.summary_ms()["max"] + 1e-3
+    # The consumer times each event from its read, before any wait for queue space, inside
+    # the send the harness times from its dispatch (rounded to 1 µs); in a closed loop the
+    # dispatch is the intended start, so latency bounds it. (Service time starts later: at
+    # the enqueue, the stream's on-wire instant.)
+    assert 0 <= p50_ms <= p99_ms <= recorder.latency.summary_ms()["max"] + 1e-3
     assert extra["consumer_latency_ms"]["count"] == REQUESTS
     assert driver.bytes_sent > 0
     assert driver.bytes_received == 0
