@@ -41,12 +41,16 @@ def combine(codes: Iterable[int]) -> int:
     return max(seen) if seen else EXIT_OK  # a code outside the table (a signal's 128 + N)
 
 
-def with_default_gate(expressions: Sequence[str], *, default_gate: bool = True) -> list[str]:
-    """The user's thresholds, with ``DEFAULT_GATE`` first unless they replace or refuse it."""
+def with_default_gate(
+    expressions: Sequence[str], *, default_gate: bool = True, gate: str = DEFAULT_GATE
+) -> list[str]:
+    """The user's thresholds, with ``gate`` (the default success-rate gate; ``compare`` passes
+    its relative one) first unless they name ``success_rate`` / ``fail_ratio`` themselves or
+    refuse it."""
     chosen = list(expressions)
     if not default_gate or any(_REPLACES_DEFAULT.match(text) for text in chosen):
         return chosen
-    return [DEFAULT_GATE, *chosen]
+    return [gate, *chosen]
 
 
 def result_exit_code(result: Mapping[str, Any], breached: bool, *, allow_invalid: bool) -> int:

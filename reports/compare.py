@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from loadtests.gates import EXIT_BREACH, EXIT_INVALID, EXIT_OK
+from loadtests.gates import EXIT_BREACH, EXIT_INVALID, EXIT_OK, with_default_gate
 from loadtests.result import ResultFileError
 from loadtests.thresholds import (
     SUCCESS_BLOCKS,
@@ -167,9 +167,9 @@ def _plain(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def gate_expressions(given: Sequence[str] | None, *, default_gate: bool) -> list[str]:
     """The user's thresholds (or the defaults), with the success-rate gate unless replaced."""
-    chosen = list(given or DEFAULT_THRESHOLDS)
-    replaced = any(text.strip().startswith(("success_rate", "fail_ratio")) for text in chosen)
-    return chosen if replaced or not default_gate else [SUCCESS_GATE, *chosen]
+    return with_default_gate(
+        list(given or DEFAULT_THRESHOLDS), default_gate=default_gate, gate=SUCCESS_GATE
+    )
 
 
 def main(args: argparse.Namespace) -> int:
