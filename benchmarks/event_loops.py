@@ -1,5 +1,5 @@
 """uvloop against the standard library's loop, for the one loop servelab generates load on
-(``loadtests.loop``). Prints figures side by side; asserts nothing about time.
+(``loadtests.engine.loop``). Prints figures side by side; asserts nothing about time.
 
     python -m benchmarks.event_loops [--seconds 3] [--rounds 3]
 
@@ -27,9 +27,9 @@ import uvloop
 from loadtests.drivers.base import Driver
 from loadtests.drivers.http1 import Http1Driver
 from loadtests.drivers.inprocess import InProcessDriver
-from loadtests.harness import Harness, LoadPlan
-from loadtests.launch import launch_target
-from loadtests.workload import PayloadGenerator, PayloadSpec
+from loadtests.engine.harness import Harness, LoadPlan
+from loadtests.engine.workload import PayloadGenerator, PayloadSpec
+from loadtests.jobs.launch import launch_target
 from targets.spec import load_model
 
 LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {

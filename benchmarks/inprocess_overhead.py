@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from loadtests.recorder import Recorder
-from loadtests.tight import run_tight
+from loadtests.engine.recorder import Recorder
+from loadtests.engine.tight import run_tight
 
 
 def trivial(row: Sequence[float]) -> float:

@@ -30,13 +30,13 @@ from pathlib import Path
 import numpy as np
 import uvloop
 
-from loadtests.api import run_load_test_async
 from loadtests.drivers.base import Reply
 from loadtests.drivers.rest import RestDriver
-from loadtests.harness import LoadPlan
-from loadtests.records import Outcome
-from loadtests.schedule import RateProfile
-from loadtests.workload import Payload
+from loadtests.engine.harness import LoadPlan
+from loadtests.engine.records import Outcome
+from loadtests.engine.schedule import RateProfile
+from loadtests.engine.workload import Payload
+from loadtests.jobs.api import run_load_test_async
 from targets.admission import DEFAULT_MAX_QUEUE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -123,7 +123,7 @@ class RssSampler(threading.Thread):
 
 def start_target(args: argparse.Namespace, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
     ready = workdir / "ready.json"
-    command = [sys.executable, "-m", "targets.cli", "serve", "rest", "--port", "0"]
+    command = [sys.executable, "-m", "loadtests.cli.app", "serve", "rest", "--port", "0"]
     command += ["--model", MODEL, "--max-in-flight", str(args.max_in_flight)]
     command += ["--max-queue", str(args.max_queue), "--ready-file", str(ready)]
     command += ["--log-level", args.log_level]

@@ -23,8 +23,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from loadtests.histogram import LatencyHistogram
-from loadtests.result import KIND, SCHEMA_VERSION, write_result
+from loadtests.engine.histogram import LatencyHistogram
+from loadtests.results.result import KIND, SCHEMA_VERSION, write_result
 from reports.build import build_report
 
 PATTERNS = {"rest": 3.0, "grpc": 2.5, "batch": 25.0, "stream": 4.0, "edge": 0.5}  # median ms

@@ -8,29 +8,29 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from loadtests.api import LoadTestOutcome, run_load_test, run_load_test_async
     from loadtests.drivers.base import Driver, FakeDriver
     from loadtests.drivers.inprocess import AsgiDriver, InProcessDriver
     from loadtests.drivers.rest import RestDriver
-    from loadtests.harness import LoadPlan
-    from loadtests.records import Outcome, RequestRecord
-    from loadtests.schedule import RateProfile
-    from loadtests.workload import PayloadSpec
+    from loadtests.engine.harness import LoadPlan
+    from loadtests.engine.records import Outcome, RequestRecord
+    from loadtests.engine.schedule import RateProfile
+    from loadtests.engine.workload import PayloadSpec
+    from loadtests.jobs.api import LoadTestOutcome, run_load_test, run_load_test_async
 
 _EXPORTS = {
     "AsgiDriver": "loadtests.drivers.inprocess",
     "Driver": "loadtests.drivers.base",
     "FakeDriver": "loadtests.drivers.base",
     "InProcessDriver": "loadtests.drivers.inprocess",
-    "LoadPlan": "loadtests.harness",
-    "LoadTestOutcome": "loadtests.api",
-    "Outcome": "loadtests.records",
-    "PayloadSpec": "loadtests.workload",
-    "RateProfile": "loadtests.schedule",
-    "RequestRecord": "loadtests.records",
+    "LoadPlan": "loadtests.engine.harness",
+    "LoadTestOutcome": "loadtests.jobs.api",
+    "Outcome": "loadtests.engine.records",
+    "PayloadSpec": "loadtests.engine.workload",
+    "RateProfile": "loadtests.engine.schedule",
+    "RequestRecord": "loadtests.engine.records",
     "RestDriver": "loadtests.drivers.rest",
-    "run_load_test": "loadtests.api",
-    "run_load_test_async": "loadtests.api",
+    "run_load_test": "loadtests.jobs.api",
+    "run_load_test_async": "loadtests.jobs.api",
 }
 __all__ = [
     "AsgiDriver",

@@ -13,7 +13,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from loadtests.histogram import SIGNIFICANT_FIGURES, LatencyHistogram
+from loadtests.engine.histogram import SIGNIFICANT_FIGURES, LatencyHistogram
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]

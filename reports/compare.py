@@ -2,7 +2,7 @@
 
 Exit 0 when every threshold holds, 1 when one is breached *and* the breach is significant, 2 for
 bad input (unreadable file, unknown metric, malformed expression — one line naming it, via
-``targets.cli.dispatch``), 3 for an INVALID run given as either side (``--allow-invalid`` to
+``loadtests.cli.app.dispatch``), 3 for an INVALID run given as either side (``--allow-invalid`` to
 compare anyway). The success-rate gate (``SUCCESS_GATE``) is always there unless the user names
 ``success_rate`` / ``fail_ratio`` or passes ``--no-default-gate``: a candidate that measured a
 dead server is never "faster". "Significant" means: for a relative threshold (``p99:+10%``)
@@ -23,9 +23,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from loadtests.gates import EXIT_BREACH, EXIT_INVALID, EXIT_OK, with_default_gate
-from loadtests.result import ResultFileError
-from loadtests.thresholds import (
+from loadtests.results.gates import EXIT_BREACH, EXIT_INVALID, EXIT_OK, with_default_gate
+from loadtests.results.result import ResultFileError
+from loadtests.results.thresholds import (
     SUCCESS_BLOCKS,
     RelativeThreshold,
     Threshold,
@@ -173,7 +173,7 @@ def gate_expressions(given: Sequence[str] | None, *, default_gate: bool) -> list
 
 
 def main(args: argparse.Namespace) -> int:
-    """The ``compare`` handler (``loadtests.cli`` dispatches here)."""
+    """The ``compare`` handler (``loadtests.cli.commands`` dispatches here)."""
     expressions = gate_expressions(args.threshold, default_gate=not args.no_default_gate)
     thresholds = parse_thresholds(expressions)  # ThresholdError: one line, exit 2
     if not 0 < args.confidence < 1:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from loadtests.result import ResultFileError, load_result
+from loadtests.results.result import ResultFileError, load_result
 from reports.buckets import Buckets, decode_buckets
 from reports.stats import RunSample
 

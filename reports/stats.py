@@ -45,7 +45,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from loadtests.thresholds import PERCENTILES, lower_is_better, metric_value
+from loadtests.results.thresholds import PERCENTILES, lower_is_better, metric_value
 from reports.buckets import RELATIVE_RESOLUTION, Buckets, merge_buckets
 from reports.tdist import small_sample_scale
 

@@ -100,7 +100,7 @@ class ModelFailure(ServelabError):
 
 
 class TargetStartError(ServelabError, RuntimeError):
-    """A target servelab started itself (``loadtests.launch``) did not come up.
+    """A target servelab started itself (``loadtests.jobs.launch``) did not come up.
 
     ``exit_code`` is the target's own (None: it never answered ready), ``detail`` the last line
     it logged — its own one-line account of what was wrong."""

@@ -115,7 +115,7 @@ TIMER_TICK_S = 0.001  # loop timers fire in whole ms (uvloop rounds, epoll's tim
 
 
 def _loop_is_virtual(loop: asyncio.AbstractEventLoop) -> bool:
-    """A loop on simulated time says so (``loadtests.clock.VirtualTimeLoop`` does); its own
+    """A loop on simulated time says so (``loadtests.engine.clock.VirtualTimeLoop`` does); its own
     ``time()`` is then the one clock, and its timers fire exactly on it."""
     return bool(getattr(loop, "virtual_time", False))
 

@@ -73,7 +73,7 @@ def spawn_target(tmp_path: Path) -> Iterator[Callable[..., RunningTarget]]:
         index = len(started)
         ready = tmp_path / f"ready-{kind}-{index}.json"
         log = tmp_path / f"target-{kind}-{index}.log"
-        command = [sys.executable, "-m", "targets.cli", "serve", kind, "--port", "0"]
+        command = [sys.executable, "-m", "loadtests.cli.app", "serve", kind, "--port", "0"]
         command += ["--ready-file", str(ready), *args]
         with log.open("wb") as log_handle:
             process = subprocess.Popen(

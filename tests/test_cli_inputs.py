@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from loadtests.cli import COMMANDS, build_parser, main
-from targets.cli import Range, RangePair, StageList, dispatch
+from loadtests.cli.app import Range, RangePair, StageList, dispatch
+from loadtests.cli.commands import COMMANDS, build_parser, main
 from targets.errors import TargetStartError
 
 MISSING = "/no/such/path/servelab-test"

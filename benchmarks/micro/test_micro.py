@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 from loadtests.drivers.inprocess import AsgiDriver, InProcessDriver
-from loadtests.histogram import LatencyHistogram
-from loadtests.recorder import Recorder
-from loadtests.workload import PayloadGenerator, PayloadSpec
+from loadtests.engine.histogram import LatencyHistogram
+from loadtests.engine.recorder import Recorder
+from loadtests.engine.workload import PayloadGenerator, PayloadSpec
 from targets.rest.app import create_app
 from targets.schema import validate_request
 from targets.service import PredictionService

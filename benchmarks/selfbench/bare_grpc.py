@@ -16,7 +16,7 @@ import grpc
 import uvloop
 
 from loadtests.drivers.grpc import to_message
-from loadtests.workload import PayloadGenerator, PayloadSpec
+from loadtests.engine.workload import PayloadGenerator, PayloadSpec
 from targets.rpc import predict_pb2_grpc
 
 WARMUP_S = 0.5

@@ -50,7 +50,7 @@ def _mean(rows: list[Row]) -> Row:
 def measure(cores: Cores, work: Path, *, concurrency: int, seconds: float) -> list[Row]:
     """Each pair runs A B B A (servelab, bare, bare, servelab) and is averaged: both calls/s
     are server-bound near the same figure, and drift on a shared machine is ±5 %."""
-    from loadtests.launch import launch_target
+    from loadtests.jobs.launch import launch_target
 
     rows = []
     with launch_target("grpc", model_spec="reference") as target:

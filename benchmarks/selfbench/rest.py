@@ -135,7 +135,7 @@ def _clients(url: str, server: str, counted: Counter, ctx: Context) -> list[Row]
 
 def measure(cores: Cores, work: Path, *, concurrency: int, seconds: float) -> list[Row]:
     """Every client against the static server, then against the FastAPI target."""
-    from loadtests.launch import launch_target
+    from loadtests.jobs.launch import launch_target
 
     ctx = Context(work, cores.client, concurrency, seconds)
     rows: list[Row] = []

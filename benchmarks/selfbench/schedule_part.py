@@ -10,7 +10,7 @@ from typing import Any
 
 from benchmarks.selfbench.common import Cores, Row, servelab_run
 from benchmarks.static_server import static_server
-from loadtests.histogram import LatencyHistogram
+from loadtests.engine.histogram import LatencyHistogram
 
 LOAD_SHARE = 0.8
 OVERASK = 1.0  # the closed loop's rate: more than the open loop can do, not so far beyond it

@@ -26,8 +26,8 @@ from typing import Literal, Protocol
 import numpy as np
 import orjson
 
-from loadtests.records import WIRE_UNSEEN, Outcome
-from loadtests.workload import Payload
+from loadtests.engine.records import WIRE_UNSEEN, Outcome
+from loadtests.engine.workload import Payload
 from targets.schema import response_problem
 
 Reply = tuple[int, str | None, int, bool]  # outcome, error class, predictions, schema_ok

@@ -40,8 +40,8 @@ from pathlib import Path
 from typing import Any
 
 from loadtests.drivers.base import OK_REPLY_SCHEMA_BAD, Reply, WireStamps, WireView, p50_p99
-from loadtests.records import Outcome
-from loadtests.workload import Payload
+from loadtests.engine.records import Outcome
+from loadtests.engine.workload import Payload
 from targets.batch import score_file
 from targets.batch.scoring import DEFAULT_BATCH_SIZE, encode_line
 from targets.errors import ModelFailure

@@ -36,8 +36,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
 
 from loadtests.drivers.base import Reply, WireStamps, WireView, judge_answer, p50_p99
-from loadtests.records import Outcome
-from loadtests.workload import Payload
+from loadtests.engine.records import Outcome
+from loadtests.engine.workload import Payload
 from targets.edge.remote import ConnectionFactory
 from targets.edge.runtime import SOURCES, CacheKey, EdgeConfig, EdgeRuntime
 from targets.errors import ModelFailure

@@ -24,8 +24,8 @@ from typing import Any, Final, NoReturn, Protocol
 import grpc
 
 from loadtests.drivers.base import Reply, WireStamps, WireView, judge_answer
-from loadtests.records import Outcome
-from loadtests.workload import Payload
+from loadtests.engine.records import Outcome
+from loadtests.engine.workload import Payload
 from targets.rpc import convert, predict_pb2_grpc
 from targets.rpc import predict_pb2 as pb
 

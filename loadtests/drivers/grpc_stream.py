@@ -34,9 +34,9 @@ from loadtests.drivers.grpc import (
     judge_response,
     reply_for_status,
 )
-from loadtests.histogram import LatencyHistogram
-from loadtests.records import Outcome
-from loadtests.workload import Payload
+from loadtests.engine.histogram import LatencyHistogram
+from loadtests.engine.records import Outcome
+from loadtests.engine.workload import Payload
 from targets.rpc import predict_pb2 as pb
 from targets.rpc import predict_pb2_grpc
 

@@ -22,8 +22,8 @@ import httptools
 import orjson
 
 from loadtests.drivers.base import Reply, WireStamps, WireView, judge_http
-from loadtests.records import Outcome
-from loadtests.workload import Payload
+from loadtests.engine.records import Outcome
+from loadtests.engine.workload import Payload
 
 _Answer = tuple[int, bytes]  # status, body
 MAX_BODY_BYTES: Final = 64 * 1024 * 1024  # an answer larger than this is a protocol failure

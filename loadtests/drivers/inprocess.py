@@ -11,8 +11,8 @@ from typing import Any
 import orjson
 
 from loadtests.drivers.base import Reply, WireStamps, WireView, judge_answer
-from loadtests.records import Outcome
-from loadtests.workload import Payload
+from loadtests.engine.records import Outcome
+from loadtests.engine.workload import Payload
 from targets.errors import ModelFailure, RequestError
 from targets.models import Model
 from targets.schema import Limits

@@ -10,8 +10,8 @@ import aiohttp
 import orjson
 
 from loadtests.drivers.base import Reply, WireStamps, WireView, judge_http
-from loadtests.records import Outcome
-from loadtests.workload import Payload
+from loadtests.engine.records import Outcome
+from loadtests.engine.workload import Payload
 
 JSON_HEADERS = {"content-type": "application/json"}
 

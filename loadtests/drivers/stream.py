@@ -26,10 +26,10 @@ from array import array
 from collections.abc import Callable
 from typing import Any, Final
 
-from loadtests.clock import clock_for_running_loop
 from loadtests.drivers.base import Reply, WireStamps, WireView, judge_answer, p50_p99
-from loadtests.records import Outcome
-from loadtests.workload import Payload
+from loadtests.engine.clock import clock_for_running_loop
+from loadtests.engine.records import Outcome
+from loadtests.engine.workload import Payload
 from targets.batching import BatchingConfig
 from targets.errors import ModelFailure
 from targets.models import Model

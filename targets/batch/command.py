@@ -18,7 +18,7 @@ def main(args: argparse.Namespace) -> int:
     """Score ``args.input``; 0 on success (bad rows included), 1 when the model fails.
 
     Bad input (missing INPUT, unsupported type, bad SPEC) is raised as ``ValueError``/``OSError``
-    for ``targets.cli`` to print as one line with exit 2.
+    for ``loadtests.cli.app`` to print as one line with exit 2.
     """
     model = load_model(args.model)
 

@@ -480,7 +480,7 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 def main(args: argparse.Namespace) -> int:
-    """``servelab serve grpc``: the options ``targets.cli`` defines for it."""
+    """``servelab serve grpc``: the options ``loadtests.cli.app`` defines for it."""
     if args.max_message_bytes < 64:
         raise ValueError("--max-message-bytes must be at least 64")
     logger = JsonLogger(level=args.log_level)

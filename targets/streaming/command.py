@@ -50,7 +50,7 @@ async def _consume(
 
 def main(args: argparse.Namespace) -> int:
     """Consume ``--input`` into ``--out``; 0 when done (bad events included), 1 when the model
-    failed on any event. Bad options and unreadable files are raised for ``targets.cli``."""
+    failed on any event. Bad options and unreadable files are raised for ``loadtests.cli.app``."""
     _check_args(args)
     config = BatchingConfig(
         max_batch_rows=args.batch_size,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import loadtests
 from loadtests import InProcessDriver, LoadPlan, PayloadSpec, run_load_test
-from loadtests.result import load_result
+from loadtests.results.result import load_result
 from targets import load_model
 
 

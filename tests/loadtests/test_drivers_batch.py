@@ -20,10 +20,10 @@ from loadtests.drivers.batch import (
     check_output,
     judge_batch,
 )
-from loadtests.harness import Harness, LoadPlan
-from loadtests.recorder import Recorder
-from loadtests.records import Outcome
-from loadtests.workload import Payload, PayloadGenerator, PayloadSpec
+from loadtests.engine.harness import Harness, LoadPlan
+from loadtests.engine.recorder import Recorder
+from loadtests.engine.records import Outcome
+from loadtests.engine.workload import Payload, PayloadGenerator, PayloadSpec
 from targets.errors import SpecError
 from targets.models import ReferenceModel
 from targets.schema import METADATA_KEYS

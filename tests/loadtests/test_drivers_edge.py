@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 
 from loadtests.drivers.edge import EdgeDriver
-from loadtests.harness import Harness, LoadPlan
-from loadtests.launch import launch_target
-from loadtests.recorder import Recorder
-from loadtests.records import Outcome
-from loadtests.workload import Payload, PayloadGenerator, PayloadSpec
+from loadtests.engine.harness import Harness, LoadPlan
+from loadtests.engine.recorder import Recorder
+from loadtests.engine.records import Outcome
+from loadtests.engine.workload import Payload, PayloadGenerator, PayloadSpec
+from loadtests.jobs.launch import launch_target
 from targets.edge.runtime import EdgeConfig
 from targets.errors import SpecError
 

@@ -29,9 +29,15 @@ from loadtests.drivers.grpc import (
     reply_for_status,
     to_message,
 )
-from loadtests.harness import LoadPlan
-from loadtests.records import Outcome
-from loadtests.workload import INVALID_BODIES, ApiName, Payload, PayloadGenerator, PayloadSpec
+from loadtests.engine.harness import LoadPlan
+from loadtests.engine.records import Outcome
+from loadtests.engine.workload import (
+    INVALID_BODIES,
+    ApiName,
+    Payload,
+    PayloadGenerator,
+    PayloadSpec,
+)
 from targets.batching import BatchingConfig, MicroBatcher
 from targets.errors import InvalidRequest, ModelFailure, Overloaded, RequestError
 from targets.logs import JsonLogger

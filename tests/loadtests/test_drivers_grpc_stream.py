@@ -15,9 +15,9 @@ import grpc
 import pytest
 
 from loadtests.drivers.grpc_stream import GrpcStreamDriver
-from loadtests.harness import LoadPlan
-from loadtests.records import Outcome
-from loadtests.workload import Payload, PayloadSpec
+from loadtests.engine.harness import LoadPlan
+from loadtests.engine.records import Outcome
+from loadtests.engine.workload import Payload, PayloadSpec
 from targets.rpc import predict_pb2 as pb
 from tests.loadtests.test_drivers_grpc_support import (
     CLOSED,

@@ -11,10 +11,10 @@ import socket
 from collections.abc import Awaitable, Callable
 
 from loadtests.drivers.base import Driver, Reply
-from loadtests.harness import Harness, LoadPlan
-from loadtests.recorder import Recorder
-from loadtests.schedule import RateProfile
-from loadtests.workload import Payload, PayloadGenerator, PayloadSpec
+from loadtests.engine.harness import Harness, LoadPlan
+from loadtests.engine.recorder import Recorder
+from loadtests.engine.schedule import RateProfile
+from loadtests.engine.workload import Payload, PayloadGenerator, PayloadSpec
 
 SEED = 20240611
 CLOSED = LoadPlan(mode="closed", concurrency=4, requests=200, duration_s=None)

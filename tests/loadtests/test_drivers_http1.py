@@ -14,10 +14,10 @@ import pytest
 from benchmarks.static_server import ANSWER as STATIC_ANSWER
 from benchmarks.static_server import nginx_path, static_server
 from loadtests.drivers.http1 import Http1Driver
-from loadtests.harness import Harness, LoadPlan
-from loadtests.recorder import Recorder
-from loadtests.records import Outcome
-from loadtests.workload import Payload, PayloadGenerator, PayloadSpec
+from loadtests.engine.harness import Harness, LoadPlan
+from loadtests.engine.recorder import Recorder
+from loadtests.engine.records import Outcome
+from loadtests.engine.workload import Payload, PayloadGenerator, PayloadSpec
 
 SPEC = PayloadSpec(invalid_fraction=0.2, v2_share_start=0.5, rows_per_request=3)
 ANSWER = STATIC_ANSWER.encode()  # a canonical v1 answer of one prediction

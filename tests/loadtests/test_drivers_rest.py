@@ -9,10 +9,10 @@ import pytest
 
 from loadtests.drivers.inprocess import AsgiDriver
 from loadtests.drivers.rest import RestDriver
-from loadtests.harness import Harness, LoadPlan
-from loadtests.recorder import Recorder
-from loadtests.schedule import RateProfile
-from loadtests.workload import PayloadGenerator, PayloadSpec
+from loadtests.engine.harness import Harness, LoadPlan
+from loadtests.engine.recorder import Recorder
+from loadtests.engine.schedule import RateProfile
+from loadtests.engine.workload import PayloadGenerator, PayloadSpec
 from targets.rest.app import create_app
 from targets.service import PredictionService
 from targets.spec import load_model

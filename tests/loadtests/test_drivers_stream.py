@@ -10,12 +10,12 @@ from collections.abc import Sequence
 
 import pytest
 
-from loadtests.clock import run_virtual
 from loadtests.drivers.stream import StreamDriver
-from loadtests.harness import Harness, LoadPlan
-from loadtests.recorder import Recorder
-from loadtests.records import Outcome
-from loadtests.workload import PayloadGenerator, PayloadSpec
+from loadtests.engine.clock import run_virtual
+from loadtests.engine.harness import Harness, LoadPlan
+from loadtests.engine.recorder import Recorder
+from loadtests.engine.records import Outcome
+from loadtests.engine.workload import PayloadGenerator, PayloadSpec
 from targets.errors import SpecError
 from targets.models import ReferenceModel
 

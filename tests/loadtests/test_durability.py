@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from loadtests.cli import main
-from loadtests.events import EventLogError, read_events, recompute_result
-from loadtests.harness import LoadPlan
-from loadtests.recorder import Recorder
-from loadtests.result import ResultFileError, load_result, write_result
-from loadtests.run import RunSettings, execute
-from loadtests.workload import PayloadSpec
+from loadtests.cli.commands import main
+from loadtests.engine.harness import LoadPlan
+from loadtests.engine.recorder import Recorder
+from loadtests.engine.workload import PayloadSpec
+from loadtests.jobs.run import RunSettings, execute
+from loadtests.results.events import EventLogError, read_events, recompute_result
+from loadtests.results.result import ResultFileError, load_result, write_result
 from targets.files import TMP_PREFIX
 
 GOLDEN = Path(__file__).resolve().parents[1] / "reports" / "golden" / "grpc-laptop.json"

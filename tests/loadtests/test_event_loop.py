@@ -1,4 +1,4 @@
-"""One event loop for every load-generating entry point, chosen in ``loadtests.loop`` and
+"""One event loop for every load-generating entry point, chosen in ``loadtests.engine.loop`` and
 recorded in each result (``environment.event_loop``)."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from loadtests.api import run_load_test
 from loadtests.drivers.inprocess import InProcessDriver
-from loadtests.harness import LoadPlan
-from loadtests.loop import EVENT_LOOP, run
-from loadtests.loop import running_loop_name as loop_name
+from loadtests.engine.harness import LoadPlan
+from loadtests.engine.loop import EVENT_LOOP, run
+from loadtests.engine.loop import running_loop_name as loop_name
+from loadtests.jobs.api import run_load_test
 from targets.spec import load_model
 
 PACKAGE = Path(__file__).resolve().parents[2] / "loadtests"
@@ -65,7 +65,7 @@ def test_the_python_api_records_the_loop_it_ran_on() -> None:
 
 def test_servelab_run_records_the_loop_it_ran_on(tmp_path: Path) -> None:
     out = tmp_path / "r.json"
-    command = [sys.executable, "-m", "loadtests.cli", "run", "--target", "inprocess",
+    command = [sys.executable, "-m", "loadtests.cli.commands", "run", "--target", "inprocess",
                "--requests", "200", "--out", str(out)]  # fmt: skip
     subprocess.run(command, check=True, capture_output=True, timeout=120)
     assert json.loads(out.read_text())["environment"]["event_loop"] == EVENT_LOOP

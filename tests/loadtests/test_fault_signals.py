@@ -13,9 +13,9 @@ from pathlib import Path
 
 import orjson
 
-from loadtests.environment import process_tree_cpu_s
-from loadtests.events import UNFINISHED
-from loadtests.result import load_result
+from loadtests.results.environment import process_tree_cpu_s
+from loadtests.results.events import UNFINISHED
+from loadtests.results.result import load_result
 
 ROOT = Path(__file__).resolve().parents[2]
 WAIT_S = 60.0
@@ -24,7 +24,7 @@ ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 def _servelab(*args: str, cwd: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "loadtests.cli", *args],
+        [sys.executable, "-m", "loadtests.cli.commands", *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
         env={**ENV, "PYTHONPATH": str(ROOT)},
     )  # fmt: skip
@@ -196,7 +196,7 @@ def test_kill_9_mid_run_then_recompute_from_the_event_log(tmp_path: Path) -> Non
     lines = _event_lines(events)
     out = tmp_path / "recomputed.json"
     recompute = subprocess.run(
-        [sys.executable, "-m", "loadtests.cli", "recompute", str(events), "--out", str(out)],
+        [sys.executable, "-m", "loadtests.cli.commands", "recompute", str(events), "--out", str(out)],
         capture_output=True, text=True, timeout=WAIT_S, check=False, cwd=tmp_path,
         env={**ENV, "PYTHONPATH": str(ROOT)},
     )  # fmt: skip
@@ -211,9 +211,9 @@ def test_kill_9_mid_run_then_recompute_from_the_event_log(tmp_path: Path) -> Non
 def _starting(pid: int) -> bool:
     """The child runs ``servelab serve`` and has used some CPU importing it: ``Popen`` in
     servelab has long returned. (A signal *inside* ``Popen`` would still orphan the child: that
-    window is ``loadtests.launch``'s to close.)"""
+    window is ``loadtests.jobs.launch``'s to close.)"""
     try:
-        serve = b"targets.cli" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        serve = b"loadtests.cli.app" in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
     return serve and process_tree_cpu_s(pid) > 0.05
@@ -259,7 +259,7 @@ def test_sigterm_of_servelab_locust_writes_a_partial_result_and_stops_everything
         deadline = time.monotonic() + WAIT_S
         while True:  # polled: the REST target servelab started, and Locust beside it
             started = list(_descendants(process.pid))
-            serving = [pid for pid in started if b"targets.cli" in _cmdline(pid)]
+            serving = [pid for pid in started if b"loadtests.cli.app" in _cmdline(pid)]
             if serving and any(b"locust" in _cmdline(pid) for pid in started):
                 break
             assert process.poll() is None, "servelab locust ended early"

@@ -9,9 +9,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from loadtests.harness import LoadPlan
-from loadtests.result import load_result
-from loadtests.run import RunSettings, execute
+from loadtests.engine.harness import LoadPlan
+from loadtests.jobs.run import RunSettings, execute
+from loadtests.results.result import load_result
 from tests.loadtests.faulty import (
     CLOSE,
     HANG,

@@ -11,18 +11,18 @@ from typing import Any
 import numpy as np
 import pytest
 
-from loadtests.clock import run_virtual
 from loadtests.drivers.base import Driver, FakeDriver
 from loadtests.drivers.http1 import Http1Driver
 from loadtests.drivers.rest import RestDriver
-from loadtests.events import EventLog, read_events, recompute_result
-from loadtests.harness import Harness, LoadPlan
-from loadtests.histogram import IntArray
-from loadtests.records import WIRE_UNSEEN, Outcome, RequestRecord
-from loadtests.result import RunInfo, build_result
-from loadtests.schedule import RateProfile
-from loadtests.verdict import judge_run
-from loadtests.workload import PayloadGenerator, PayloadSpec
+from loadtests.engine.clock import run_virtual
+from loadtests.engine.harness import Harness, LoadPlan
+from loadtests.engine.histogram import IntArray
+from loadtests.engine.records import WIRE_UNSEEN, Outcome, RequestRecord
+from loadtests.engine.schedule import RateProfile
+from loadtests.engine.verdict import judge_run
+from loadtests.engine.workload import PayloadGenerator, PayloadSpec
+from loadtests.results.events import EventLog, read_events, recompute_result
+from loadtests.results.result import RunInfo, build_result
 
 MS = 1_000_000
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from loadtests.clock import run_virtual
 from loadtests.drivers.base import FakeDriver
-from loadtests.harness import CUT_BY_GRACE, Harness, LoadPlan
-from loadtests.schedule import RateProfile
-from loadtests.workload import PayloadGenerator, PayloadSpec
+from loadtests.engine.clock import run_virtual
+from loadtests.engine.harness import CUT_BY_GRACE, Harness, LoadPlan
+from loadtests.engine.schedule import RateProfile
+from loadtests.engine.workload import PayloadGenerator, PayloadSpec
 
 
 def _run(driver: FakeDriver, plan: LoadPlan) -> tuple[Harness, list[tuple[int, float]]]:
@@ -80,8 +80,8 @@ def test_servelab_run_says_what_the_grace_waits_for_and_cuts_it(
 ) -> None:
     """A target that answers the probe, then never again: the run ends at its duration plus
     the grace, says so on stderr, records the cut requests as timeouts and fails its gate."""
-    from loadtests.cli import main
-    from loadtests.result import load_result
+    from loadtests.cli.commands import main
+    from loadtests.results.result import load_result
     from tests.loadtests.faulty import HANG, FaultyRestTarget, ThreadedTarget, burst
 
     out = tmp_path / "r.json"

@@ -10,15 +10,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from loadtests.clock import run_virtual
 from loadtests.drivers.base import FakeDriver
 from loadtests.drivers.inprocess import InProcessDriver
-from loadtests.harness import Harness, LoadPlan, lateness_over
-from loadtests.histogram import LatencyHistogram
-from loadtests.result import RunInfo, Verdict, build_result, load_result, write_result
-from loadtests.schedule import RateProfile
-from loadtests.verdict import judge_run
-from loadtests.workload import Payload, PayloadGenerator, PayloadSpec
+from loadtests.engine.clock import run_virtual
+from loadtests.engine.harness import Harness, LoadPlan, lateness_over
+from loadtests.engine.histogram import LatencyHistogram
+from loadtests.engine.schedule import RateProfile
+from loadtests.engine.verdict import judge_run
+from loadtests.engine.workload import Payload, PayloadGenerator, PayloadSpec
+from loadtests.results.result import RunInfo, Verdict, build_result, load_result, write_result
 from targets.spec import load_model
 
 LOGNORMAL = "synthetic:lognormal:5ms:0.5"

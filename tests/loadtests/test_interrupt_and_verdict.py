@@ -8,17 +8,17 @@ import sys
 import time
 from pathlib import Path
 
-from loadtests.environment import process_tree_cpu_s
-from loadtests.harness import RunStats
-from loadtests.recorder import Recorder
-from loadtests.result import load_result
-from loadtests.verdict import judge_run
+from loadtests.engine.harness import RunStats
+from loadtests.engine.recorder import Recorder
+from loadtests.engine.verdict import judge_run
+from loadtests.results.environment import process_tree_cpu_s
+from loadtests.results.result import load_result
 
 
 def test_sigint_writes_a_partial_invalid_result_and_exits_nonzero(tmp_path: Path) -> None:
     out = tmp_path / "partial.json"
     process = subprocess.Popen(
-        [sys.executable, "-m", "loadtests.cli", "run", "--target", "rest", "--concurrency", "4",
+        [sys.executable, "-m", "loadtests.cli.commands", "run", "--target", "rest", "--concurrency", "4",
          "--duration", "60s", "--out", str(out), "--no-progress"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -78,9 +78,9 @@ def test_a_run_with_no_requests_is_invalid() -> None:
 
 
 def test_a_busy_polling_generator_is_not_called_generator_bound() -> None:
-    from loadtests.harness import RunStats
-    from loadtests.recorder import Recorder
-    from loadtests.verdict import judge_run
+    from loadtests.engine.harness import RunStats
+    from loadtests.engine.recorder import Recorder
+    from loadtests.engine.verdict import judge_run
 
     recorder = Recorder()
     recorder.record(0, 0, 1_000_000)

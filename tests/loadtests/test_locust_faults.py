@@ -21,7 +21,7 @@ from typing import Any
 import grpc
 import pytest
 
-from loadtests.result import load_result
+from loadtests.results.result import load_result
 from tests.loadtests.faulty import (
     CLOSE,
     HANG,

@@ -14,13 +14,22 @@ import msgpack
 import numpy as np
 import pytest
 
+from loadtests.cli.locust import option_value, plan_arguments
 from loadtests.drivers.base import judge_http
-from loadtests.histogram import LatencyHistogram
-from loadtests.locust_cli import option_value, plan_arguments
-from loadtests.locust_csv import import_locust_csv, rebuild_histogram
-from loadtests.locust_results import Collection, ProcessRecording, ProcessSummary, judge_locust
-from loadtests.locust_session import Session
-from loadtests.locust_support import (
+from loadtests.engine.histogram import LatencyHistogram
+from loadtests.engine.recorder import Recorder
+from loadtests.engine.records import Outcome
+from loadtests.engine.workload import Payload
+from loadtests.locust_integration.csv_stats import import_locust_csv, rebuild_histogram
+from loadtests.locust_integration.results import (
+    Collection,
+    ProcessRecording,
+    ProcessSummary,
+    judge_locust,
+)
+from loadtests.locust_integration.session import Session
+from loadtests.locust_integration.shape_plans import parse_shape
+from loadtests.locust_integration.support import (
     LATENCY_NS_KEY,
     REPLY_KEY,
     add_arguments,
@@ -31,11 +40,7 @@ from loadtests.locust_support import (
     pacing_period_s,
     pacing_wait_s,
 )
-from loadtests.recorder import Recorder
-from loadtests.records import Outcome
-from loadtests.result import load_result
-from loadtests.shape_plans import parse_shape
-from loadtests.workload import Payload
+from loadtests.results.result import load_result
 
 VALID = Payload("v1", [[1.0, 2.0]], {"instances": [1.0, 2.0]})
 INVALID = Payload("v1", [], {"instances": ["x"]}, valid=False)
@@ -291,7 +296,9 @@ def test_session_refuses_remote_targets_and_lone_shapes(tmp_path: Path) -> None:
     allowed = Session(_environment(tmp_path, "--allow-remote", host="http://10.0.0.8:80"), "local")
     assert allowed.configuration_error() is None
     shaped = Session(_environment(tmp_path, "--shape", "ramp:0:5:10s"), "local")
-    assert "--shape needs loadtests/shapes.py" in (shaped.configuration_error() or "")
+    assert "--shape needs loadtests/locust_integration/shapes.py" in (
+        shaped.configuration_error() or ""
+    )
 
 
 @pytest.mark.parametrize(

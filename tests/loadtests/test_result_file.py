@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from loadtests.recorder import Recorder
-from loadtests.records import Outcome, RequestRecord
-from loadtests.result import (
+from loadtests.engine.recorder import Recorder
+from loadtests.engine.records import Outcome, RequestRecord
+from loadtests.results.result import (
     SCHEMA_VERSION,
     ResultFileError,
     RunInfo,

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from loadtests.histogram import LatencyHistogram
-from loadtests.result import load_result
+from loadtests.engine.histogram import LatencyHistogram
+from loadtests.results.result import load_result
 
 
 def _servelab(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "loadtests.cli", *args],
+        [sys.executable, "-m", "loadtests.cli.commands", *args],
         capture_output=True,
         text=True,
         timeout=120,

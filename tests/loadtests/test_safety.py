@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from loadtests.safety import RemoteTargetRefused, check_target_allowed, is_loopback_host
+from loadtests.jobs.safety import RemoteTargetRefused, check_target_allowed, is_loopback_host
 
 LOOPBACK = ["127.0.0.1", "127.255.255.254", "127.0.0.2", "::1", "[::1]", "0:0:0:0:0:0:0:1",
             "::ffff:127.0.0.1", "localhost", "LocalHost"]  # fmt: skip

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtests.sweep import is_stable
+from loadtests.jobs.sweep import is_stable
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,17 +48,17 @@ def test_sweep_finds_the_known_capacity_of_one_worker_on_virtual_time(
     every number is the same on every machine. Up to 500/s nothing queues (p99 = 2 ms); past
     it the queue grows by ``rate - 500`` a second, so p99 reaches the 50 ms SLO at
     ``500 * (1 + 0.048 / 4.5 s of load)`` ~ 505/s: the capacity lies in [500, 505.4]/s."""
-    import loadtests.run
-    import loadtests.sweep
-    from loadtests.cli import main
-    from loadtests.clock import run_virtual
+    import loadtests.jobs.run
+    import loadtests.jobs.sweep
+    from loadtests.cli.commands import main
     from loadtests.drivers.base import FakeDriver
+    from loadtests.engine.clock import run_virtual
 
     def one_worker(settings: object, server: object) -> FakeDriver:
         return FakeDriver(lambda payload: SERVICE_S, connections=1)
 
-    monkeypatch.setattr(loadtests.run, "make_driver", one_worker)
-    monkeypatch.setattr(loadtests.sweep, "run_on_loop", lambda main: run_virtual(lambda: main))
+    monkeypatch.setattr(loadtests.jobs.run, "make_driver", one_worker)
+    monkeypatch.setattr(loadtests.jobs.sweep, "run_on_loop", lambda main: run_virtual(lambda: main))
     out = tmp_path / "sweep"
     code = main(["sweep", "--target", "inprocess", "--slo-p99", "50ms", "--start-rate", "200",
                  "--precision", "0.01", "--attempts", "2", "--out", str(out)])  # fmt: skip
@@ -96,7 +96,7 @@ def test_sweep_of_a_real_cpu_bound_worker_follows_its_own_measurements(tmp_path:
     its own figures, the capacity the highest passing rate, searched to --precision."""
     out, slo_ms, precision = tmp_path / "sweep", 50.0, 0.1
     result = subprocess.run(
-        [sys.executable, "-m", "loadtests.cli", "sweep", "--target", "rest",
+        [sys.executable, "-m", "loadtests.cli.commands", "sweep", "--target", "rest",
          "--model", "synthetic:cpu:2ms", "--slo-p99", f"{slo_ms:g}ms", "--start-rate", "50",
          "--precision", str(precision), "--windows", "2", "--attempts", "2", "--out", str(out)],
         capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path,

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 
 from loadtests import target_checks
-from loadtests.cli import main
-from loadtests.harness import LoadPlan
-from loadtests.loop import run as run_on_loop
-from loadtests.run import RunSettings, execute
-from loadtests.target_checks import TargetUnusable, check_target_options
+from loadtests.cli.commands import main
+from loadtests.engine.harness import LoadPlan
+from loadtests.engine.loop import run as run_on_loop
+from loadtests.jobs.run import RunSettings, execute
+from loadtests.jobs.target_checks import TargetUnusable, check_target_options
 
 
 @pytest.mark.parametrize(

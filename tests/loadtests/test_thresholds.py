@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from loadtests.thresholds import (
+from loadtests.results.thresholds import (
     AbsoluteThreshold,
     RelativeThreshold,
     ThresholdError,
@@ -110,7 +110,7 @@ def test_relative_checks_allow_the_stated_change() -> None:
 
 
 def test_failure_and_all_latencies_are_gates_and_empty_successes_never_pass() -> None:
-    from loadtests.thresholds import check_absolute, parse_thresholds
+    from loadtests.results.thresholds import check_absolute, parse_thresholds
 
     block = dict.fromkeys(("min", "mean", "p50", "p90", "p95", "p99", "p999", "max"), 0.0)
     dead = {

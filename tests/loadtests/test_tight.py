@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from loadtests.harness import LoadPlan
-from loadtests.recorder import Recorder
-from loadtests.schedule import RateProfile
-from loadtests.tight import TightHarness, run_tight
+from loadtests.engine.harness import LoadPlan
+from loadtests.engine.recorder import Recorder
+from loadtests.engine.schedule import RateProfile
+from loadtests.engine.tight import TightHarness, run_tight
 
 
 def test_every_call_is_recorded_with_its_own_duration() -> None:

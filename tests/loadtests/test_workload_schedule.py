@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from loadtests.schedule import RateProfile, open_loop_offsets_ns, read_trace
-from loadtests.workload import PayloadGenerator, PayloadSpec, derive_seeds
+from loadtests.engine.schedule import RateProfile, open_loop_offsets_ns, read_trace
+from loadtests.engine.workload import PayloadGenerator, PayloadSpec, derive_seeds
 from targets.errors import InvalidRequest
 from targets.schema import validate_request
 

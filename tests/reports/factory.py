@@ -9,12 +9,12 @@ from typing import Any
 import numpy as np
 import orjson
 
-from loadtests.harness import RunStats
-from loadtests.histogram import LatencyHistogram
-from loadtests.recorder import Recorder
-from loadtests.records import WIRE_UNSEEN
-from loadtests.result import RunInfo, build_result
-from loadtests.verdict import judge_run
+from loadtests.engine.harness import RunStats
+from loadtests.engine.histogram import LatencyHistogram
+from loadtests.engine.recorder import Recorder
+from loadtests.engine.records import WIRE_UNSEEN
+from loadtests.engine.verdict import judge_run
+from loadtests.results.result import RunInfo, build_result
 from reports.buckets import Buckets, buckets_of
 from reports.stats import RunSample
 

@@ -10,8 +10,8 @@ import numpy as np
 import orjson
 import pytest
 
-from loadtests.cli import main
-from loadtests.result import write_result
+from loadtests.cli.commands import main
+from loadtests.results.result import write_result
 from reports import charts
 from reports.analysis import Analysis, analyse
 from reports.buckets import merge_buckets

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from loadtests import InProcessDriver, LoadPlan, run_load_test
-from loadtests.cli import main
-from loadtests.thresholds import PERCENTILES, SUMMARY_FIELDS, known_metric, metric_value
+from loadtests.cli.commands import main
+from loadtests.results.thresholds import PERCENTILES, SUMMARY_FIELDS, known_metric, metric_value
 from reports.compare import pseudo_summary
 from targets import load_model
 from tests.reports.factory import golden, write_document
@@ -175,7 +175,7 @@ def test_a_candidate_that_measured_a_dead_server_is_never_faster(
     """Every request refused in a millisecond: its latency of successes is empty, and the
     success-rate gate — kept beside the user's own threshold — fails it."""
     from loadtests.drivers.base import FakeDriver
-    from loadtests.records import Outcome
+    from loadtests.engine.records import Outcome
 
     refused = FakeDriver(lambda _: 0.001, answer=lambda _: (Outcome.FAILURE, "connect", 0, False))
     dead = tmp_path / "dead.json"

@@ -9,7 +9,7 @@ import sys
 def test_reports_import_no_matplotlib_until_a_chart_is_drawn() -> None:
     probe = (
         "import sys\n"
-        "import reports, reports.cli, reports.load, reports.stats, reports.analysis,"
+        "import reports, loadtests.cli.report, reports.load, reports.stats, reports.analysis,"
         " reports.compare\n"
         "print(sorted(m for m in ('matplotlib', 'pyplot') if m in sys.modules))\n"
     )

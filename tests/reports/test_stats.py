@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from loadtests.histogram import LatencyHistogram
+from loadtests.engine.histogram import LatencyHistogram
 from reports.buckets import buckets_of, merge_buckets
 from reports.stats import (
     NO_DIFFERENCE,

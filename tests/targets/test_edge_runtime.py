@@ -445,7 +445,7 @@ def _start_rest_on_port(port: int, tmp_path: Path) -> RunningTarget:
     """A REST target on a given port (``spawn_target`` always asks for port 0)."""
     ready = tmp_path / "ready-rest-again.json"
     log = tmp_path / "target-rest-again.log"
-    command = [sys.executable, "-m", "targets.cli", "serve", "rest", "--port", str(port)]
+    command = [sys.executable, "-m", "loadtests.cli.app", "serve", "rest", "--port", str(port)]
     with log.open("wb") as log_handle:
         process = subprocess.Popen(
             [*command, "--ready-file", str(ready)], stdout=log_handle, stderr=subprocess.STDOUT

@@ -217,7 +217,7 @@ def test_waiting_model_never_answers_before_its_time_on_any_loop(
 
 
 def test_waiting_model_on_virtual_time_takes_exactly_its_time() -> None:
-    from loadtests.clock import run_virtual
+    from loadtests.engine.clock import run_virtual
 
     model = load_model("synthetic:fixed:5ms")
 

@@ -1,0 +1,358 @@
+"""The recorder: column buffers on the hot path, folded vectorised into histograms and a
+per-second series.
+
+``record`` appends plain ints to ``array('q')`` columns (no object per request). ``fold`` —
+called every ``fold_every`` samples, at each progress tick and at the end — turns the columns
+into numpy arrays once, bincounts them into the HDR histograms and error counts, and closes
+finished seconds of the per-second series, so memory stays constant in run length.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Final, Protocol
+
+import numpy as np
+
+from loadtests.engine.histogram import IntArray, LatencyHistogram, Prepared
+from loadtests.engine.records import WIRE_UNSEEN, Outcome, RequestRecord
+
+NS_PER_S: Final = 1_000_000_000
+SCHEMA_BAD_BIT: Final = 4  # flag bit; outcome uses bits 0-1, error class from bit 8
+ERROR_SHIFT: Final = 8
+
+
+class RecordSink(Protocol):
+    """Where a recorder also sends its raw columns (the per-request event log), at each fold —
+    so at every harness tick and at the end, never on the hot path."""
+
+    def write_columns(
+        self,
+        start_ns: int,
+        error_names: Sequence[str],
+        scheduled: IntArray,
+        dispatched: IntArray,
+        ended: IntArray,
+        flags: IntArray,
+        predictions: IntArray,
+        wire: IntArray,
+    ) -> None: ...
+
+
+@dataclass(slots=True)
+class SecondStats:
+    """One second of the per-second series (by end time, relative to the run start). Its
+    latencies go into a histogram of its own, so memory per open second is constant."""
+
+    t_s: int
+    requests: int = 0
+    failures: int = 0
+    latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+
+    def close(self) -> dict[str, float]:
+        p50_ns, p99_ns = self.latency.percentiles_ns([50, 99])
+        return {
+            "t_s": self.t_s,
+            "requests": self.requests,
+            "failures": self.failures,
+            "p50_ms": p50_ns / 1e6,
+            "p99_ms": p99_ns / 1e6,
+        }
+
+
+class Recorder:
+    """Collects requests of one run (or one worker); mergeable."""
+
+    def __init__(
+        self, *, start_ns: int = 0, fold_every: int = 1 << 16, sink: RecordSink | None = None
+    ) -> None:
+        self.start_ns = start_ns
+        self.fold_every = fold_every
+        self.sink = sink
+        # The four instants of a request (records.RequestRecord) make four histograms:
+        self.latency = LatencyHistogram()  # ended - intended
+        self.service = LatencyHistogram()  # ended - on wire (- dispatched where the wire is unseen)
+        self.client_queue = LatencyHistogram()  # on wire - dispatched; only where the wire is seen
+        self.failure_latency = LatencyHistogram()  # ended - intended, of failed requests
+        self.lateness = LatencyHistogram()  # dispatched - intended: the generator's health
+        self.requests = 0
+        self.successes = 0
+        self.failures = 0
+        self.expected_rejections = 0
+        self.schema_checked = 0
+        self.schema_ok = 0
+        self.predictions = 0
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        self.first_sent_ns: int | None = None
+        self.last_ended_ns: int | None = None
+        self.errors: dict[str, int] = {}
+        self.timeseries: list[dict[str, float]] = []
+        self._error_codes: dict[str, int] = {}
+        self._error_names: list[str] = []
+        self._open_seconds: dict[int, SecondStats] = {}
+        self._spare_histograms: list[LatencyHistogram] = []
+        self._scheduled = array("q")
+        self._sent = array("q")
+        self._ended = array("q")
+        self._flags = array("q")
+        self._predictions = array("q")
+        self._wire = array("q")
+
+    def error_code(self, error_class: str) -> int:
+        """Small int for an error class (look it up once, outside the hot loop)."""
+        code = self._error_codes.get(error_class)
+        if code is None:
+            code = len(self._error_names) + 1
+            self._error_codes[error_class] = code
+            self._error_names.append(error_class)
+        return code
+
+    def record(
+        self,
+        scheduled_ns: int,
+        dispatched_ns: int,
+        ended_ns: int,
+        outcome: int = 0,
+        error_code: int = 0,
+        predictions: int = 0,
+        schema_ok: bool = True,
+        wire_ns: int = WIRE_UNSEEN,
+    ) -> None:
+        """Hot path: one request, as ints (``outcome`` an ``Outcome`` value; ``wire_ns``
+        ``WIRE_UNSEEN`` where the driver cannot see its on-wire instant)."""
+        self._scheduled.append(scheduled_ns)
+        self._sent.append(dispatched_ns)
+        self._ended.append(ended_ns)
+        self._flags.append(
+            outcome | (0 if schema_ok else SCHEMA_BAD_BIT) | (error_code << ERROR_SHIFT)
+        )
+        self._predictions.append(predictions)
+        self._wire.append(wire_ns)
+        if len(self._ended) >= self.fold_every:
+            self.fold()
+
+    def add(self, record: RequestRecord, *, bytes_sent: int = 0, bytes_received: int = 0) -> None:
+        """Boundary path: one ``RequestRecord`` (Locust events, tests)."""
+        code = self.error_code(record.error_class) if record.error_class else 0
+        self.bytes_sent += bytes_sent or record.bytes_sent
+        self.bytes_received += bytes_received or record.bytes_received
+        self.record(
+            record.scheduled_ns,
+            record.dispatched_ns,
+            record.ended_ns,
+            int(record.outcome),
+            code,
+            record.predictions,
+            record.schema_ok,
+            WIRE_UNSEEN if record.wire_ns is None else record.wire_ns,
+        )
+
+    @property
+    def pending(self) -> int:
+        return len(self._ended)
+
+    def fold(self, *, now_ns: int | None = None) -> None:
+        """Move buffered samples into the histograms; close seconds that ended before ``now_ns``."""
+        if self._ended:
+            self._fold_buffers()
+        if now_ns is not None:
+            self._close_seconds_before((now_ns - self.start_ns) // NS_PER_S)
+
+    def finish(self) -> None:
+        """Fold everything and close every second (end of run)."""
+        self.fold()
+        self._close_seconds_before(None)
+
+    def _fold_buffers(self) -> None:
+        # Hand the filled columns to numpy (zero-copy) and start fresh ones.
+        columns = (
+            self._scheduled, self._sent, self._ended, self._flags, self._predictions, self._wire
+        )  # fmt: skip
+        self._scheduled, self._sent, self._ended = array("q"), array("q"), array("q")
+        self._flags, self._predictions, self._wire = array("q"), array("q"), array("q")
+        scheduled, sent, ended, flags, predictions, wire = (
+            np.frombuffer(column, dtype=np.int64) for column in columns
+        )
+        if self.sink is not None:
+            self.sink.write_columns(
+                self.start_ns, self._error_names, scheduled, sent, ended, flags, predictions, wire
+            )
+        self.record_arrays(scheduled, sent, ended, flags, predictions, wire)
+
+    def record_arrays(
+        self,
+        scheduled: IntArray,
+        sent: IntArray,
+        ended: IntArray,
+        flags: IntArray,
+        predictions: IntArray,
+        wire: IntArray | None = None,
+    ) -> None:
+        """Fold many requests given as columns (``sent``: dispatched; ``flags``: outcome |
+        schema bit | error << 8; ``wire``: on-wire instants, ``WIRE_UNSEEN`` where unseen —
+        ``None`` means on wire at dispatch, as in a back-to-back in-process loop)."""
+        if ended.size == 0:
+            return
+        size = int(flags.size)
+        self.requests += size
+        ok: np.ndarray | None = None
+        if not flags.any():  # every request a clean success (the common case): no masks needed
+            counted = None
+            self.successes += size
+            self.predictions += int(predictions.sum())
+            self.schema_checked += size
+            self.schema_ok += size
+            failed = None
+        else:
+            outcome = flags & 3
+            counted = outcome != Outcome.EXPECTED_REJECTION
+            ok = outcome == Outcome.OK
+            failed = outcome == Outcome.FAILURE
+            self.successes += int(ok.sum())
+            self.failures += int(failed.sum())
+            self.expected_rejections += int((~counted).sum())
+            self.predictions += int(predictions[ok].sum())
+            checked = ok | ((flags & SCHEMA_BAD_BIT) != 0)  # answers whose body was checked
+            self.schema_checked += int(checked.sum())
+            self.schema_ok += int((ok & ((flags & SCHEMA_BAD_BIT) == 0)).sum())
+            self._count_errors(flags >> ERROR_SHIFT)
+        first, last = int(sent.min()), int(ended.max())
+        self.first_sent_ns = first if self.first_sent_ns is None else min(self.first_sent_ns, first)
+        self.last_ended_ns = last if self.last_ended_ns is None else max(self.last_ended_ns, last)
+        # Latencies describe *successful* requests (``summary.latency_scope``); failures keep
+        # their elapsed time in a histogram of their own, so a storm of refused connections
+        # never reads as fast and timeouts never hide. Deliberate rejections are in neither.
+        if failed is not None and failed.any():
+            self.failure_latency.record_many((ended - scheduled)[failed])
+        keep = None if ok is None or bool(ok.all()) else ok
+        latency = ended - scheduled if keep is None else (ended - scheduled)[keep]
+        prepared = self.latency.prepare(latency)
+        self.latency.add(prepared)
+        if sent is scheduled and wire is None:
+            # back-to-back loop: intended == dispatched == on wire; lateness and queue zero
+            self.service.add(prepared)
+            self.lateness.add_zeros(size)
+            self.client_queue.add_zeros(int(prepared.indices.size))
+        else:
+            self._fold_wire(sent, ended, wire, keep)
+            self.lateness.record_many(sent - scheduled)
+        # per second: every judged request and failure counted, the successes' latencies
+        all_counted = counted is None or bool(counted.all())
+        if not all_counted:
+            ended = ended[counted]
+            failed = None if failed is None else failed[counted]
+            keep = None if keep is None else keep[counted]
+        self._fold_seconds(ended, prepared, failed, keep)
+
+    def _fold_wire(
+        self,
+        dispatched: IntArray,
+        ended: IntArray,
+        wire: IntArray | None,
+        counted: np.ndarray | None,
+    ) -> None:
+        """Service time from the wire (from the dispatch where it is unseen) and client-queue
+        time where it is seen; ``counted`` masks out expected rejections."""
+        if wire is None:
+            start = dispatched
+            seen = None
+        else:
+            seen = wire != WIRE_UNSEEN
+            all_seen = bool(seen.all())
+            start = wire if all_seen else np.where(seen, wire, dispatched)
+            if all_seen:
+                seen = None
+        service = ended - start
+        self.service.record_many(service if counted is None else service[counted])
+        if wire is None:
+            self.client_queue.add_zeros(int(ended.size) if counted is None else int(counted.sum()))
+            return
+        queue = start - dispatched
+        keep = seen if counted is None else (counted if seen is None else seen & counted)
+        if keep is None:
+            self.client_queue.record_many(queue)
+        elif keep.any():
+            self.client_queue.record_many(queue[keep])
+
+    def _count_errors(self, codes: IntArray) -> None:
+        if codes.any():
+            for code, count in enumerate(np.bincount(codes[codes > 0])):
+                if code and count:
+                    name = self._error_names[code - 1]
+                    self.errors[name] = self.errors.get(name, 0) + int(count)
+
+    def _fold_seconds(
+        self,
+        ended: IntArray,
+        latency: Prepared,
+        failed: np.ndarray | None,
+        succeeded: np.ndarray | None,
+    ) -> None:
+        """Per-second counts and latencies; ``failed`` is None when nothing failed;
+        ``latency`` holds the successes' samples, ``succeeded`` which of ``ended`` they are
+        (None: all)."""
+        if ended.size == 0:
+            return
+        seconds = (ended - self.start_ns) // NS_PER_S
+        ok_seconds = seconds if succeeded is None else seconds[succeeded]
+        first, last = int(seconds.min()), int(seconds.max())
+        for second in range(first, last + 1):  # a fold spans few seconds: masks beat sorting
+            mask = None if first == last else seconds == second
+            count = int(ended.size) if mask is None else int(mask.sum())
+            if count == 0:
+                continue
+            stats = self._open_seconds.get(second)
+            if stats is None:
+                spare = self._spare_histograms
+                histogram = spare.pop() if spare else LatencyHistogram()
+                stats = self._open_seconds[second] = SecondStats(second, latency=histogram)
+            stats.requests += count
+            if failed is not None:
+                stats.failures += int(failed.sum() if mask is None else failed[mask].sum())
+            stats.latency.add(latency, None if first == last else ok_seconds == second)
+
+    def _close_seconds_before(self, limit_s: int | None) -> None:
+        for second in sorted(self._open_seconds):
+            if limit_s is not None and second >= limit_s:
+                break
+            stats = self._open_seconds.pop(second)
+            self.timeseries.append(stats.close())
+            # Reused, not dropped: an HdrHistogram refers to itself through its encoder, so a
+            # dropped one waits for a full collection — ~136 KiB a second of a long run.
+            stats.latency.reset()
+            self._spare_histograms.append(stats.latency)
+
+    def merge(self, other: Recorder) -> None:
+        """Add another finished recorder's counts and histograms (another worker or process)."""
+        other.finish()
+        self.finish()
+        self.latency.merge(other.latency)
+        self.service.merge(other.service)
+        self.client_queue.merge(other.client_queue)
+        self.failure_latency.merge(other.failure_latency)
+        self.lateness.merge(other.lateness)
+        for name in (
+            "requests", "successes", "failures", "expected_rejections", "schema_checked",
+            "schema_ok", "predictions", "bytes_sent", "bytes_received",
+        ):  # fmt: skip
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for name, count in other.errors.items():
+            self.errors[name] = self.errors.get(name, 0) + count
+        if other.first_sent_ns is not None:
+            self.first_sent_ns = min(self.first_sent_ns or other.first_sent_ns, other.first_sent_ns)
+        if other.last_ended_ns is not None:
+            self.last_ended_ns = max(self.last_ended_ns or other.last_ended_ns, other.last_ended_ns)
+        by_second = {int(row["t_s"]): row for row in self.timeseries}
+        for row in other.timeseries:  # per-second percentiles cannot merge exactly: keep the worse
+            mine = by_second.get(int(row["t_s"]))
+            if mine is None:
+                by_second[int(row["t_s"])] = dict(row)
+            else:
+                mine["requests"] += row["requests"]
+                mine["failures"] += row["failures"]
+                mine["p50_ms"] = max(mine["p50_ms"], row["p50_ms"])
+                mine["p99_ms"] = max(mine["p99_ms"], row["p99_ms"])
+        self.timeseries = [by_second[second] for second in sorted(by_second)]

@@ -1,0 +1,316 @@
+"""``servelab bench``: the main job — every serving pattern, measured, compared, reported.
+
+With no config it runs the embedded default (all seven patterns on the reference model, closed
+loop, bounded: ~1.5 min; ``--quick`` ~25 s). Servers are started once per (kind, model,
+profile) on free loopback ports and shared by the runs that need them; every run writes its own
+result file; at the end the report is written and a VALID/INVALID table printed. Ctrl-C stops
+the run in progress (its partial result is kept), skips the rest, still writes the report of
+what finished, and stops every process servelab started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import os
+import re
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from loadtests.engine.harness import LoadPlan
+from loadtests.engine.loop import run as run_on_loop
+from loadtests.engine.schedule import Arrival, RateProfile
+from loadtests.engine.workload import PayloadSpec
+from loadtests.jobs.bench_config import BenchConfig, Cell, default_config, load_config
+from loadtests.jobs.launch import LaunchedTarget, launch_target
+from loadtests.jobs.profiles import HardwareProfile, generator_pinned, measure_server
+from loadtests.jobs.run import IN_PROCESS, NEEDS_SERVER, RunSettings, execute
+from loadtests.results.gates import EXIT_INTERRUPTED, combine, result_exit_code, with_default_gate
+from loadtests.results.thresholds import parse_thresholds
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedRun:
+    index: int
+    cell: Cell
+    mode: str
+    level: float
+    profile: HardwareProfile
+    repeat: int
+
+    @property
+    def name(self) -> str:
+        load = f"c{int(self.level)}" if self.mode == "closed" else f"r{self.level:g}"
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{self.cell.target}-{load}-{self.profile.name}")
+        return f"{self.index:03d}-{slug}-rep{self.repeat}"
+
+
+def plan_runs(config: BenchConfig) -> list[PlannedRun]:
+    runs: list[PlannedRun] = []
+    for profile in config.profiles:
+        for cell in config.cells:
+            if cell.profiles is not None and profile.name not in cell.profiles:
+                continue
+            for mode, level in cell.loads:
+                for repeat in range(config.repeat):
+                    runs.append(PlannedRun(len(runs) + 1, cell, mode, level, profile, repeat))
+    return runs
+
+
+class ServerPool:
+    """Servers shared by runs: one per (kind, model, profile), started on first use."""
+
+    def __init__(self, stack: contextlib.ExitStack) -> None:
+        self._stack = stack
+        self._servers: dict[tuple[str, str, str], LaunchedTarget] = {}
+
+    def get(self, kind: str, model: str, profile: HardwareProfile) -> LaunchedTarget:
+        key = (kind, model, profile.name)
+        if key not in self._servers:
+            self._servers[key] = self._stack.enter_context(
+                launch_target(
+                    kind,
+                    model_spec=model,
+                    extra_args=profile.server_args(kind),
+                    env=profile.server_env(),
+                    cpus=profile.cpus,
+                )
+            )
+        return self._servers[key]
+
+
+def settings_for(
+    run: PlannedRun, config: BenchConfig, server: LaunchedTarget | None
+) -> RunSettings:
+    cell = run.cell
+    if run.mode == "closed":
+        plan = LoadPlan(
+            mode="closed", concurrency=int(run.level), duration_s=cell.duration_s,
+            warmup_s=cell.warmup_s,
+        )  # fmt: skip
+    else:
+        arrival: Arrival = "poisson" if cell.arrival == "poisson" else "constant"
+        plan = LoadPlan(
+            mode="open", profile=RateProfile.constant(run.level), arrival=arrival,
+            duration_s=cell.duration_s, warmup_s=cell.warmup_s,
+        )  # fmt: skip
+    payloads = PayloadSpec(
+        invalid_fraction=cell.invalid_fraction,
+        v2_share_start=1.0 if cell.api == "v2" else 0.0,
+        distinct=cell.distinct,
+    )
+    kind = NEEDS_SERVER.get(cell.target)
+    return RunSettings(
+        target=cell.target,
+        model=cell.model,
+        url=server.url if server and kind == "rest" else None,
+        address=server.address if server and kind == "grpc" else None,
+        plan=plan,
+        payloads=payloads,
+        seed=config.seed,
+        api=cell.api,
+        batch_size=cell.batch_size,
+        window_ms=cell.window_ms,
+        label=cell.label,
+        profile=run.profile.name,
+        group=f"{cell.target}|{cell.model}|{run.mode}:{run.level:g}|{run.profile.name}",
+        repeat=run.repeat,
+        target_pid=server.pid if server and cell.target not in IN_PROCESS else None,
+    )
+
+
+@contextlib.contextmanager
+def _pinned_for(run: PlannedRun) -> Iterator[None]:
+    """In-process targets serve from this process: the profile's CPUs are theirs. Otherwise the
+    generator keeps off the server's CPUs."""
+    if run.cell.target in IN_PROCESS and run.profile.cpus is not None:
+        before = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, set(run.profile.cpus))
+        try:
+            yield
+        finally:
+            os.sched_setaffinity(0, before)
+    else:
+        with generator_pinned(run.profile):
+            yield
+
+
+def _profile_fields(
+    profile: HardwareProfile, pid: int | None
+) -> Callable[[LaunchedTarget | None], dict[str, Any]]:
+    def fields(_: LaunchedTarget | None) -> dict[str, Any]:
+        return {"profile": measure_server(profile, pid)}
+
+    return fields
+
+
+@dataclass(slots=True)
+class BenchOutcome:
+    results: list[tuple[PlannedRun, Path, dict[str, Any]]]
+    interrupted: bool
+    breaches: list[str]
+    codes: list[int] = field(default_factory=list)  # each run's exit code (loadtests.results.gates)
+
+    @property
+    def exit_code(self) -> int:
+        return combine([*self.codes, EXIT_INTERRUPTED] if self.interrupted else self.codes)
+
+
+def _ms(summary: dict[str, Any], key: str) -> str:
+    """A latency of the successes; ``—`` when nothing succeeded (an empty histogram is not
+    0 ms)."""
+    return f"{summary['latency_ms'][key]:.2f}" if summary.get("successes") else "—"
+
+
+def _line(run: PlannedRun, total: int, result: dict[str, Any]) -> str:
+    summary, verdict = result["summary"], result["verdict"]
+    state = "VALID" if verdict["valid"] else "INVALID"
+    return (
+        f"[{run.index}/{total}] {run.name}: {state}  p50 {_ms(summary, 'p50')} ms  "
+        f"p99 {_ms(summary, 'p99')} ms  {summary['throughput_rps']:,.0f} req/s  "
+        f"schema {summary['schema_success_rate']:.4f}"
+    )
+
+
+def run_bench(
+    config: BenchConfig,
+    out_dir: Path,
+    console: Console,
+    *,
+    default_gate: bool = True,
+    allow_invalid: bool = False,
+) -> BenchOutcome:
+    """Every planned run, each gated like ``servelab run`` (the default gate unless replaced or
+    refused, then the config's and the command line's thresholds); their codes combined."""
+    runs = plan_runs(config)
+    gates = with_default_gate(list(config.thresholds), default_gate=default_gate)
+    parse_thresholds(gates, allow_relative=False)
+    outcome = BenchOutcome([], False, [])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    console.print(f"servelab bench: {len(runs)} runs from {config.source} → {out_dir}")
+    with contextlib.ExitStack() as stack:
+        pool = ServerPool(stack)
+        for run in runs:
+            kind = NEEDS_SERVER.get(run.cell.target)
+            try:
+                server = pool.get(kind, run.cell.model, run.profile) if kind else None
+                settings = settings_for(run, config, server)
+                path = out_dir / f"{run.name}.json"
+                console.print(f"[{run.index}/{len(runs)}] {run.name} …", highlight=False)
+
+                pid = server.pid if server and run.cell.target not in IN_PROCESS else None
+                fields = _profile_fields(run.profile, pid)
+                with _pinned_for(run):
+                    running = execute(
+                        settings, out=path, install_signal_handlers=True, extra_fields=fields,
+                        gates=gates,
+                    )  # fmt: skip
+                    output = run_on_loop(running)  # fmt: skip
+            except KeyboardInterrupt:
+                outcome.interrupted = True
+                break
+            result = output.result
+            outcome.results.append((run, path, result))
+            console.print(_line(run, len(runs), result), highlight=False)
+            for check in output.checks:
+                if not check.passed:
+                    outcome.breaches.append(f"{run.name}: {check.expression}: {check.detail}")
+            outcome.codes.append(
+                result_exit_code(result, output.breached, allow_invalid=allow_invalid)
+            )
+            if not result["verdict"]["valid"] and not allow_invalid:
+                reasons = "; ".join(result["verdict"]["reasons"])
+                outcome.breaches.append(f"{run.name}: INVALID measurement: {reasons}")
+            if result["run"]["partial"]:
+                outcome.interrupted = True
+                break
+    return outcome
+
+
+def summary_table(outcome: BenchOutcome) -> Table:
+    table = Table(title="servelab bench")
+    columns = ("#", "target", "load", "profile", "verdict", "p50 ms", "p99 ms", "req/s",
+               "schema", "CPU-s/1k")  # fmt: skip
+    for column in columns:
+        table.add_column(column, justify="right" if "ms" in column or column in "req/s" else "left")
+    for run, _, result in outcome.results:
+        summary, verdict, cost = result["summary"], result["verdict"], result["cost"]
+        per_1k = cost.get("cpu_s_per_1k_predictions")
+        load = f"c={int(run.level)}" if run.mode == "closed" else f"{run.level:g}/s"
+        table.add_row(
+            str(run.index),
+            run.cell.target,
+            load + (f" #{run.repeat}" if run.repeat else ""),
+            run.profile.name,
+            "VALID" if verdict["valid"] else "INVALID: " + "; ".join(verdict["reasons"]),
+            _ms(summary, "p50"),
+            _ms(summary, "p99"),
+            f"{summary['throughput_rps']:,.0f}",
+            f"{summary['schema_success_rate']:.4f}",
+            "-" if per_1k is None else f"{per_1k:.4f}",
+        )
+    return table
+
+
+def write_report(paths: list[Path], out_dir: Path, title: str) -> Path | None:
+    """The report of the finished runs; None when no run finished."""
+    from reports.build import build_report
+
+    if not paths:
+        return None
+    build_report([str(path) for path in paths], out_dir, title=title)
+    return out_dir / "index.html"
+
+
+def main(args: argparse.Namespace) -> int:
+    config = (
+        load_config(args.config)
+        if args.config
+        else default_config(quick=args.quick, model=args.model)
+    )
+    if args.repeat:
+        config = BenchConfig(
+            cells=config.cells, profiles=config.profiles, seed=config.seed, repeat=args.repeat,
+            thresholds=config.thresholds + tuple(args.threshold or ()), source=config.source,
+        )  # fmt: skip
+    elif args.threshold:
+        parse_thresholds(list(args.threshold), allow_relative=False)
+        config = BenchConfig(
+            cells=config.cells, profiles=config.profiles, seed=config.seed, repeat=config.repeat,
+            thresholds=config.thresholds + tuple(args.threshold), source=config.source,
+        )  # fmt: skip
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out_dir = Path(args.out) if args.out else Path("results") / f"bench-{stamp}"
+    console = Console(width=None if sys.stdout.isatty() else 132)
+    # Between runs (server start-up, report) SIGTERM acts as Ctrl-C: finished results are kept
+    # and the shared servers stopped; during a run the harness's own handler takes over.
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        outcome = run_bench(
+            config, out_dir, console,
+            default_gate=not args.no_default_gate, allow_invalid=args.allow_invalid,
+        )  # fmt: skip
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    console.print(summary_table(outcome))
+    report = write_report(
+        [path for _, path, _ in outcome.results],
+        out_dir / "report",
+        f"servelab bench — {config.source}",
+    )
+    if report is not None:
+        console.print(f"report: {report}", highlight=False)
+    console.print(f"results: {out_dir}", highlight=False)
+    for breach in outcome.breaches:
+        print(f"threshold breached: {breach}", file=sys.stderr)
+    if outcome.interrupted:
+        print("servelab bench: interrupted; finished results kept", file=sys.stderr)
+    return outcome.exit_code

@@ -1,0 +1,255 @@
+"""The benchmark config (TOML), validated up front, and the embedded default matrix.
+
+Every key is checked before anything runs: an unknown key, a wrong type or a bad value is one
+line naming the file and the key (``bench.toml: cells[2].concurrency: expected an integer or a
+list of integers, got "many"``). ``examples/bench.toml`` is the annotated example.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loadtests.jobs.profiles import HardwareProfile
+from loadtests.jobs.run import TARGETS
+from loadtests.results.thresholds import parse_thresholds
+from targets.spec import load_model
+from targets.units import parse_duration_s
+
+ARRIVALS = ("constant", "poisson")
+DEFAULT_TARGETS = ("inprocess", "rest", "grpc", "grpc-stream", "stream", "batch", "edge")
+BENCH_KEYS = {"model", "duration", "warmup", "seed", "repeat", "thresholds", "label"}
+PROFILE_KEYS = {"name", "cpus", "workers", "threads"}
+CELL_KEYS = {
+    "target", "model", "concurrency", "rates", "arrival", "duration", "warmup", "batch_size",
+    "window_ms", "invalid_fraction", "api", "label", "profiles", "distinct",
+}  # fmt: skip
+
+
+class ConfigError(ValueError):
+    """A config problem, one line naming the file and key."""
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    """One target at one or more load levels."""
+
+    target: str
+    model: str
+    loads: tuple[tuple[str, float], ...]  # ("closed", concurrency) or ("open", rate)
+    arrival: str = "constant"
+    duration_s: float = 8.0
+    warmup_s: float = 1.0
+    batch_size: int | None = None
+    window_ms: float | None = None
+    invalid_fraction: float = 0.0
+    api: str = "v1"
+    label: str | None = None
+    profiles: tuple[str, ...] | None = None
+    distinct: int = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class BenchConfig:
+    cells: tuple[Cell, ...]
+    profiles: tuple[HardwareProfile, ...] = (HardwareProfile(),)
+    seed: int = 42
+    repeat: int = 1
+    thresholds: tuple[str, ...] = ()
+    source: str = "embedded default"
+    notes: list[str] = field(default_factory=list)
+
+
+class _Reader:
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, where: str, problem: str) -> ConfigError:
+        return ConfigError(f"{self.source}: {where}: {problem}")
+
+    def table(self, value: object, where: str, allowed: set[str]) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(where, f"expected a table, got {type(value).__name__}")
+        unknown = sorted(set(value) - allowed)
+        if unknown:
+            raise self.fail(
+                f"{where}.{unknown[0]}", f"unknown key (known: {', '.join(sorted(allowed))})"
+            )
+        return value
+
+    def int_(self, value: object, where: str, least: int = 1) -> int:
+        if type(value) is not int or value < least:
+            raise self.fail(where, f"expected an integer >= {least}, got {value!r}")
+        return value
+
+    def number(
+        self, value: object, where: str, low: float = 0.0, high: float = float("inf")
+    ) -> float:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not low <= value <= high
+        ):
+            raise self.fail(where, f"expected a number in [{low:g}, {high:g}], got {value!r}")
+        return float(value)
+
+    def duration(self, value: object, where: str) -> float:
+        if not isinstance(value, str):
+            raise self.fail(where, f'expected a duration string like "10s", got {value!r}')
+        try:
+            seconds = parse_duration_s(value)
+        except ValueError as exc:
+            raise self.fail(where, str(exc)) from None
+        return seconds
+
+    def string(self, value: object, where: str, choices: tuple[str, ...] | None = None) -> str:
+        if not isinstance(value, str) or (choices is not None and value not in choices):
+            expected = f"one of {', '.join(choices)}" if choices else "a string"
+            raise self.fail(where, f"expected {expected}, got {value!r}")
+        return value
+
+    def ints(self, value: object, where: str) -> list[int]:
+        items = value if isinstance(value, list) else [value]
+        if not items or any(type(item) is not int or item < 0 for item in items):
+            raise self.fail(where, f"expected an integer or a list of integers, got {value!r}")
+        return [item for item in items if type(item) is int]
+
+    def model(self, value: object, where: str) -> str:
+        spec = self.string(value, where)
+        try:
+            load_model(spec)
+        except ValueError as exc:
+            raise self.fail(where, str(exc)) from None
+        return spec
+
+
+def _cell(reader: _Reader, raw: object, where: str, defaults: dict[str, Any]) -> Cell:
+    data = reader.table(raw, where, CELL_KEYS)
+    if "target" not in data:
+        raise reader.fail(where, "missing key 'target'")
+
+    def opt(key: str, read: Any, default: Any = None) -> Any:
+        return read(data[key], f"{where}.{key}") if key in data else default
+
+    loads = [("closed", float(n)) for n in opt("concurrency", reader.ints, [])]
+    rates = data.get("rates", [])
+    for rate in rates if isinstance(rates, list) else [rates]:
+        loads.append(("open", reader.number(rate, f"{where}.rates", 1e-3)))
+    if any(kind == "closed" and level < 1 for kind, level in loads):
+        raise reader.fail(f"{where}.concurrency", "concurrency must be >= 1")
+    profiles = data.get("profiles")
+    if profiles is not None and (
+        not isinstance(profiles, list) or not all(isinstance(p, str) for p in profiles)
+    ):
+        raise reader.fail(
+            f"{where}.profiles", f"expected a list of profile names, got {profiles!r}"
+        )
+    return Cell(
+        target=reader.string(data["target"], f"{where}.target", TARGETS),
+        model=reader.model(data.get("model", defaults["model"]), f"{where}.model"),
+        loads=tuple(loads) or (("closed", 8.0),),
+        arrival=opt("arrival", lambda v, w: reader.string(v, w, ARRIVALS), "constant"),
+        duration_s=opt("duration", reader.duration, defaults["duration"]),
+        warmup_s=opt("warmup", reader.duration, defaults["warmup"]),
+        batch_size=opt("batch_size", reader.int_),
+        window_ms=opt("window_ms", lambda v, w: reader.number(v, w, 0, 60_000)),
+        invalid_fraction=opt("invalid_fraction", lambda v, w: reader.number(v, w, 0, 1), 0.0),
+        api=opt("api", lambda v, w: reader.string(v, w, ("v1", "v2")), "v1"),
+        label=opt("label", reader.string, defaults["label"]),
+        profiles=tuple(profiles) if profiles is not None else None,
+        distinct=opt("distinct", reader.int_, 4096),
+    )
+
+
+def _profile(reader: _Reader, raw: object, where: str) -> HardwareProfile:
+    table = reader.table(raw, where, PROFILE_KEYS)
+    if "name" not in table:
+        raise reader.fail(where, "missing key 'name'")
+    cpus = reader.ints(table["cpus"], f"{where}.cpus") if "cpus" in table else None
+    threads = reader.int_(table["threads"], f"{where}.threads") if "threads" in table else None
+    try:
+        return HardwareProfile(
+            name=reader.string(table["name"], f"{where}.name"),
+            cpus=tuple(cpus) if cpus is not None else None,
+            workers=reader.int_(table.get("workers", 1), f"{where}.workers"),
+            threads=threads,
+        )
+    except ConfigError:
+        raise
+    except ValueError as exc:
+        raise reader.fail(where, str(exc)) from None
+
+
+def parse_config(data: dict[str, Any], source: str) -> BenchConfig:
+    reader = _Reader(source)
+    reader.table(data, "top level", {"bench", "profiles", "cells"})
+    bench = reader.table(data.get("bench", {}), "bench", BENCH_KEYS)
+    defaults = {
+        "model": reader.model(bench.get("model", "reference"), "bench.model"),
+        "duration": reader.duration(bench.get("duration", "8s"), "bench.duration"),
+        "warmup": reader.duration(bench.get("warmup", "1s"), "bench.warmup"),
+        "label": reader.string(bench["label"], "bench.label") if "label" in bench else None,
+    }
+    thresholds = bench.get("thresholds", [])
+    if not isinstance(thresholds, list) or not all(isinstance(t, str) for t in thresholds):
+        raise reader.fail("bench.thresholds", f"expected a list of strings, got {thresholds!r}")
+    try:
+        parse_thresholds(thresholds, allow_relative=False)
+    except ValueError as exc:
+        raise reader.fail("bench.thresholds", str(exc)) from None
+    profiles_raw = data.get("profiles", [])
+    if not isinstance(profiles_raw, list):
+        raise reader.fail("profiles", "expected an array of tables ([[profiles]])")
+    profiles = [_profile(reader, raw, f"profiles[{i}]") for i, raw in enumerate(profiles_raw)]
+    names = [profile.name for profile in profiles]
+    if len(set(names)) != len(names):
+        raise reader.fail("profiles", "profile names must be unique")
+    cells_raw = data.get("cells")
+    if not isinstance(cells_raw, list) or not cells_raw:
+        raise reader.fail("cells", "expected at least one [[cells]] table")
+    cells = tuple(_cell(reader, raw, f"cells[{i}]", defaults) for i, raw in enumerate(cells_raw))
+    for index, cell in enumerate(cells):
+        for name in cell.profiles or ():
+            if name not in names:
+                raise reader.fail(f"cells[{index}].profiles", f"unknown profile {name!r}")
+    return BenchConfig(
+        cells=cells,
+        profiles=tuple(profiles) or (HardwareProfile(),),
+        seed=reader.int_(bench.get("seed", 42), "bench.seed", 0),
+        repeat=reader.int_(bench.get("repeat", 1), "bench.repeat"),
+        thresholds=tuple(thresholds),
+        source=source,
+    )
+
+
+def load_config(path: str | Path) -> BenchConfig:
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        data = tomllib.loads(raw.decode())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_config(data, str(path))
+
+
+def default_config(*, quick: bool, model: str) -> BenchConfig:
+    """All seven patterns, closed loop, bounded: ~1.5 min, or ~25 s with ``quick``."""
+    duration, warmup = (2.0, 0.5) if quick else (8.0, 1.0)
+    cells = [
+        Cell(
+            target=target,
+            model=model,
+            loads=(("closed", 2.0 if target == "batch" else 8.0),),
+            duration_s=duration,
+            warmup_s=warmup,
+            batch_size=256 if target == "batch" else None,
+        )
+        for target in DEFAULT_TARGETS
+    ]
+    return BenchConfig(
+        cells=tuple(cells), source="embedded default" + (" (quick)" if quick else "")
+    )

@@ -1,0 +1,446 @@
+"""``servelab run``: one measured run of one target, end to end.
+
+Builds the workload and the driver, starts the target on a free loopback port when no
+``--url`` / ``--address`` is given (and stops it afterwards), runs the harness with a live
+progress display, judges the run, and writes the result file atomically. Ctrl-C / SIGTERM stop
+the load, keep what was measured and write it as a partial, invalid result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from loadtests.drivers.base import Driver
+from loadtests.engine.harness import Harness, LoadPlan, RunStats
+from loadtests.engine.recorder import Recorder
+from loadtests.engine.tight import TightHarness
+from loadtests.engine.verdict import judge_run
+from loadtests.engine.workload import Payload, PayloadGenerator, PayloadSpec, derive_seeds
+from loadtests.jobs.launch import LaunchedTarget, launch_target
+from loadtests.jobs.safety import check_target_allowed
+from loadtests.jobs.target_checks import PROBED, check_target_options, probe
+from loadtests.results.environment import fingerprint, process_tree_cpu_s
+from loadtests.results.result import RunInfo, build_result, write_result
+from loadtests.results.thresholds import Check, check_absolute, parse_thresholds
+
+if TYPE_CHECKING:
+    from loadtests.results.events import EventLog
+
+TARGETS = (
+    "inprocess", "rest-inprocess", "grpc-inprocess", "rest", "grpc", "grpc-stream",
+    "batch", "stream", "edge",
+)  # fmt: skip
+IN_PROCESS = frozenset({"inprocess", "rest-inprocess", "grpc-inprocess", "batch", "stream", "edge"})
+HTTP_CLIENTS = ("auto", "fast", "aiohttp")
+NEEDS_SERVER = {"rest": "rest", "grpc": "grpc", "grpc-stream": "grpc", "edge": "rest"}
+
+
+@dataclass(frozen=True, slots=True)
+class RunSettings:
+    """Everything ``servelab run`` was asked for, validated."""
+
+    target: str
+    model: str = "reference"
+    url: str | None = None
+    address: str | None = None
+    plan: LoadPlan = field(default_factory=LoadPlan)
+    payloads: PayloadSpec = field(default_factory=PayloadSpec)
+    seed: int = 42
+    api: str = "v1"
+    batch_size: int | None = None
+    window_ms: float | None = None
+    connections: int | None = None
+    http_client: str = "auto"  # REST: "fast" (drivers/http1.py), "aiohttp", or auto by scheme
+    loop: str = "harness"  # "tight": inprocess only, the model called back to back (tight.py)
+    timeout_s: float = 30.0
+    label: str | None = None
+    profile: str | None = None
+    group: str | None = None
+    repeat: int = 0
+    target_pid: int | None = None
+    allow_remote: bool = False
+    model_given: bool = True  # False: --model was left at its default (recorded as unknown
+    # for a target servelab did not start)
+
+    def __post_init__(self) -> None:
+        if self.target not in TARGETS:
+            raise ValueError(f"--target must be one of {', '.join(TARGETS)}, got {self.target!r}")
+        if self.loop not in ("harness", "tight"):
+            raise ValueError(f"--loop must be harness or tight, got {self.loop!r}")
+        if self.loop == "tight" and self.target != "inprocess":
+            raise ValueError(f"--loop tight needs --target inprocess, not {self.target}")
+        if self.loop == "tight" and self.payloads.invalid_fraction:
+            raise ValueError("--loop tight calls the model directly: no --invalid-fraction")
+        if self.http_client not in HTTP_CLIENTS:
+            raise ValueError(
+                f"--client must be one of {', '.join(HTTP_CLIENTS)}, got {self.http_client!r}"
+            )
+        check_target_options(
+            self.target, url=self.url, address=self.address, target_pid=self.target_pid
+        )
+        if self.url is not None:
+            check_target_allowed(self.url, allow_remote=self.allow_remote, option="--url")
+        if self.address is not None:
+            check_target_allowed(self.address, allow_remote=self.allow_remote, option="--address")
+
+    @property
+    def rate_per_s(self) -> float | None:
+        profile = self.plan.profile
+        if self.plan.mode != "open" or profile is None:
+            return None
+        return profile.segments[0].start_rate if len(profile.segments) == 1 else None
+
+
+@dataclass(slots=True)
+class RunOutput:
+    result: dict[str, Any]
+    path: Path | None
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def breached(self) -> bool:
+        return any(not check.passed for check in self.checks)
+
+
+def _connections(settings: RunSettings) -> int:
+    if settings.connections:
+        return settings.connections
+    if settings.plan.mode == "closed":
+        return settings.plan.concurrency
+    return min(max(int((settings.rate_per_s or 100) / 100), 4), 64)
+
+
+def make_driver(settings: RunSettings, server: LaunchedTarget | None) -> Driver:
+    """The driver for ``settings.target`` (imports only what that transport needs)."""
+    target = settings.target
+    from targets.spec import load_model
+
+    if target == "inprocess":
+        from loadtests.drivers.inprocess import InProcessDriver
+
+        return InProcessDriver(load_model(settings.model))
+    if target == "rest-inprocess":
+        from loadtests.drivers.inprocess import AsgiDriver
+        from targets.rest.app import create_app
+        from targets.service import PredictionService
+
+        service = PredictionService(load_model(settings.model), transport="rest")
+        return AsgiDriver(create_app(service))
+    if target == "rest":
+        url = settings.url or (server.url if server else "")
+        connections = _connections(settings)
+        client = settings.http_client
+        if client == "fast" or (client == "auto" and url.startswith("http://")):
+            from loadtests.drivers.http1 import Http1Driver
+
+            return Http1Driver(url, connections=connections, timeout_s=settings.timeout_s)
+        from loadtests.drivers.rest import RestDriver
+
+        return RestDriver(url, connections=connections, timeout_s=settings.timeout_s)
+    if target == "grpc":
+        from loadtests.drivers.grpc import GrpcUnaryDriver
+
+        # One HTTP/2 connection multiplexes every call (the gRPC norm); --connections N opts
+        # into N channels, each its own connection.
+        address = settings.address or (server.address if server else "")
+        channels = settings.connections or 1
+        return GrpcUnaryDriver(address, channels=channels, timeout_s=settings.timeout_s)
+    if target == "grpc-stream":
+        from loadtests.drivers.grpc_stream import GrpcStreamDriver
+
+        # One stream per closed-loop worker (ping-pong), else --connections or the rate's share.
+        address = settings.address or (server.address if server else "")
+        streams = _connections(settings)
+        return GrpcStreamDriver(address, streams=streams, timeout_s=settings.timeout_s)
+    if target == "grpc-inprocess":
+        from loadtests.drivers.grpc import GrpcInProcessDriver
+        from targets.batching import MicroBatcher
+        from targets.logs import JsonLogger
+        from targets.rpc.server import PredictorServicer
+        from targets.service import PredictionService
+
+        service = PredictionService(load_model(settings.model), transport="grpc")
+        # Unary Predict never touches the batcher; the servicer only needs one to exist.
+        servicer = PredictorServicer(
+            service, MicroBatcher(service), JsonLogger(level="warning"), pending_limit=1024
+        )
+        return GrpcInProcessDriver(servicer, timeout_s=settings.timeout_s)
+    if target == "edge":
+        from loadtests.drivers.edge import EdgeDriver
+        from targets.edge.runtime import EdgeConfig
+
+        # The remote is the REST target servelab started (or --url); quantisation, cache and
+        # the remote timeout keep EdgeConfig's defaults.
+        remote = settings.url or (server.url if server else None)
+        return EdgeDriver(EdgeConfig(model=settings.model, remote=remote))
+    if target == "stream":
+        from loadtests.drivers import stream
+
+        window_ms = settings.window_ms
+        return stream.StreamDriver(
+            load_model(settings.model),
+            batch_size=settings.batch_size or stream.DEFAULT_BATCH_SIZE,
+            window_ms=stream.DEFAULT_WINDOW_MS if window_ms is None else window_ms,
+        )
+    if target == "batch":
+        from loadtests.drivers.batch import BatchDriver
+        from targets.batch.scoring import DEFAULT_BATCH_SIZE
+
+        return BatchDriver(
+            load_model(settings.model),
+            batch_size=settings.batch_size or DEFAULT_BATCH_SIZE,
+            threads=_connections(settings),  # the pool never caps the concurrency asked for
+        )
+    raise ValueError(f"--target {target} has no driver yet")
+
+
+def _used(driver: Driver, name: str, asked: Any) -> Any:
+    """The setting a driver actually used (its default when none was asked for)."""
+    if name == "batch_size" and hasattr(driver, "config"):
+        return getattr(driver.config, "max_batch_rows", asked)
+    return getattr(driver, name, asked)
+
+
+@contextlib.asynccontextmanager
+async def _target_for(settings: RunSettings) -> AsyncIterator[LaunchedTarget | None]:
+    kind = NEEDS_SERVER.get(settings.target)
+    given = settings.url if kind == "rest" else settings.address
+    if kind is None or given:
+        yield None
+        return
+    with launch_target(kind, model_spec=settings.model) as launched:
+        yield launched
+
+
+class _Cost:
+    """CPU seconds of the target over the measured window: its process tree when servelab
+    started it (``started``) or ``--target-pid`` names it (``target-pid``), this process for an
+    in-process target (``in-process``) — else unknown, never the generator's own CPU."""
+
+    def __init__(self, settings: RunSettings, server: LaunchedTarget | None) -> None:
+        in_process = settings.target in IN_PROCESS
+        self.pid: int | None = None
+        if in_process:
+            self.source = "in-process"
+        elif settings.target_pid is not None:
+            self.pid, self.source = settings.target_pid, "target-pid"
+        elif server is not None:
+            self.pid, self.source = server.pid, "started"
+        else:
+            self.source = "unknown"
+        self.start_s: float | None = None
+
+    def read(self) -> float | None:
+        if self.source == "in-process":
+            return time.process_time()
+        return process_tree_cpu_s(self.pid) if self.pid else None
+
+    def mark_start(self) -> None:
+        self.start_s = self.read()
+
+    def measured(self) -> float | None:
+        now = self.read()
+        return None if self.start_s is None or now is None else max(now - self.start_s, 0.0)
+
+
+def _run_info(settings: RunSettings, driver: Driver, started: bool) -> RunInfo:
+    """The run's settings as the result file records them (``partial`` set at the end). The
+    model of a target servelab did not start is unknown unless the user named it."""
+    known = settings.model_given or started or settings.target in IN_PROCESS
+    return RunInfo(
+        target=settings.target,
+        transport=driver.transport,
+        mode=settings.plan.mode,
+        model=settings.model if known else None,
+        url=settings.url or None,
+        address=settings.address or None,
+        seed=settings.seed,
+        concurrency=settings.plan.concurrency if settings.plan.mode == "closed" else None,
+        rate_per_s=settings.rate_per_s,
+        arrival=settings.plan.arrival if settings.plan.mode == "open" else None,
+        duration_s=settings.plan.duration_s,
+        requests_limit=settings.plan.requests,
+        warmup_s=settings.plan.warmup_s,
+        batch_size=_used(driver, "batch_size", settings.batch_size),
+        window_ms=_used(driver, "window_ms", settings.window_ms),
+        api=settings.api,
+        profile=settings.profile,
+        label=settings.label,
+        group=settings.group,
+        repeat=settings.repeat,
+    )
+
+
+def _probe_payload(settings: RunSettings) -> Payload:
+    """A valid payload of the run's shape and API, for the probe (never a deliberate reject)."""
+    spec = dataclasses.replace(settings.payloads, invalid_fraction=0.0)
+    return PayloadGenerator(spec, derive_seeds(settings.seed)[0]).payload(0, 0.0)
+
+
+def _make_harness(
+    settings: RunSettings,
+    driver: Driver,
+    payloads: PayloadGenerator,
+    schedule_seed: int,
+    on_tick: Callable[..., None] | None,
+    on_measure_start: Callable[[], None],
+) -> Harness | TightHarness:
+    if settings.loop == "tight":
+        from targets.spec import load_model
+
+        rows = [payloads.payload(slot).rows[0] for slot in range(settings.payloads.distinct)]
+        return TightHarness(
+            load_model(settings.model), rows, settings.plan,
+            on_tick=on_tick, on_measure_start=on_measure_start,
+        )  # fmt: skip
+    return Harness(
+        driver,
+        payloads,
+        settings.plan,
+        schedule_seed=schedule_seed,
+        on_tick=on_tick,
+        on_measure_start=on_measure_start,
+        on_grace=_say_grace,
+    )
+
+
+def _say_grace(outstanding: int, grace_s: float) -> None:
+    print(
+        f"servelab: {outstanding} request(s) still in flight after the run; waiting up to "
+        f"{grace_s:g} s (--grace), then they count as timeouts",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _event_log(path: Path | None, run: RunInfo, harness: Harness | TightHarness) -> EventLog | None:
+    """The ``--events`` log, fed by the recorder at each fold (the hot path is unchanged)."""
+    if path is None:
+        return None
+    from loadtests.results.events import EventLog
+
+    log = EventLog(path, run=dataclasses.asdict(run), environment=fingerprint())
+    harness.recorder.sink = log
+    return log
+
+
+def _result(
+    settings: RunSettings,
+    run: RunInfo,
+    driver: Driver,
+    stats: RunStats,
+    recorder: Recorder,
+    target_cpu_s: float | None,
+    cost_source: str,
+    added: dict[str, Any],
+) -> dict[str, Any]:
+    """The result document of a finished run: verdict, cost, driver and generator figures."""
+    in_process = settings.target in IN_PROCESS
+    verdict = judge_run(recorder, stats, mode=settings.plan.mode, in_process=in_process)
+    run = dataclasses.replace(run, partial=stats.interrupted)
+    predictions = recorder.predictions
+    cost_block = {
+        "target_cpu_s": target_cpu_s,
+        "cpu_s_per_1k_predictions": (
+            target_cpu_s / predictions * 1000 if target_cpu_s is not None and predictions else None
+        ),
+        "scope": "this process (in-process target)" if in_process else "target process tree",
+        "source": cost_source,
+    }
+    extra_method = getattr(driver, "extra", None)
+    extra = dict(extra_method()) if callable(extra_method) else {}
+    extra.update(added)
+    if isinstance(getattr(driver, "client", None), str):  # which REST client measured
+        extra["client"] = driver.client  # type: ignore[attr-defined]
+    extra["generator"] = {
+        "cpu_s": stats.generator_cpu_s,
+        "wall_s": stats.wall_s,
+        "abandoned": stats.abandoned,
+        "busy_poll": stats.busy_poll,
+        "send_lateness_ms": recorder.lateness.summary_ms(),
+    }
+    return build_result(
+        run,
+        recorder,
+        window_s=stats.window_s,
+        verdict=verdict,
+        environment=fingerprint(),
+        cost=cost_block,
+        extra=extra,
+    )
+
+
+async def execute(
+    settings: RunSettings,
+    *,
+    out: Path | None,
+    on_tick: Callable[..., None] | None = None,
+    install_signal_handlers: bool = False,
+    announce: Callable[[str], None] | None = None,
+    extra_fields: Callable[[LaunchedTarget | None], dict[str, Any]] | None = None,
+    events: Path | None = None,
+    gates: Sequence[str] = (),
+) -> RunOutput:
+    """Run ``settings`` once; returns the result (written to ``out`` when given). ``events``:
+    also log every measured request there as JSON lines (see ``loadtests.results.events``); ``gates``:
+    threshold expressions (already validated) checked against the result and recorded in
+    ``extra.thresholds``."""
+    payload_seed, schedule_seed = derive_seeds(settings.seed)
+    payloads = PayloadGenerator(settings.payloads, payload_seed)
+    async with _target_for(settings) as server:
+        if settings.target in PROBED:
+            where = settings.url or settings.address or (server.url if server else "target")
+            await probe(where, lambda: make_driver(settings, server), _probe_payload(settings))
+        driver = make_driver(settings, server)
+        cost = _Cost(settings, server)
+        mark_driver = getattr(driver, "mark_measure_start", None)
+
+        def on_measure_start() -> None:
+            cost.mark_start()
+            if callable(mark_driver):  # drivers that count for ``extra`` drop warm-up too
+                mark_driver()
+
+        harness = _make_harness(
+            settings, driver, payloads, schedule_seed, on_tick, on_measure_start
+        )
+        run = _run_info(settings, driver, server is not None)  # ``started_at`` is the start
+        event_log = _event_log(events, run, harness)
+        loop = asyncio.get_running_loop()
+        handled: list[tuple[signal.Signals, Any]] = []
+        if install_signal_handlers:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                handled.append((sig, signal.getsignal(sig)))
+                loop.add_signal_handler(sig, harness.stop)
+        if announce is not None:
+            where = settings.url or settings.address or (server.url if server else "in-process")
+            pid = f" (target pid {server.pid})" if server else ""
+            announce(f"servelab: load started: {settings.target} at {where}{pid}")
+        try:
+            recorder = await harness.run()
+            if event_log is not None:
+                event_log.finish(recorder.start_ns, harness.stats)
+        finally:
+            for sig, previous in handled:  # the loop would leave SIG_DFL: restore the caller's
+                loop.remove_signal_handler(sig)
+                signal.signal(sig, previous)
+            if event_log is not None:
+                event_log.close()
+        target_cpu_s = cost.measured()
+        added = extra_fields(server) if extra_fields is not None else {}
+    result = _result(
+        settings, run, driver, harness.stats, recorder, target_cpu_s, cost.source, added
+    )
+    checks = check_absolute(parse_thresholds(list(gates), allow_relative=False), result["summary"])
+    result["extra"]["thresholds"] = [dataclasses.asdict(check) for check in checks]
+    if out is not None:
+        write_result(out, result)
+    return RunOutput(result, out, checks)

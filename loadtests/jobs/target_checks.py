@@ -1,0 +1,124 @@
+"""A target is checked before the clock starts: measuring a down server is not a benchmark.
+
+``check_target_options`` refuses, in one line, a target the options cannot describe: a URL
+without ``http(s)://``, ``--url`` given to a gRPC target or ``--address`` to a REST one, a URL
+that already ends in a predict route, a ``--target-pid`` that is not running. ``probe`` then
+sends one valid request in the run's protocol, capped at ``PROBE_TIMEOUT_S``: a target that
+refuses connections, answers 404 on the predict path or speaks another protocol is refused with
+what was seen. Both raise ``TargetUnusable`` (exit 2). The edge target is not probed: its
+remote may be down on purpose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from typing import Final
+from urllib.parse import urlsplit
+
+from loadtests.drivers.base import Driver
+from loadtests.engine.records import Outcome
+from loadtests.engine.workload import Payload
+from targets.errors import ServelabError
+
+PROBE_TIMEOUT_S: Final = 5.0
+REST_TARGETS: Final = frozenset({"rest", "edge"})  # take --url (edge: its remote)
+GRPC_TARGETS: Final = frozenset({"grpc", "grpc-stream"})  # take --address
+PROBED: Final = frozenset({"rest", "grpc", "grpc-stream"})
+PREDICT_ROUTES: Final = ("/v1/predict", "/v2/predict", "/infer", ":predict")
+
+# What a failed probe saw, by error class; classes not here (5xx, model errors) mean the
+# target is up and answering: the run measures them.
+_SEEN: Final = {
+    "connect": "nothing is listening there (connection refused)",
+    "timeout": f"no answer within {PROBE_TIMEOUT_S:g} s",
+    "http_404": "it answered HTTP 404 on the predict route: not a servelab target, or --url "
+    "is not the base URL",
+    "http_405": "it answered HTTP 405 on the predict route: another protocol",
+    "http_415": "it answered HTTP 415: another protocol",
+    "schema": "it answered, but not in servelab's contract: another protocol",
+    "rejected": "it refused a valid request: another protocol or contract",
+    "unavailable": "nothing answering gRPC there (UNAVAILABLE)",
+    "unimplemented": "it does not serve servelab's Predictor service (UNIMPLEMENTED)",
+    "reset": "the connection was reset: does it speak plain HTTP/1.1 (https vs http)?",
+    "disconnected": "it closed the connection without answering: another protocol, or https "
+    "vs http?",
+    "protocol": "its answer is not HTTP/1.1: another protocol, or https vs http?",
+}
+
+
+class TargetUnusable(ServelabError, ValueError):
+    """The target cannot be measured as given; the message is one line saying what was seen."""
+
+
+def check_target_options(
+    target: str, *, url: str | None, address: str | None, target_pid: int | None
+) -> None:
+    """Refuse options that cannot describe ``target`` (see the module docstring)."""
+    if url is not None:
+        if target in GRPC_TARGETS:
+            raise TargetUnusable(
+                f"--url {url!r}: --target {target} speaks gRPC; give --address HOST:PORT"
+            )
+        if target not in REST_TARGETS:
+            raise TargetUnusable(f"--url {url!r}: --target {target} runs in this process")
+        check_base_url(url, option="--url")
+    if address is not None:
+        if target in REST_TARGETS:
+            raise TargetUnusable(
+                f"--address {address!r}: --target {target} speaks HTTP; give --url http://..."
+            )
+        if target not in GRPC_TARGETS:
+            raise TargetUnusable(f"--address {address!r}: --target {target} runs in this process")
+        if "://" in address:
+            raise TargetUnusable(f"--address {address!r}: give HOST:PORT, without a scheme")
+    if target_pid is not None and not _alive(target_pid):
+        raise TargetUnusable(f"--target-pid {target_pid}: no such process")
+
+
+def check_base_url(url: str, *, option: str, schemes: tuple[str, ...] = ("http", "https")) -> None:
+    """A base URL: one of ``schemes`` and a host, and no predict route already on its path."""
+    parts = urlsplit(url)
+    if parts.scheme not in schemes or not parts.netloc:
+        wanted = " or ".join(f"{scheme}://" for scheme in schemes)
+        raise TargetUnusable(f"{option} {url!r}: needs {wanted} and a host")
+    path = parts.path.rstrip("/")
+    for route in PREDICT_ROUTES:
+        if path.endswith(route):
+            raise TargetUnusable(
+                f"{option} {url!r} already ends in {route}: give the base URL "
+                f"({parts.scheme}://{parts.netloc}{path.removesuffix(route)}); the route "
+                "comes from --api"
+            )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it exists
+        return True
+    return True
+
+
+async def probe(where: str, new_driver: Callable[[], Driver], payload: Payload) -> None:
+    """One valid request to ``where`` through a driver of its own (the run's counts and
+    connections stay untouched); ``TargetUnusable`` when the answer shows the target is not
+    there or speaks another protocol."""
+    driver = new_driver()
+    try:
+        await asyncio.wait_for(driver.open(), PROBE_TIMEOUT_S)
+        outcome, error_class, _, _ = await asyncio.wait_for(driver.send(payload), PROBE_TIMEOUT_S)
+    except TimeoutError:
+        outcome, error_class = Outcome.FAILURE, "timeout"
+    finally:
+        await driver.close()
+    if outcome == Outcome.OK or error_class is None:
+        return
+    seen = _SEEN.get(error_class)
+    if seen is None and error_class.startswith("io_"):
+        seen = f"the connection failed ({error_class}): another protocol, or https vs http?"
+    if seen is not None:
+        raise TargetUnusable(f"{where}: probe request failed: {seen}")

@@ -1,0 +1,324 @@
+"""What one Locust request is, without gevent: servelab's Locust options, the seeded workload, and
+the verdict on each answer — so ``loadtests/locustfile.py`` (the one module that imports gevent)
+only times calls and fires events, and everything here is testable in a plain process.
+
+An answer becomes the drivers' ``Reply`` (outcome, error class, predictions, schema_ok) with the
+same rules ``servelab run`` applies (``drivers.base.judge_answer``): a 200 whose body misses the
+canonical contract is a ``schema`` failure; a deliberately invalid payload answered 4xx /
+INVALID_ARGUMENT is an expected rejection. Users hand the reply to the request listener through
+the event's ``context`` (``REPLY_KEY``), with the exact latency in ns (``LATENCY_NS_KEY``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import re
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import orjson
+
+from loadtests.cli.app import SEED, bounded
+from loadtests.drivers.base import Reply, judge_answer
+from loadtests.engine.records import Outcome
+from loadtests.engine.workload import Payload, PayloadGenerator, PayloadSpec, derive_seeds
+from loadtests.locust_integration.shape_plans import ArrivalPlan, ShapePlan, parse_shape
+from loadtests.results.gates import DEFAULT_GATE
+from loadtests.results.thresholds import ThresholdError, parse_threshold
+from targets.units import parse_duration_s
+
+if TYPE_CHECKING:
+    from targets.models import Model
+    from targets.rpc import predict_pb2 as pb
+
+REPLY_KEY: Final = "servelab_reply"
+LATENCY_NS_KEY: Final = "servelab_latency_ns"
+REQUEST_TIMEOUT_S: Final = 30.0  # as `servelab run --timeout`'s default
+_INSTANCES = re.compile(r"^\s*(\d+)\s*(?::\s*(\d+)\s*)?$")
+
+
+# -- options ------------------------------------------------------------------------------------
+
+
+def threshold_option(text: str) -> str:
+    """argparse type: a valid absolute threshold, kept as text (Locust ships options to workers
+    as msgpack, so parsed objects cannot travel)."""
+    try:
+        parse_threshold(text, allow_relative=False)
+    except ThresholdError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def instances_option(text: str) -> str:
+    """argparse type: ``N`` or ``MIN:MAX`` features per row, kept as text."""
+    match = _INSTANCES.match(text)
+    if match is None or int(match.group(1)) > int(match.group(2) or match.group(1)):
+        raise argparse.ArgumentTypeError(f"expected N or MIN:MAX with MIN <= MAX, got {text!r}")
+    return text
+
+
+def timeout_option(text: str) -> float:
+    """argparse type: a positive duration (``300ms``, ``30s``) in seconds."""
+    try:
+        seconds = parse_duration_s(text, what="--request-timeout")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"--request-timeout must be positive, got {text!r}")
+    return seconds
+
+
+def shape_option(text: str) -> str:
+    try:
+        parse_shape(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+_fraction = bounded(float, lambda value: 0.0 <= value <= 1.0, "a number 0..1")
+_positive_int = bounded(int, lambda value: value >= 1, "a positive integer")
+
+
+def add_arguments(parser: Any) -> None:
+    """servelab's options on Locust's parser (``init_command_line_parser``). Every value stays a
+    plain str/int/float/bool/list, so the master can send them to workers."""
+    web_ui = hasattr(parser, "args_included_in_web_ui")  # Locust's parser, not plain argparse
+
+    def add(*names: str, shown: bool = True, **kwargs: Any) -> None:
+        if web_ui:
+            kwargs["include_in_web_ui"] = shown
+        parser.add_argument(*names, **kwargs)
+
+    add("--seed", type=SEED, default=42, help="servelab: workload seed (payloads)")
+    add("--api", choices=["v1", "v2"], default="v1", help="servelab: REST/gRPC API version")
+    add("--instances", type=instances_option, default="8", metavar="N[:M]",
+        help="servelab: features per row")  # fmt: skip
+    add("--rows-per-request", type=_positive_int, default=1, metavar="N",
+        help="servelab: rows in a v2 request")  # fmt: skip
+    add("--invalid-fraction", type=_fraction, default=0.0, metavar="F",
+        help="servelab: share of deliberately invalid payloads (expected rejections)")  # fmt: skip
+    add("--distinct", type=_positive_int, default=4096, metavar="N",
+        help="servelab: distinct payloads cycled")  # fmt: skip
+    add("--model", default=None, metavar="SPEC",
+        help="servelab: model of BatchUser/EdgeUser (default reference), recorded as run.model; "
+        "a --host servelab did not start records no model unless named")  # fmt: skip
+    add("--batch-size", type=_positive_int, default=256, metavar="N",
+        help="servelab: rows per BatchUser job")  # fmt: skip
+    add("--grpc-host", default=None, metavar="HOST:PORT",
+        help="servelab: gRPC target of GrpcUser/GrpcStreamUser (default: --host)")  # fmt: skip
+    add("--request-timeout", type=timeout_option, default=REQUEST_TIMEOUT_S, metavar="D",
+        help="servelab: per-request timeout of every servelab user, e.g. 2s")  # fmt: skip
+    add("--allow-remote", action="store_true", default=False,
+        help="servelab: allow a target that is not a loopback address")  # fmt: skip
+    add("--result", default=None, metavar="FILE", shown=False,
+        help="servelab: result file (default results/locust-<timestamp>.json)")  # fmt: skip
+    add("--threshold", type=threshold_option, action="append", default=None, metavar="EXPR",
+        shown=False, help="servelab: CI gate, e.g. 'p99<50ms' (repeatable); the default gate "
+        f"{DEFAULT_GATE} stays unless you name success_rate/fail_ratio")  # fmt: skip
+    add("--no-default-gate", action="store_true", default=False, shown=False,
+        help=f"servelab: drop the default gate ({DEFAULT_GATE})")  # fmt: skip
+    add("--allow-invalid", action="store_true", default=False, shown=False,
+        help="servelab: exit by the gates even when the run is INVALID (else 3)")  # fmt: skip
+    add("--label", default=None, metavar="TEXT", help="servelab: free text naming the run")
+    add("--shape", type=shape_option, default=None, metavar="SPEC", shown=False,
+        help="servelab: load shape (add loadtests/locust_integration/shapes.py to -f): ramp:0:50:30s")  # fmt: skip
+
+
+def option(options: object, name: str, default: Any = None) -> Any:
+    """An option's value; the default when Locust runs without parsed options (as a library)."""
+    value = getattr(options, name, None)
+    return default if value is None else value
+
+
+def request_timeout_s(options: object) -> float:
+    """``--request-timeout`` in seconds (``REQUEST_TIMEOUT_S`` when Locust runs as a library)."""
+    return float(option(options, "request_timeout", REQUEST_TIMEOUT_S))
+
+
+def grpc_address(options: object, host: str | None) -> str:
+    """``HOST:PORT`` for gRPC users: ``--grpc-host``, else ``--host`` (``grpc://`` optional)."""
+    target = option(options, "grpc_host") or host
+    if not target:
+        raise ValueError("gRPC users need --grpc-host HOST:PORT (or --host grpc://HOST:PORT)")
+    address = str(target).removeprefix("grpc://").rstrip("/")
+    if "://" in address:
+        raise ValueError(f"gRPC target {target!r} must be HOST:PORT or grpc://HOST:PORT")
+    return address
+
+
+# -- the workload of one process ----------------------------------------------------------------
+
+
+def payload_spec(options: object) -> PayloadSpec:
+    low, _, high = str(option(options, "instances", "8")).partition(":")
+    return PayloadSpec(
+        min_instances=int(low),
+        max_instances=int(high or low),
+        rows_per_request=int(option(options, "rows_per_request", 1)),
+        invalid_fraction=float(option(options, "invalid_fraction", 0.0)),
+        v2_share_start=1.0 if option(options, "api", "v1") == "v2" else 0.0,
+        distinct=int(option(options, "distinct", 4096)),
+    )
+
+
+class Workload:
+    """This process's payloads: the seeded generator of ``servelab run`` and a cursor over it.
+
+    Request ``i`` of a process carries payload ``i`` (every process walks the same sequence; the
+    seed fixes which payloads exist and in what order). Encodings are made once per distinct
+    payload — the pool is cycled, so after the first lap no request pays for them.
+    """
+
+    def __init__(self, options: object) -> None:
+        self.spec = payload_spec(options)
+        self.generator = PayloadGenerator(
+            self.spec, derive_seeds(int(option(options, "seed", 42)))[0]
+        )
+        self._next = 0
+        self._bodies: dict[int, tuple[Payload, bytes]] = {}
+        self._messages: Any = None
+
+    def next_payload(self) -> Payload:
+        index = self._next
+        self._next = index + 1
+        return self.generator.payload(index)
+
+    def body(self, payload: Payload) -> bytes:
+        """The payload's JSON body (the entry holds the payload, so its id stays unique)."""
+        entry = self._bodies.get(id(payload))
+        if entry is None or entry[0] is not payload:
+            entry = self._bodies[id(payload)] = (payload, orjson.dumps(payload.body))
+        return entry[1]
+
+    def message(self, payload: Payload) -> tuple[pb.PredictRequest, int]:
+        """The payload as a ``PredictRequest`` and its size (the gRPC drivers' converter)."""
+        if self._messages is None:
+            from loadtests.drivers.grpc import MessageCache
+
+            self._messages = MessageCache()
+        message, size = self._messages.get(payload)
+        return message, size
+
+
+def request_name(base: str, payload: Payload) -> str:
+    """Locust's stats name: invalid payloads apart, so Locust's own table does not mix the
+    latencies of rejections with answers (servelab's recorder keeps them apart too)."""
+    return base if payload.valid else f"{base} [invalid]"
+
+
+# -- verdicts on answers --------------------------------------------------------------------------
+
+
+def http_error_class(error: BaseException) -> str:
+    """No HTTP answer at all: the class of what went wrong, named as ``RestDriver`` names them.
+    geventhttpclient wraps the cause in ``RetriesExceeded(original=...)``, and reports a reset
+    before the first byte of an answer as ``HTTPConnectionClosed`` (so both are
+    ``disconnected`` under Locust; the harness tells a reset apart)."""
+    original = getattr(error, "original", None)
+    if isinstance(original, BaseException):
+        error = original
+    if isinstance(error, ConnectionRefusedError):
+        return "connect"
+    if isinstance(error, TimeoutError) or type(error).__name__ == "Timeout":  # gevent's Timeout
+        return "timeout"
+    if isinstance(error, ConnectionResetError):
+        return "reset"
+    if isinstance(error, BrokenPipeError) or type(error).__name__ == "HTTPConnectionClosed":
+        return "disconnected"
+    return f"io_{type(error).__name__}"
+
+
+def judge_rpc_error(payload: Payload, error: Exception) -> Reply:
+    """A blocking gRPC call that raised: its status code by the drivers' one mapping
+    (INVALID_ARGUMENT for an invalid payload is an expected rejection)."""
+    import grpc
+
+    from loadtests.drivers.grpc import reply_for_status
+
+    code = error.code() if isinstance(error, grpc.RpcError) and hasattr(error, "code") else None
+    if isinstance(code, grpc.StatusCode):
+        return reply_for_status(payload, code)
+    return Outcome.FAILURE, f"client_{type(error).__name__}", 0, False
+
+
+def judge_edge(payload: Payload, answer: Mapping[str, Any]) -> tuple[Reply, str | None]:
+    """An edge runtime answer and where it came from (remote / local / cache), as ``EdgeDriver``
+    judges it: a refused request is the client's, a model failure a failure."""
+    metadata = answer.get("metadata")
+    if isinstance(metadata, dict):
+        return judge_answer(payload, True, answer, False), str(metadata.get("source"))
+    error = answer.get("error")
+    if isinstance(error, dict) and error.get("code") == "model_error":
+        return (Outcome.FAILURE, "model_error", 0, False), None
+    return judge_answer(payload, False, None, True), None
+
+
+def score_batch(
+    payload: Payload, *, model: Model, batch_size: int, directory: Path, name: str
+) -> tuple[Reply, int]:
+    """One batch job through the batch target's real path (``score_file``: input file, scoring,
+    atomic outputs), judged as ``BatchDriver`` judges it; returns the reply and the rows scored.
+    Blocking — the locustfile runs it in gevent's thread pool."""
+    from loadtests.drivers.batch import ScoredBatch, batch_input, check_output, judge_batch
+    from targets.batch import score_file
+    from targets.errors import ModelFailure
+
+    job = directory / name  # a folder per job: concurrent jobs never see each other's files
+    source, output, errors = job / "input.jsonl", job / "out.jsonl", job / "errors.jsonl"
+    try:
+        job.mkdir()
+        data = batch_input(payload, batch_size)
+        source.write_bytes(data)
+        report = score_file(source, output, model=model, batch_size=batch_size, errors_path=errors)
+        answer, refused = output.read_bytes(), errors.read_bytes()
+    except ModelFailure:
+        return (Outcome.FAILURE, ModelFailure.code, 0, False), 0
+    except OSError as exc:  # the job failed outright: nothing was committed
+        reason = errno.errorcode.get(exc.errno or 0, "")
+        return (
+            Outcome.FAILURE,
+            f"batch_{type(exc).__name__}{'_' + reason if reason else ''}",
+            0,
+            False,
+        ), 0
+    except Exception as exc:
+        return (Outcome.FAILURE, f"batch_{type(exc).__name__}", 0, False), 0
+    finally:
+        shutil.rmtree(job, ignore_errors=True)
+    lines, schema_bad = check_output(answer)
+    scored = ScoredBatch(
+        output_lines=lines,
+        schema_bad=schema_bad,
+        error_lines=sum(1 for line in refused.splitlines() if line.strip()),
+        bytes_in=len(data),
+        bytes_out=len(answer) + len(refused),
+        score_file_s=report.elapsed_s,
+        model_calls_s=report.batch_latencies_s,
+    )
+    return judge_batch(payload, batch_size, scored), batch_size
+
+
+# -- pacing (the constant-arrival-rate shape) ---------------------------------------------------
+
+
+def pacing_period_s(plan: ShapePlan | None) -> float:
+    """Seconds between task starts of one user under a constant-arrival-rate shape (0: none).
+
+    ``RATE`` requests/s over ``USERS`` users: each user starts a task every ``USERS / RATE`` s.
+    A closed loop keeps that pace only while answers take less than the period.
+    """
+    if not isinstance(plan, ArrivalPlan):
+        return 0.0
+    return plan.users / plan.rate_per_s
+
+
+def pacing_wait_s(period_s: float, last_start_s: float | None, now_s: float) -> float:
+    """How long a user waits before its next task to keep one start per ``period_s``."""
+    if period_s <= 0 or last_start_s is None:
+        return 0.0
+    return max(0.0, period_s - (now_s - last_start_s))
