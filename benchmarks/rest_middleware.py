@@ -19,7 +19,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -92,6 +94,7 @@ def main() -> None:
     server_cpus, client_cpus = _cpus()
     if client_cpus:
         os.sched_setaffinity(0, client_cpus)
+    runner: Callable[[Coroutine[Any, Any, float]], float]
     try:
         import uvloop
 

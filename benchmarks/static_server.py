@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 ANSWER = (
     '{"predictions":[0.5],"metadata":{"transport":"rest","model_name":"static",'
@@ -147,7 +148,7 @@ def _serve_python(port: int) -> None:
     """The fallback: keep-alive HTTP/1.1, the same answer to every request."""
     import asyncio
 
-    import httptools  # type: ignore[import-untyped]
+    import httptools
     import uvloop
 
     response = (
@@ -157,7 +158,7 @@ def _serve_python(port: int) -> None:
 
     class Answer(asyncio.Protocol):
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            self.transport = transport  # type: ignore[assignment]  # uvloop's, duck-typed
+            self.transport = cast("asyncio.Transport", transport)  # a stream server's transport
             self.parser = httptools.HttpRequestParser(self)
 
         def data_received(self, data: bytes) -> None:

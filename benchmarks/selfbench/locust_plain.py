@@ -22,15 +22,15 @@ _ENVIRONMENT: list[Any] = []  # spawning_complete does not pass the environment;
 class PlainUser(FastHttpUser):
     @task
     def predict(self) -> None:
-        self.client.post("/v1/predict", data=BODY, headers=HEADERS)
+        self.client.post("/v1/predict", data=BODY, headers=HEADERS)  # type: ignore[arg-type]  # Locust takes bytes too
 
 
-@events.init.add_listener
+@events.init.add_listener  # type: ignore[untyped-decorator]  # untyped in Locust
 def _init(environment: Any, **_kwargs: Any) -> None:
     _ENVIRONMENT.append(environment)
 
 
-@events.spawning_complete.add_listener
+@events.spawning_complete.add_listener  # type: ignore[untyped-decorator]
 def _spawned(**_kwargs: Any) -> None:
     environment = _ENVIRONMENT[0]
     _MARK.update(
@@ -40,7 +40,7 @@ def _spawned(**_kwargs: Any) -> None:
     )
 
 
-@events.test_stop.add_listener
+@events.test_stop.add_listener  # type: ignore[untyped-decorator]
 def _stopped(environment: Any, **_kwargs: Any) -> None:
     total = environment.stats.total
     started = _MARK or {"cpu_s": 0.0, "wall_s": time.perf_counter(), "requests": 0}

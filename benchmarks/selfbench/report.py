@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from benchmarks.selfbench.common import Row, ratio
 
@@ -17,6 +17,30 @@ def _find(rows: list[Row], section: str, test: Callable[[Row], bool]) -> Row | N
 
 def _static(row: Row) -> bool:
     return row.server in ("nginx", "static (Python)")
+
+
+def _rate(row: Row | None) -> float | None:
+    return None if row is None else row.rate_per_s
+
+
+def _per_core(row: Row | None) -> float | None:
+    return None if row is None else row.per_core_rate
+
+
+def _extra(row: Row | None, key: str) -> float | None:
+    return None if row is None else cast("float | None", row.extra[key])
+
+
+def _client_is(client: str) -> Callable[[Row], bool]:
+    return lambda row: row.client == client
+
+
+def _client_ends_with(suffix: str) -> Callable[[Row], bool]:
+    return lambda row: row.client.endswith(suffix)
+
+
+def _fast_client_on(server: str) -> Callable[[Row], bool]:
+    return lambda row: row.client == FAST and row.server == server
 
 
 def goals(rows: list[Row]) -> list[dict[str, Any]]:
@@ -33,35 +57,35 @@ def goals(rows: list[Row]) -> list[dict[str, Any]]:
     locust = _find(rows, "rest", lambda r: r.client.startswith("Locust") and _static(r))
     aio = _find(rows, "rest", lambda r: r.client.endswith("aiohttp") and _static(r))
     check("REST per client core vs Locust FastHttpUser (fast server)",
-          ratio(fast and fast.per_core_rate, locust and locust.per_core_rate), 2.0, True,
+          ratio(_per_core(fast), _per_core(locust)), 2.0, True,
           "servelab req/s per client CPU-second / Locust's")  # fmt: skip
     check("  (aiohttp client vs Locust, for reference)",
-          ratio(aio and aio.per_core_rate, locust and locust.per_core_rate), 0.0, True,
+          ratio(_per_core(aio), _per_core(locust)), 0.0, True,
           "what aiohttp + uvloop alone reaches")  # fmt: skip
     on_target = [r for r in rows if r.section == "rest" and r.server == "FastAPI target"]
     best = max((r.rate_per_s or 0.0 for r in on_target), default=None)
     mine = _find(rows, "rest", lambda r: r.client == FAST and r.server == "FastAPI target")
     busy = _find(rows, "rest", lambda r: r.client == BUSY and r.server == "FastAPI target")
     check("REST throughput vs the best client (FastAPI target)",
-          ratio(busy and busy.rate_per_s, best), 0.95, True,
+          ratio(_rate(busy), best), 0.95, True,
           "servelab run --busy-poll req/s / best req/s")  # fmt: skip
-    check("  (without --busy-poll, for reference)", ratio(mine and mine.rate_per_s, best), 0.0,
+    check("  (without --busy-poll, for reference)", ratio(_rate(mine), best), 0.0,
           True, "the client sleeps between answers; the target pays to wake it")  # fmt: skip
     for mode, kind in (("unary", "grpc"), ("stream", "grpc-stream")):
-        ours = _find(rows, "grpc", lambda r, k=kind: r.client.endswith(f"--target {k}"))
-        bare = _find(rows, "grpc", lambda r, m=mode: r.client == f"bare grpc.aio {m}")
-        check(f"gRPC {mode} vs bare grpc.aio", ratio(ours and ours.rate_per_s,
-              bare and bare.rate_per_s), 0.95, True, "servelab calls/s / bare calls/s")  # fmt: skip
+        ours = _find(rows, "grpc", _client_ends_with(f"--target {kind}"))
+        bare = _find(rows, "grpc", _client_is(f"bare grpc.aio {mode}"))
+        check(f"gRPC {mode} vs bare grpc.aio", ratio(_rate(ours), _rate(bare)), 0.95, True,
+              "servelab calls/s / bare calls/s")  # fmt: skip
     tight = _find(rows, "inprocess", lambda r: r.client.startswith("tight loop"))
-    check("in-process ns per recorded sample", tight and tight.extra["overhead_ns"], 150.0,
+    check("in-process ns per recorded sample", _extra(tight, "overhead_ns"), 150.0,
           False, "harness overhead over an untimed call")  # fmt: skip
     memory = [r for r in rows if r.section == "memory"]
     check("recording memory growth (MB, largest run)",
           memory[-1].extra["growth_mb"] if memory else None, 50.0, False,
           memory[-1].client if memory else "")  # fmt: skip
     schedule = _find(rows, "schedule", lambda r: "on_time_share" in r.extra)
-    check("open loop at 80 % capacity: sends within 1 ms", schedule and
-          schedule.extra["on_time_share"], 0.99, True, "share of sends")  # fmt: skip
+    check("open loop at 80 % capacity: sends within 1 ms",
+          _extra(schedule, "on_time_share"), 0.99, True, "share of sends")  # fmt: skip
     return checks
 
 
@@ -88,11 +112,11 @@ def print_table(rows: list[Row], checks: list[dict[str, Any]]) -> None:
               f"{row.note}{'' if not row.failures else f' ({row.failures} failures)'}")  # fmt: skip
     print()
     for server in dict.fromkeys(r.server for r in rows if r.section == "rest"):
-        ours = _find(rows, "rest", lambda r, s=server: r.client == FAST and r.server == s)
+        ours = _find(rows, "rest", _fast_client_on(server))
         others = [r for r in rows if r.section == "rest" and r.server == server and r is not ours]
         parts = [
-            f"{r.client.split(' (')[0]} {_ratio_text(ours and ours.rate_per_s, r.rate_per_s)} "
-            f"(per core {_ratio_text(ours and ours.per_core_rate, r.per_core_rate)})"
+            f"{r.client.split(' (')[0]} {_ratio_text(_rate(ours), r.rate_per_s)} "
+            f"(per core {_ratio_text(_per_core(ours), r.per_core_rate)})"
             for r in others
         ]
         print(f"  servelab (fast client) vs {server}: " + "; ".join(parts))

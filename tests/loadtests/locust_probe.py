@@ -27,5 +27,6 @@ def _write(**_kwargs: Any) -> None:
         Path(directory, f"raw-{os.getpid()}.txt").write_text(lines)
 
 
-events.request.add_listener(_keep)
-events.test_stop.add_listener(_write)
+# Locust's EventHook.add_listener is untyped.
+events.request.add_listener(_keep)  # type: ignore[no-untyped-call]
+events.test_stop.add_listener(_write)  # type: ignore[no-untyped-call]

@@ -226,7 +226,7 @@ def test_a_failure_before_the_wire_has_no_wire_instant() -> None:
         return Outcome.FAILURE, "connect", 0, False
 
     driver = FakeDriver(lambda _: 0.0, connections=1)
-    driver.send = refused  # type: ignore[method-assign]
+    driver.send = refused  # type: ignore[method-assign, assignment]
     recorder = _virtual(driver, LoadPlan(requests=10, duration_s=None)).recorder
     assert recorder.failures == 10
     assert recorder.client_queue.total == 0  # never reached the wire: nothing to say

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -160,7 +160,7 @@ def test_same_seed_gives_identical_summaries(tmp_path: Path) -> None:
         harness = _run(
             InProcessDriver(load_model(LOGNORMAL)), plan, PayloadSpec(invalid_fraction=0.1)
         )
-        return _write_and_reload(harness, tmp_path)["summary"]
+        return cast("dict[str, Any]", _write_and_reload(harness, tmp_path)["summary"])
 
     assert summary() == summary()
 

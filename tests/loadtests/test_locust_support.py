@@ -112,7 +112,7 @@ def test_errors_without_an_answer_get_classes() -> None:
 def test_grpc_and_edge_answers() -> None:
     import grpc
 
-    class Failed(grpc.RpcError):
+    class Failed(grpc.RpcError):  # type: ignore[misc]  # grpc is untyped (Any) for mypy
         def __init__(self, code: grpc.StatusCode) -> None:
             self._code = code
 
@@ -149,7 +149,7 @@ def _recording(clock: _Clock, cpu: list[float]) -> ProcessRecording:
 
 def _feed(recording: ProcessRecording, latencies_ns: list[int], start_s: float) -> None:
     for index, latency_ns in enumerate(latencies_ns):
-        reply = (Outcome.OK, None, 1, True)
+        reply: tuple[Outcome, str | None, int, bool] = (Outcome.OK, None, 1, True)
         if index % 10 == 3:
             reply = (Outcome.FAILURE, "schema", 0, False)
         elif index % 10 == 7:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,7 +24,7 @@ GOLDEN_V1 = Path(__file__).parent / "golden" / "result-v1.json"
 GOLDEN = Path(__file__).parent / "golden" / "result-v2.json"
 
 
-def _result() -> dict[str, object]:
+def _result() -> dict[str, Any]:
     recorder = Recorder(start_ns=0)
     for index in range(10):
         start = index * 100_000_000
@@ -92,7 +93,7 @@ def test_v1_file_is_upgraded_to_the_current_layout_with_client_queue_absent() ->
     upgraded = load_result(GOLDEN_V1)
     fresh = _result()
     for block in ("run", "summary", "verdict", "cost", "histograms"):
-        assert set(upgraded[block]) == set(fresh[block]), block  # type: ignore[arg-type]
+        assert set(upgraded[block]) == set(fresh[block]), block
     assert upgraded["upgraded_from"] == 1
     # v1 never saw the wire: its client-queue time is unknown, not zero
     assert upgraded["summary"]["client_queue_ms"] is None
@@ -107,11 +108,11 @@ def test_v1_file_is_upgraded_to_the_current_layout_with_client_queue_absent() ->
 
 def test_latency_is_of_successes_and_failures_keep_their_time() -> None:
     summary = _result()["summary"]
-    assert summary["latency_scope"] == "successes"  # type: ignore[index]
-    assert summary["latency_ms"]["max"] == pytest.approx(5.0, rel=1e-2)  # type: ignore[index]
+    assert summary["latency_scope"] == "successes"
+    assert summary["latency_ms"]["max"] == pytest.approx(5.0, rel=1e-2)
     # the one failure, a timeout at 30 ms, is in its own block and in "all", never hidden
-    assert summary["failure_latency_ms"]["p50"] == pytest.approx(30.0, rel=1e-2)  # type: ignore[index]
-    assert summary["all_latency_ms"]["max"] == pytest.approx(30.0, rel=1e-2)  # type: ignore[index]
+    assert summary["failure_latency_ms"]["p50"] == pytest.approx(30.0, rel=1e-2)
+    assert summary["all_latency_ms"]["max"] == pytest.approx(30.0, rel=1e-2)
 
 
 @pytest.mark.parametrize(
@@ -145,4 +146,4 @@ def test_golden_file_matches_the_current_layout() -> None:
     fresh = _result()
     assert set(golden) == set(fresh)
     for block in ("run", "summary", "verdict", "cost", "histograms"):
-        assert set(golden[block]) == set(fresh[block]), block  # type: ignore[arg-type]
+        assert set(golden[block]) == set(fresh[block]), block

@@ -64,7 +64,7 @@ class _Model:
 
 def _tight(model: _Model, plan: LoadPlan, step_ns: int = 1_000, **kwargs: Any) -> TightHarness:
     ticks = itertools.count(0, step_ns)
-    return TightHarness(model, [[1.0], [2.0]], plan, clock=lambda: next(ticks), **kwargs)  # type: ignore[arg-type]
+    return TightHarness(model, [[1.0], [2.0]], plan, clock=lambda: next(ticks), **kwargs)
 
 
 async def test_tight_harness_records_every_call_up_to_the_request_count() -> None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import orjson
+from numpy.typing import ArrayLike
 
 from loadtests.engine.harness import RunStats
 from loadtests.engine.histogram import LatencyHistogram
@@ -15,7 +16,7 @@ from loadtests.engine.recorder import Recorder
 from loadtests.engine.records import WIRE_UNSEEN
 from loadtests.engine.verdict import judge_run
 from loadtests.results.result import RunInfo, build_result
-from reports.buckets import Buckets, buckets_of
+from reports.buckets import Buckets, FloatArray, buckets_of
 from reports.stats import RunSample
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -24,6 +25,12 @@ BENCH = GOLDEN / "bench"  # in-process, REST and batch from `servelab bench --qu
 MIX = [
     str(GOLDEN / f"{t}-{p}.json") for t in ("rest", "grpc", "batch") for p in ("laptop", "server")
 ]
+
+
+def drawn(data: ArrayLike) -> FloatArray:
+    """The numbers an artist holds (a line's x or y, a scatter's offsets): Matplotlib types them
+    as any ``ArrayLike``, the charts draw them from arrays of numbers."""
+    return cast("FloatArray", data)
 
 
 def golden(name: str) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from matplotlib.text import Text
 from reports import bars
 from reports.analysis import Analysis, CellStats, analyse
 from reports.load import group_cells, load_runs
-from reports.tables import render_json, throughput_text, with_interval
+from reports.tables import number, render_json, throughput_text, with_interval
 from tests.reports.factory import BENCH, GOLDEN
 
 
@@ -127,7 +127,7 @@ def test_latency_and_throughput_are_log_axes_on_which_every_bar_shows(bench: Ana
             assert share > 0.15, f"{axes.get_title()}: a bar {bar.get_width():g} is a sliver"
             assert bar.get_width() < high  # and its value label fits to its right
     values = [t.get_text() for t in p50.texts]
-    assert values == [bars.number(s.p50_ms.value) for s in ordered(stats)]
+    assert values == [number(s.p50_ms.value) for s in ordered(stats)]
 
 
 def test_batch_shows_rows_per_s_beside_its_requests_per_s(bench: Analysis) -> None:
@@ -148,8 +148,8 @@ def test_batch_shows_rows_per_s_beside_its_requests_per_s(bench: Analysis) -> No
     assert rows.get_height() == pytest.approx(0.4)
     assert rows.get_y() == pytest.approx(requests.get_y() + requests.get_height())
     texts = [t.get_text() for t in throughput.texts]
-    assert f"{bars.number(batch.rows_per_s.value)} rows/s" in texts
-    assert f"{bars.number(batch.throughput_rps.value)} req/s" in texts
+    assert f"{number(batch.rows_per_s.value)} rows/s" in texts
+    assert f"{number(batch.throughput_rps.value)} req/s" in texts
     # the cell table and comparison.json say it too
     both = f"{with_interval(batch.throughput_rps)} · {with_interval(batch.rows_per_s)} rows/s"
     assert throughput_text(batch) == both

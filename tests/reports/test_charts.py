@@ -14,7 +14,7 @@ from reports.analysis import Analysis, analyse
 from reports.buckets import merge_buckets
 from reports.landscape import cost_vs_freshness
 from reports.load import group_cells, load_runs
-from tests.reports.factory import GOLDEN, MIX, golden, write_document
+from tests.reports.factory import GOLDEN, MIX, drawn, golden, write_document
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ def test_percentile_spectrum_has_one_line_per_run_on_the_nines_axis(analysis: An
             assert run.latency is not None
             np.testing.assert_array_equal(line.get_xdata(), charts.nines_x(grid))
             np.testing.assert_array_equal(line.get_ydata(), run.latency.percentiles_ms(grid))
-            assert line.get_ydata()[0] == run.summary["latency_ms"]["p50"]
+            assert drawn(line.get_ydata())[0] == run.summary["latency_ms"]["p50"]
             assert (line.get_linestyle() == ":") is (not run.valid)
     assert axes.get_xscale() == "log"
     assert [t.get_text() for t in axes.get_xticklabels()] == ["50", "90", "99", "99.9", "99.99"]
@@ -61,15 +61,15 @@ def test_latency_over_time_draws_p50_p99_per_second_and_marks_failures(tmp_path:
     panels = [axes for axes in figure.axes if axes.get_title()]
     assert [axes.get_title() for axes in panels] == [run.key.name for run in runs]
     p50, p99 = panels[0].lines
-    assert list(p50.get_xdata()) == [0, 1, 2]
-    assert list(p50.get_ydata()) == [2.0, 3.0, 2.5]
-    assert list(p99.get_ydata()) == [9.0, 30.0, 12.0]
+    assert list(drawn(p50.get_xdata())) == [0, 1, 2]
+    assert list(drawn(p50.get_ydata())) == [2.0, 3.0, 2.5]
+    assert list(drawn(p99.get_ydata())) == [9.0, 30.0, 12.0]
     twins = [a for a in figure.axes if a.get_ylabel() == "failures / s"]
     assert len(twins) == 1  # only the run with failures gets the failures axis
     marks = next(c for c in twins[0].collections if isinstance(c, PathCollection))
-    assert marks.get_offsets().tolist() == [[1.0, 7.0], [2.0, 2.0]]
+    assert drawn(marks.get_offsets()).tolist() == [[1.0, 7.0], [2.0, 2.0]]
     second = runs[1].timeseries
-    assert list(panels[1].lines[1].get_ydata()) == [row["p99_ms"] for row in second]
+    assert list(drawn(panels[1].lines[1].get_ydata())) == [row["p99_ms"] for row in second]
 
 
 def test_cdf_and_histogram_are_the_pooled_distribution(analysis: Analysis) -> None:
@@ -86,7 +86,8 @@ def test_cdf_and_histogram_are_the_pooled_distribution(analysis: Analysis) -> No
         np.testing.assert_array_equal(y, cumulative[np.searchsorted(pooled.upper_ms, x)])
         assert x[-1] == pooled.upper_ms[-1]
         assert y[-1] == pytest.approx(1.0)
-        assert step.get_data().values.sum() == pytest.approx(1.0)
+        values, _edges, _baseline = step.get_data()  # a StairData: values, edges, baseline
+        assert values.sum() == pytest.approx(1.0)
     assert left.get_xscale() == "log"
     assert "ms" in left.get_xlabel()
 
@@ -106,7 +107,7 @@ def test_intended_vs_service_appears_only_where_they_differ(analysis: Analysis) 
     intended, served = axes.lines
     np.testing.assert_array_equal(intended.get_ydata(), run.latency.percentiles_ms(grid))
     np.testing.assert_array_equal(served.get_ydata(), run.service.percentiles_ms(grid))
-    assert intended.get_ydata()[-1] > 100 * served.get_ydata()[-1]
+    assert drawn(intended.get_ydata())[-1] > 100 * drawn(served.get_ydata())[-1]
 
 
 def test_cost_vs_freshness_plots_cpu_per_prediction_against_p99(analysis: Analysis) -> None:
@@ -118,7 +119,7 @@ def test_cost_vs_freshness_plots_cpu_per_prediction_against_p99(analysis: Analys
         tuple(point)
         for c in axes.collections
         if isinstance(c, PathCollection)
-        for point in c.get_offsets().tolist()
+        for point in drawn(c.get_offsets()).tolist()
     )
     assert points == sorted((s.p99_ms.value, s.cost_per_1k) for s in stats)
     notes = [t.get_text() for t in axes.texts]

@@ -17,7 +17,7 @@ from reports.analysis import Analysis, analyse
 from reports.buckets import merge_buckets
 from reports.load import group_cells, load_runs
 from reports.tables import ABSENT, CELL_HEADERS, INVALID_HEADERS, cell_rows, invalid_rows, number
-from tests.reports.factory import GOLDEN, golden, recorded_result, write_document
+from tests.reports.factory import GOLDEN, drawn, golden, recorded_result, write_document
 
 SERVICE = CELL_HEADERS.index("service p50 / p99 ms")
 QUEUE = CELL_HEADERS.index("client queue p50 / p99 ms")
@@ -207,7 +207,7 @@ def test_intended_vs_service_draws_the_client_queue_where_the_wire_was_seen(
     ]  # fmt: skip
     # closed loop: the gap between intended start and service is exactly the client queue
     gap = np.asarray(intended.get_ydata()) - np.asarray(served.get_ydata())
-    assert gap[0] == pytest.approx(waited.get_ydata()[0], abs=0.1)
+    assert gap[0] == pytest.approx(drawn(waited.get_ydata())[0], abs=0.1)
     overloaded = next(title for title in panels if title.endswith("[INVALID]"))
     lines = panels[overloaded].lines  # a v1 file: no client queue, service from dispatch
     assert [line.get_label() for line in lines] == [

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from reports.sweep import sweep_figure, write_sweep_chart
+from tests.reports.factory import drawn
 
 SUMMARY = {
     "settings": {"slo_p99_ms": 50.0, "target": "rest", "model": "synthetic:cpu:2ms"},
@@ -27,11 +28,11 @@ def test_curve_carries_the_points_slo_and_knee(tmp_path: Path) -> None:
     axes = figure.axes[0]
     lines = {line.get_label(): line for line in axes.get_lines()}
     steps = lines["step points"]
-    assert list(steps.get_xdata()) == [100.0, 200.0, 399.0, 450.0]
-    assert list(steps.get_ydata()) == [3.0, 3.5, 6.0, 3000.0]
-    assert list(lines["search points"].get_xdata()) == [449.0]
-    assert list(lines["SLO p99 50 ms"].get_ydata()) == pytest.approx([50.0, 50.0])
-    assert list(lines["knee 400 req/s"].get_xdata()) == pytest.approx([400.0, 400.0])
-    assert list(lines["capacity 450 req/s"].get_xdata()) == pytest.approx([450.0, 450.0])
+    assert list(drawn(steps.get_xdata())) == [100.0, 200.0, 399.0, 450.0]
+    assert list(drawn(steps.get_ydata())) == [3.0, 3.5, 6.0, 3000.0]
+    assert list(drawn(lines["search points"].get_xdata())) == [449.0]
+    assert list(drawn(lines["SLO p99 50 ms"].get_ydata())) == pytest.approx([50.0, 50.0])
+    assert list(drawn(lines["knee 400 req/s"].get_xdata())) == pytest.approx([400.0, 400.0])
+    assert list(drawn(lines["capacity 450 req/s"].get_xdata())) == pytest.approx([450.0, 450.0])
     path = write_sweep_chart(SUMMARY, tmp_path / "sweep.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

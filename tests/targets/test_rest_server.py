@@ -29,6 +29,7 @@ def _request(
     timeout_s: float = 10.0,
 ) -> tuple[int, Any]:
     parts = urlsplit(target.url)
+    assert parts.hostname is not None
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout_s)
     try:
         connection.request(method, path, body, headers or {})
