@@ -1,9 +1,10 @@
 """The ``Driver`` protocol every transport implements, and an in-memory fake for tests.
 
-``send`` reports, never raises, for anything the target or the network did: it returns
-``(outcome, error_class, predictions, schema_ok)`` — a plain tuple because it is on the hot path
-— and translates its transport's exceptions into error classes at that one boundary, as Locust
-reports outcomes with ``events.request.fire(exception=...)`` instead of raising.
+``send`` reports, never raises, for anything the target or the network did: it returns a
+``Reply`` (outcome, error_class, predictions, schema_ok) — a ``NamedTuple``, so still a tuple on
+the hot path — and translates its transport's exceptions into error classes at that one
+boundary, as Locust reports outcomes with ``events.request.fire(exception=...)`` instead of
+raising.
 
 **When the bytes left.** The harness knows when it *dispatched* a request; only the driver knows
 when the request was handed to the transport (*on wire*), after any wait for a free connection,
@@ -21,7 +22,7 @@ import asyncio
 import time
 from array import array
 from collections.abc import Callable
-from typing import Literal, Protocol
+from typing import Final, Literal, NamedTuple, Protocol
 
 import numpy as np
 import orjson
@@ -30,9 +31,56 @@ from loadtests.engine.records import WIRE_UNSEEN, Outcome
 from loadtests.engine.workload import Payload
 from targets.schema import response_problem
 
-Reply = tuple[int, str | None, int, bool]  # outcome, error class, predictions, schema_ok
 OK_REPLY_SCHEMA_BAD: str = "schema"
 WireView = Literal["stamped", "at_dispatch", "hidden"]
+ReplyFields = tuple[int, str | None, int, bool]  # what a ``Reply`` is, as a plain tuple
+MAX_SHARED_REPLIES: Final = 4096  # error classes and prediction counts are few; bound them anyway
+
+
+class Reply(NamedTuple):
+    """What ``send`` says about one request: ``outcome`` (an ``Outcome`` value), the failure's
+    ``error_class`` (``None`` unless it failed), the ``predictions`` answered and whether the
+    answer met the canonical contract (``schema_ok``).
+
+    Build one with ``ok`` / ``failure`` / ``expected_rejection``: they hand out shared
+    instances (one per prediction count or error class, up to ``MAX_SHARED_REPLIES`` each), so
+    the hot path pays a dict lookup (~70 ns), not a ``NamedTuple`` construction (~280 ns).
+    """
+
+    outcome: int
+    error_class: str | None
+    predictions: int
+    schema_ok: bool
+
+    @staticmethod
+    def ok(predictions: int) -> Reply:
+        """A success with ``predictions`` predictions, its answer checked."""
+        reply = _OK_REPLIES.get(predictions)
+        if reply is None:
+            reply = Reply(Outcome.OK, None, predictions, True)
+            if len(_OK_REPLIES) < MAX_SHARED_REPLIES:
+                _OK_REPLIES[predictions] = reply
+        return reply
+
+    @staticmethod
+    def failure(error_class: str) -> Reply:
+        """A failure of class ``error_class`` (``timeout``, ``http_503``, ``schema`` ...)."""
+        reply = _FAILURE_REPLIES.get(error_class)
+        if reply is None:
+            reply = Reply(Outcome.FAILURE, error_class, 0, False)
+            if len(_FAILURE_REPLIES) < MAX_SHARED_REPLIES:
+                _FAILURE_REPLIES[error_class] = reply
+        return reply
+
+    @staticmethod
+    def expected_rejection() -> Reply:
+        """A deliberately invalid payload, refused as it should be."""
+        return EXPECTED_REJECTION
+
+
+_OK_REPLIES: dict[int, Reply] = {}
+_FAILURE_REPLIES: dict[str, Reply] = {}
+EXPECTED_REJECTION: Final = Reply(Outcome.EXPECTED_REJECTION, None, 0, True)
 
 
 class WireStamps:
@@ -88,14 +136,14 @@ def judge_answer(payload: Payload, status_ok: bool, body: object, rejected: bool
     """
     if not payload.valid:
         if rejected:
-            return Outcome.EXPECTED_REJECTION, None, 0, True
-        return Outcome.FAILURE, "accepted_invalid", 0, False
+            return EXPECTED_REJECTION
+        return Reply.failure("accepted_invalid")
     if not status_ok:
-        return Outcome.FAILURE, "rejected" if rejected else "error", 0, False
+        return Reply.failure("rejected" if rejected else "error")
     problem = response_problem(body, payload.expected_predictions)
     if problem is not None:
-        return Outcome.FAILURE, OK_REPLY_SCHEMA_BAD, 0, False
-    return Outcome.OK, None, payload.expected_predictions, True
+        return Reply.failure(OK_REPLY_SCHEMA_BAD)
+    return Reply.ok(payload.expected_predictions)
 
 
 def judge_http(payload: Payload, status: int, body: bytes | None) -> Reply:
@@ -111,14 +159,15 @@ def judge_http(payload: Payload, status: int, body: bytes | None) -> Reply:
         return judge_answer(payload, True, answer, False)
     if 400 <= status < 500:
         reply = judge_answer(payload, False, None, True)
-        if reply[0] != Outcome.FAILURE:
+        if reply.outcome != Outcome.FAILURE:
             return reply
-    return Outcome.FAILURE, f"http_{status}", 0, False
+    return Reply.failure(f"http_{status}")
 
 
 class FakeDriver:
     """In-memory driver: answers after ``service_time_s(payload)`` (``asyncio.sleep``, so a
-    virtual clock drives it) with ``answer(payload)`` — for tests of the harness itself.
+    virtual clock drives it) with ``answer(payload)`` (a ``Reply``, or the same four fields as a
+    plain tuple) — for tests of the harness itself.
     With ``connections=N`` a request first waits for one of N slots, as a connection pool
     makes it wait, and is stamped on the wire when it gets one."""
 
@@ -127,14 +176,14 @@ class FakeDriver:
     def __init__(
         self,
         service_time_s: Callable[[Payload], float],
-        answer: Callable[[Payload], Reply] | None = None,
+        answer: Callable[[Payload], ReplyFields] | None = None,
         *,
         connections: int | None = None,
     ) -> None:
         if connections is not None and connections < 1:
             raise ValueError("connections must be a positive int")
         self.service_time_s = service_time_s
-        self.answer = answer or (lambda p: (Outcome.OK, None, p.expected_predictions, True))
+        self.answer = answer or (lambda p: Reply.ok(p.expected_predictions))
         self.bytes_sent = 0
         self.bytes_received = 0
         self.sent = 0
@@ -158,7 +207,8 @@ class FakeDriver:
         delay_s = self.service_time_s(payload)
         if delay_s > 0:
             await asyncio.sleep(delay_s)
-        return self.answer(payload)
+        answer = self.answer(payload)
+        return answer if isinstance(answer, Reply) else Reply(*answer)
 
     async def close(self) -> None:
         self.closed = True

@@ -78,13 +78,13 @@ def judge_batch(payload: Payload, batch_size: int, scored: ScoredBatch) -> Reply
     """The verdict on one batch, with ``judge_answer``'s classes (see the module docstring)."""
     if not payload.valid:
         if scored.output_lines == 0 and scored.error_lines == batch_size:
-            return Outcome.EXPECTED_REJECTION, None, 0, True
-        return Outcome.FAILURE, "accepted_invalid", 0, False
+            return Reply.expected_rejection()
+        return Reply.failure("accepted_invalid")
     if scored.error_lines:
-        return Outcome.FAILURE, "rejected", 0, False
+        return Reply.failure("rejected")
     if scored.schema_bad or scored.output_lines != batch_size:
-        return Outcome.FAILURE, OK_REPLY_SCHEMA_BAD, 0, False
-    return Outcome.OK, None, batch_size, True
+        return Reply.failure(OK_REPLY_SCHEMA_BAD)
+    return Reply.ok(batch_size)
 
 
 def check_output(data: bytes) -> tuple[int, int]:
@@ -221,9 +221,9 @@ class BatchDriver:
                 self.stamps.stamp(scored.started_ns)
             reply = judge_batch(payload, self.batch_size, scored)
         except ModelFailure:
-            reply = Outcome.FAILURE, ModelFailure.code, 0, False
+            reply = Reply.failure(ModelFailure.code)
         except Exception as exc:  # the job failed outright: no output was committed
-            reply = Outcome.FAILURE, f"batch_{type(exc).__name__}", 0, False
+            reply = Reply.failure(f"batch_{type(exc).__name__}")
         finally:
             ended_ns = self._clock_ns()
             measured = epoch == self._epoch

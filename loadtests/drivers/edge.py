@@ -36,7 +36,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
 
 from loadtests.drivers.base import Reply, WireStamps, WireView, judge_answer, p50_p99
-from loadtests.engine.records import Outcome
 from loadtests.engine.workload import Payload
 from targets.edge.remote import ConnectionFactory
 from targets.edge.runtime import SOURCES, CacheKey, EdgeConfig, EdgeRuntime
@@ -111,7 +110,7 @@ class EdgeDriver:
             else:
                 answer = inline
         except Exception as exc:  # the runtime itself blew up (handle() reports the rest)
-            return Outcome.FAILURE, f"edge_{type(exc).__name__}", 0, False
+            return Reply.failure(f"edge_{type(exc).__name__}")
         ended_ns = self._clock_ns()
         metadata = answer.get("metadata")
         if isinstance(metadata, dict):
@@ -125,7 +124,7 @@ class EdgeDriver:
         self._error_answers += 1
         error = answer.get("error")
         if isinstance(error, dict) and error.get("code") == ModelFailure.code:
-            return Outcome.FAILURE, ModelFailure.code, 0, False
+            return Reply.failure(ModelFailure.code)
         return judge_answer(payload, False, None, True)  # the client's request was refused
 
     def _answer_inline(self, payload: Payload) -> dict[str, Any] | None:

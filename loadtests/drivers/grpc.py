@@ -24,7 +24,6 @@ from typing import Any, Final, NoReturn, Protocol
 import grpc
 
 from loadtests.drivers.base import Reply, WireStamps, WireView, judge_answer
-from loadtests.engine.records import Outcome
 from loadtests.engine.workload import Payload
 from targets.rpc import convert, predict_pb2_grpc
 from targets.rpc import predict_pb2 as pb
@@ -137,7 +136,7 @@ def reply_for_status(payload: Payload, code: grpc.StatusCode) -> Reply:
     expected rejection for a deliberately invalid payload — anything else a failure by class."""
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         return judge_answer(payload, False, None, True)
-    return Outcome.FAILURE, ERROR_CLASS_BY_STATUS.get(code, "unknown"), 0, False
+    return Reply.failure(ERROR_CLASS_BY_STATUS.get(code, "unknown"))
 
 
 def status_of(exc: Exception) -> grpc.StatusCode | None:
@@ -165,7 +164,7 @@ def reply_for_error(payload: Payload, exc: Exception) -> Reply:
     """The reply for an exception out of a call; nothing a target or network does escapes."""
     status = status_of(exc)
     if status is None:
-        return Outcome.FAILURE, error_class(exc), 0, False
+        return Reply.failure(error_class(exc))
     return reply_for_status(payload, status)
 
 

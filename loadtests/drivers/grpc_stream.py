@@ -35,7 +35,6 @@ from loadtests.drivers.grpc import (
     reply_for_status,
 )
 from loadtests.engine.histogram import LatencyHistogram
-from loadtests.engine.records import Outcome
 from loadtests.engine.workload import Payload
 from targets.rpc import predict_pb2 as pb
 from targets.rpc import predict_pb2_grpc
@@ -204,7 +203,7 @@ class GrpcStreamDriver:
         try:
             async with stream.write_lock:  # FIFO order = write order
                 if stream.error is not None:
-                    return Outcome.FAILURE, stream.error, 0, False
+                    return Reply.failure(stream.error)
                 stream.waiting.append(future)
                 self.bytes_sent += size
                 stream.writing = (future, asyncio.current_task())
@@ -226,7 +225,7 @@ class GrpcStreamDriver:
         if answer is TIMED_OUT:  # the stream goes on; the reader drops the late answer
             return reply_for_status(payload, grpc.StatusCode.DEADLINE_EXCEEDED)
         if isinstance(answer, str):
-            return Outcome.FAILURE, answer, 0, False
+            return Reply.failure(answer)
         return judge_response(payload, answer)
 
     def _expire(self, stream: _Stream, future: asyncio.Future[StreamAnswer]) -> None:

@@ -22,7 +22,6 @@ import httptools
 import orjson
 
 from loadtests.drivers.base import Reply, WireStamps, WireView, judge_http
-from loadtests.engine.records import Outcome
 from loadtests.engine.workload import Payload
 
 _Answer = tuple[int, bytes]  # status, body
@@ -276,12 +275,12 @@ class Http1Driver:
         try:
             connection = await self._connection()
         except (TimeoutError, OSError) as exc:
-            return Outcome.FAILURE, _connect_error_class(exc), 0, False
+            return Reply.failure(_connect_error_class(exc))
         self.stamps.stamp()
         try:
             status, raw = await connection.request(data, self.timeout_s)
         except ConnectionFailed as exc:
-            return Outcome.FAILURE, exc.error_class, 0, False
+            return Reply.failure(exc.error_class)
         finally:
             self._release(connection)
         self.bytes_sent += len(data)

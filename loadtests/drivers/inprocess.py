@@ -11,7 +11,6 @@ from typing import Any
 import orjson
 
 from loadtests.drivers.base import Reply, WireStamps, WireView, judge_answer
-from loadtests.engine.records import Outcome
 from loadtests.engine.workload import Payload
 from targets.errors import ModelFailure, RequestError
 from targets.models import Model
@@ -43,7 +42,7 @@ class InProcessDriver:
         try:
             answer = await service.predict_async(request)
         except ModelFailure:
-            return Outcome.FAILURE, "model_error", 0, False
+            return Reply.failure("model_error")
         return judge_answer(payload, True, answer, False)
 
     async def close(self) -> None:
@@ -108,14 +107,14 @@ class AsgiDriver:
         try:
             await self.app(scope, receive, send)
         except Exception as exc:  # the app itself blew up: a server fault
-            return Outcome.FAILURE, f"app_{type(exc).__name__}", 0, False
+            return Reply.failure(f"app_{type(exc).__name__}")
         raw = b"".join(chunks)
         self.bytes_sent += len(body)
         self.bytes_received += len(raw)
         if status != 200:
             if 400 <= status < 500:
                 return judge_answer(payload, False, None, True)
-            return Outcome.FAILURE, f"http_{status}", 0, False
+            return Reply.failure(f"http_{status}")
         try:
             answer = orjson.loads(raw)
         except orjson.JSONDecodeError:

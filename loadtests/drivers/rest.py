@@ -10,7 +10,6 @@ import aiohttp
 import orjson
 
 from loadtests.drivers.base import Reply, WireStamps, WireView, judge_http
-from loadtests.engine.records import Outcome
 from loadtests.engine.workload import Payload
 
 JSON_HEADERS = {"content-type": "application/json"}
@@ -68,17 +67,17 @@ class RestDriver:
                 raw = await response.read()
                 status = response.status
         except TimeoutError:
-            return Outcome.FAILURE, "timeout", 0, False
+            return Reply.failure("timeout")
         except aiohttp.ClientConnectorError:
-            return Outcome.FAILURE, "connect", 0, False
+            return Reply.failure("connect")
         except aiohttp.ServerDisconnectedError:
-            return Outcome.FAILURE, "disconnected", 0, False
+            return Reply.failure("disconnected")
         except (aiohttp.ClientError, OSError) as exc:  # resets, protocol errors
             if getattr(exc, "errno", None) == errno.ECONNRESET or isinstance(
                 exc.__cause__, ConnectionResetError
             ):
-                return Outcome.FAILURE, "reset", 0, False
-            return Outcome.FAILURE, f"io_{type(exc).__name__}", 0, False
+                return Reply.failure("reset")
+            return Reply.failure(f"io_{type(exc).__name__}")
         self.bytes_sent += len(body)
         self.bytes_received += len(raw)
         return judge_http(payload, status, raw)

@@ -28,7 +28,6 @@ from typing import Any, Final
 
 from loadtests.drivers.base import Reply, WireStamps, WireView, judge_answer, p50_p99
 from loadtests.engine.clock import clock_for_running_loop
-from loadtests.engine.records import Outcome
 from loadtests.engine.workload import Payload
 from targets.batching import BatchingConfig
 from targets.errors import ModelFailure
@@ -146,7 +145,7 @@ class StreamDriver:
         try:
             answer = await consumer.submit(line, on_admitted=self.stamps.stamp)
         except Exception as exc:  # the consumer itself blew up (submit reports the rest)
-            return Outcome.FAILURE, f"stream_{type(exc).__name__}", 0, False
+            return Reply.failure(f"stream_{type(exc).__name__}")
         error = answer.get("error")
         if error is None:
             metadata = answer.get("metadata")
@@ -155,7 +154,7 @@ class StreamDriver:
                 self._latency_ms.append(latency_ms)
             return judge_answer(payload, True, answer, False)
         if isinstance(error, dict) and error.get("code") == ModelFailure.code:
-            return Outcome.FAILURE, ModelFailure.code, 0, False
+            return Reply.failure(ModelFailure.code)
         return judge_answer(payload, False, None, True)  # the event was refused as bad
 
     async def close(self) -> None:

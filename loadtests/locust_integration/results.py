@@ -30,9 +30,9 @@ from typing import Any, Final
 
 import numpy as np
 
+from loadtests.drivers.base import Reply
 from loadtests.engine.histogram import LatencyHistogram
 from loadtests.engine.recorder import Recorder
-from loadtests.engine.records import Outcome
 from loadtests.engine.verdict import CPU_SATURATED  # one limit for the harness and Locust
 from loadtests.locust_integration.support import LATENCY_NS_KEY, REPLY_KEY
 from loadtests.results.result import Verdict
@@ -196,9 +196,9 @@ class ProcessRecording:
             latency_ns = round(response_time_ms * 1e6) if response_time_ms is not None else 0
         if reply is None:
             reply = (
-                (Outcome.OK, None, 0, True)
+                Reply.ok(0)
                 if exception is None
-                else (Outcome.FAILURE, f"locust_{type(exception).__name__}", 0, False)
+                else Reply.failure(f"locust_{type(exception).__name__}")
             )
         outcome, error_class, predictions, schema_ok = reply
         recorder = self.recorder

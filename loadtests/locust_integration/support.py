@@ -21,11 +21,10 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
-from loadtests.cli.app import SEED, bounded
 from loadtests.drivers.base import Reply, judge_answer
-from loadtests.engine.records import Outcome
 from loadtests.engine.workload import Payload, PayloadGenerator, PayloadSpec, derive_seeds
 from loadtests.locust_integration.shape_plans import ArrivalPlan, ShapePlan, parse_shape
+from loadtests.options import SEED, bounded
 from loadtests.results.gates import DEFAULT_GATE
 from loadtests.results.thresholds import ThresholdError, parse_threshold
 from targets.units import parse_duration_s
@@ -243,7 +242,7 @@ def judge_rpc_error(payload: Payload, error: Exception) -> Reply:
     code = error.code() if isinstance(error, grpc.RpcError) and hasattr(error, "code") else None
     if isinstance(code, grpc.StatusCode):
         return reply_for_status(payload, code)
-    return Outcome.FAILURE, f"client_{type(error).__name__}", 0, False
+    return Reply.failure(f"client_{type(error).__name__}")
 
 
 def judge_edge(payload: Payload, answer: Mapping[str, Any]) -> tuple[Reply, str | None]:
@@ -254,7 +253,7 @@ def judge_edge(payload: Payload, answer: Mapping[str, Any]) -> tuple[Reply, str 
         return judge_answer(payload, True, answer, False), str(metadata.get("source"))
     error = answer.get("error")
     if isinstance(error, dict) and error.get("code") == "model_error":
-        return (Outcome.FAILURE, "model_error", 0, False), None
+        return Reply.failure("model_error"), None
     return judge_answer(payload, False, None, True), None
 
 
@@ -277,17 +276,12 @@ def score_batch(
         report = score_file(source, output, model=model, batch_size=batch_size, errors_path=errors)
         answer, refused = output.read_bytes(), errors.read_bytes()
     except ModelFailure:
-        return (Outcome.FAILURE, ModelFailure.code, 0, False), 0
+        return Reply.failure(ModelFailure.code), 0
     except OSError as exc:  # the job failed outright: nothing was committed
         reason = errno.errorcode.get(exc.errno or 0, "")
-        return (
-            Outcome.FAILURE,
-            f"batch_{type(exc).__name__}{'_' + reason if reason else ''}",
-            0,
-            False,
-        ), 0
+        return Reply.failure(f"batch_{type(exc).__name__}{'_' + reason if reason else ''}"), 0
     except Exception as exc:
-        return (Outcome.FAILURE, f"batch_{type(exc).__name__}", 0, False), 0
+        return Reply.failure(f"batch_{type(exc).__name__}"), 0
     finally:
         shutil.rmtree(job, ignore_errors=True)
     lines, schema_bad = check_output(answer)

@@ -136,7 +136,7 @@ class RestUser(ServelabMixin, FastHttpUser):
         ) as response:
             if response.status_code == 0:  # no HTTP answer: connection refused, reset, timeout
                 error = getattr(response, "error", None) or ConnectionError("no answer")
-                reply: Reply = (Outcome.FAILURE, http_error_class(error), 0, False)
+                reply: Reply = Reply.failure(http_error_class(error))
             else:
                 reply = judge_http(payload, response.status_code, response.content)
             response.request_meta["context"][REPLY_KEY] = reply
@@ -230,9 +230,9 @@ class GrpcStreamUser(_GrpcUser):
         except gevent.Timeout as exc:
             if exc is not timer:
                 raise
-            reply: Reply = (Outcome.FAILURE, "timeout", 0, False)
+            reply: Reply = Reply.failure("timeout")
         except StopIteration:
-            reply = (Outcome.FAILURE, "stream_ended", 0, False)
+            reply = Reply.failure("stream_ended")
         except Exception as exc:  # the stream broke (grpc.RpcError): its status decides
             reply = judge_rpc_error(payload, exc)
         else:
