@@ -10,15 +10,23 @@ from __future__ import annotations
 
 import glob
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 import numpy as np
 
-from loadtests.results.result import ResultFileError, load_result
+from loadtests.results.result import (
+    LatencyMs,
+    ResultDocument,
+    ResultFileError,
+    RunBlock,
+    SummaryBlock,
+    VerdictBlock,
+    load_result,
+)
 from reports.buckets import Buckets, decode_buckets
 from reports.stats import RunSample
 
@@ -36,7 +44,7 @@ def _number(value: object) -> str:
     return _text(value)
 
 
-def load_level(run: Mapping[str, Any]) -> str:
+def load_level(run: RunBlock) -> str:
     """The load a run was under, as people write it: ``closed c=8``, ``open 500/s poisson``,
     plus ``batch 256`` / ``window 5ms`` where they were set."""
     mode = _text(run.get("mode")) or "?"
@@ -80,40 +88,44 @@ class Run:
     """One readable result file."""
 
     path: str
-    document: dict[str, Any]
+    document: ResultDocument
 
     @property
-    def run(self) -> dict[str, Any]:
-        block: dict[str, Any] = self.document["run"]
-        return block
+    def run(self) -> RunBlock:
+        return self.document["run"]
 
     @cached_property
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> SummaryBlock:
         """The summary, with fields the producer marked unknown (``extra.unknown``, e.g. schema
-        success of an imported Locust CSV) as NaN rather than a misleading 0."""
-        block: dict[str, Any] = dict(self.document["summary"])
+        success of an imported Locust CSV) as NaN rather than a misleading 0 (a count too)."""
+        block = self.document["summary"].copy()
         unknown = (self.document.get("extra") or {}).get("unknown") or []
+        fields = cast("dict[str, object]", block)  # the file names them: any numeric field
         for name in unknown if isinstance(unknown, list) else []:
-            if isinstance(block.get(name), int | float):
-                block[name] = math.nan
+            if isinstance(fields.get(name), int | float):
+                fields[name] = math.nan
         return block
+
+    @property
+    def verdict(self) -> VerdictBlock:
+        return self.document["verdict"]
 
     @property
     def warnings(self) -> list[str]:
-        return [str(warning) for warning in self.document["verdict"].get("warnings") or []]
+        return [str(warning) for warning in self.verdict.get("warnings") or []]
 
     @property
     def notes(self) -> list[str]:
         """What the valid figures mean (a saturated target …): said, but not a doubt."""
-        return [str(note) for note in self.document["verdict"].get("notes") or []]
+        return [str(note) for note in self.verdict.get("notes") or []]
 
     @property
     def valid(self) -> bool:
-        return bool(self.document["verdict"].get("valid"))
+        return bool(self.verdict.get("valid"))
 
     @property
     def reasons(self) -> list[str]:
-        return [str(reason) for reason in self.document["verdict"].get("reasons") or []]
+        return [str(reason) for reason in self.verdict.get("reasons") or []]
 
     @property
     def repeat(self) -> int:
@@ -154,7 +166,7 @@ class Run:
         return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
 
     @property
-    def timeseries(self) -> list[dict[str, Any]]:
+    def timeseries(self) -> list[dict[str, float]]:
         rows = self.document.get("timeseries") or []
         return [row for row in rows if isinstance(row, dict) and "t_s" in row]
 
@@ -172,10 +184,9 @@ class Run:
         return decode_buckets((self.document.get("histograms") or {}).get("client_queue"))
 
     @property
-    def client_queue_ms(self) -> dict[str, float] | None:
+    def client_queue_ms(self) -> LatencyMs | None:
         """``summary.client_queue_ms``: None when absent — never read as 0."""
-        block: dict[str, float] | None = self.summary.get("client_queue_ms")
-        return block
+        return self.summary.get("client_queue_ms")
 
     @cached_property
     def sample(self) -> RunSample:
@@ -244,7 +255,7 @@ def expand_inputs(items: Iterable[str]) -> tuple[list[Path], list[str]]:
     return paths, warnings
 
 
-def check_blocks(path: str, document: Mapping[str, Any]) -> None:
+def check_blocks(path: str, document: ResultDocument) -> None:
     """Refuse documents whose blocks a report reads are mangled (beyond ``load_result``)."""
     for block in ("run", "summary", "verdict"):
         if not isinstance(document.get(block), dict):

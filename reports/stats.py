@@ -38,13 +38,14 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 
+from loadtests.results.result import SummaryBlock
 from loadtests.results.thresholds import PERCENTILES, lower_is_better, metric_value
 from reports.buckets import RELATIVE_RESOLUTION, Buckets, merge_buckets
 from reports.tdist import small_sample_scale
@@ -70,7 +71,7 @@ class RunSample:
     """What the statistics need of one run: its summary, histograms and per-second successes
     (``client_queue`` None where the driver could not see the wire)."""
 
-    summary: Mapping[str, Any]
+    summary: SummaryBlock
     latency: Buckets | None = None
     service: Buckets | None = None
     per_second_successes: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))

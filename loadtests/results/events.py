@@ -34,7 +34,13 @@ from loadtests.engine.histogram import IntArray
 from loadtests.engine.recorder import ERROR_SHIFT, SCHEMA_BAD_BIT, Recorder
 from loadtests.engine.records import WIRE_UNSEEN, Outcome
 from loadtests.engine.verdict import judge_run
-from loadtests.results.result import RunInfo, Verdict, build_result, write_result
+from loadtests.results.result import (
+    ResultDocument,
+    RunInfo,
+    Verdict,
+    build_result,
+    write_result,
+)
 
 if TYPE_CHECKING:
     from loadtests.cli.app import Subcommands
@@ -232,7 +238,7 @@ def _run_info(run: Mapping[str, Any], *, partial: bool) -> RunInfo:
     return dataclasses.replace(info, partial=partial)
 
 
-def recompute_result(path: str | Path) -> dict[str, Any]:
+def recompute_result(path: str | Path) -> ResultDocument:
     """The result document an event log stands for (``run.partial`` when it has no end line)."""
     contents = read_events(path)
     recorder, trailer = contents.recorder, contents.trailer

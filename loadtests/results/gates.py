@@ -18,8 +18,10 @@ failed therefore never exits 0.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Final
+from collections.abc import Iterable, Sequence
+from typing import Final
+
+from loadtests.results.document import ResultDocument
 
 EXIT_OK: Final = 0
 EXIT_BREACH: Final = 1
@@ -53,7 +55,7 @@ def with_default_gate(
     return [gate, *chosen]
 
 
-def result_exit_code(result: Mapping[str, Any], breached: bool, *, allow_invalid: bool) -> int:
+def result_exit_code(result: ResultDocument, breached: bool, *, allow_invalid: bool) -> int:
     """The exit code of one finished result: interrupted, invalid, breached or ok."""
     if result["run"].get("partial"):
         return EXIT_INTERRUPTED

@@ -13,13 +13,40 @@ import json
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import orjson
 
 from loadtests.engine.histogram import LatencyHistogram
 from loadtests.engine.recorder import Recorder
+from loadtests.results.document import (
+    HistogramsBlock,
+    LatencyMs,
+    ResultDocument,
+    RunBlock,
+    SummaryBlock,
+    VerdictBlock,
+)
 from targets.files import write_atomic
+
+__all__ = [
+    "KIND",
+    "SCHEMA_VERSION",
+    "HistogramsBlock",
+    "LatencyMs",
+    "ResultDocument",
+    "ResultFileError",
+    "RunBlock",
+    "RunInfo",
+    "SummaryBlock",
+    "Verdict",
+    "VerdictBlock",
+    "build_result",
+    "load_result",
+    "summarize",
+    "upgrade",
+    "write_result",
+]
 
 SCHEMA_VERSION: Final = 2
 KIND: Final = "servelab-result"
@@ -60,6 +87,10 @@ class RunInfo:
         default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     )
 
+    def block(self) -> RunBlock:
+        """The ``run`` block: ``RunBlock``'s keys are this class's fields."""
+        return cast("RunBlock", asdict(self))
+
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
@@ -71,6 +102,15 @@ class Verdict:
     warnings: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
 
+    def block(self) -> VerdictBlock:
+        """The ``verdict`` block."""
+        return {
+            "valid": self.valid,
+            "reasons": list(self.reasons),
+            "warnings": list(self.warnings),
+            "notes": list(self.notes),
+        }
+
 
 def _merged(*parts: LatencyHistogram) -> LatencyHistogram:
     merged = LatencyHistogram()
@@ -79,7 +119,7 @@ def _merged(*parts: LatencyHistogram) -> LatencyHistogram:
     return merged
 
 
-def summarize(recorder: Recorder, window_s: float) -> dict[str, Any]:
+def summarize(recorder: Recorder, window_s: float) -> SummaryBlock:
     """The ``summary`` block. ``throughput_rps`` counts successful requests per second of the
     measured window (goodput); expected rejections count in ``requests`` only."""
     judged = recorder.requests - recorder.expected_rejections
@@ -118,21 +158,16 @@ def build_result(
     environment: dict[str, Any],
     cost: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> ResultDocument:
     recorder.finish()
     return {
         "kind": KIND,
         "schema_version": SCHEMA_VERSION,
-        "run": asdict(run),
+        "run": run.block(),
         "environment": environment,
         "cost": cost
         or {"target_cpu_s": None, "cpu_s_per_1k_predictions": None, "source": "unknown"},
-        "verdict": {
-            "valid": verdict.valid,
-            "reasons": list(verdict.reasons),
-            "warnings": list(verdict.warnings),
-            "notes": list(verdict.notes),
-        },
+        "verdict": verdict.block(),
         "summary": summarize(recorder, window_s),
         "errors": dict(sorted(recorder.errors.items())),
         "histograms": {
@@ -149,14 +184,14 @@ def build_result(
     }
 
 
-def write_result(path: str | Path, result: dict[str, Any]) -> None:
+def write_result(path: str | Path, result: ResultDocument) -> None:
     """Write atomically (temp file + rename): a crash leaves no half-written result."""
     write_atomic(path, orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
 
 
-def upgrade(document: dict[str, Any]) -> dict[str, Any]:
-    """Bring an older result document to ``SCHEMA_VERSION``, in place; the one function that
-    knows old layouts.
+def upgrade(document: dict[str, Any]) -> ResultDocument:
+    """Bring an older result document (as read from JSON) to ``SCHEMA_VERSION``, in place; the
+    one function that knows old layouts.
 
     v1 → v2: v1 timed service latency from the dispatch, wait for a connection included, and
     had no client-queue figure: it is marked absent (``None``), never 0. v1's latency blocks
@@ -188,7 +223,7 @@ def upgrade(document: dict[str, Any]) -> dict[str, Any]:
         document.setdefault("verdict", {}).setdefault("notes", [])
         document["upgraded_from"] = version
         document["schema_version"] = 2
-    return document
+    return cast("ResultDocument", document)  # the v2 layout (not re-validated: see document.py)
 
 
 def _decoded_summary_ms(encoded: str) -> dict[str, float] | None:
@@ -198,7 +233,7 @@ def _decoded_summary_ms(encoded: str) -> dict[str, float] | None:
         return None
 
 
-def load_result(path: str | Path) -> dict[str, Any]:
+def load_result(path: str | Path) -> ResultDocument:
     """Read a result file; ``ResultFileError`` (one line naming the file) if it is not usable."""
     try:
         raw = Path(path).read_bytes()
