@@ -123,7 +123,7 @@ class RssSampler(threading.Thread):
 
 def start_target(args: argparse.Namespace, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
     ready = workdir / "ready.json"
-    command = [sys.executable, "-m", "loadtests.cli.app", "serve", "rest", "--port", "0"]
+    command = [sys.executable, "-m", "loadtests.cli", "serve", "rest", "--port", "0"]
     command += ["--model", MODEL, "--max-in-flight", str(args.max_in_flight)]
     command += ["--max-queue", str(args.max_queue), "--ready-file", str(ready)]
     command += ["--log-level", args.log_level]

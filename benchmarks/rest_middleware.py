@@ -27,7 +27,7 @@ import aiohttp
 
 ROOT = Path(__file__).resolve().parent.parent
 APPS = {
-    "servelab": ["-m", "loadtests.cli.app", "serve", "rest", "--port", "0", "--log-level", "info"],
+    "servelab": ["-m", "loadtests.cli", "serve", "rest", "--port", "0", "--log-level", "info"],
     "bare-raw": ["benchmarks/serve_bare.py", "raw"],
     "bare-pydantic": ["benchmarks/serve_bare.py", "pydantic"],
 }

@@ -173,7 +173,7 @@ def gate_expressions(given: Sequence[str] | None, *, default_gate: bool) -> list
 
 
 def main(args: argparse.Namespace) -> int:
-    """The ``compare`` handler (``loadtests.cli.commands`` dispatches here)."""
+    """``servelab compare`` (``loadtests.cli.compare`` parses the options)."""
     expressions = gate_expressions(args.threshold, default_gate=not args.no_default_gate)
     thresholds = parse_thresholds(expressions)  # ThresholdError: one line, exit 2
     if not 0 < args.confidence < 1:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from loadtests.cli.commands import build_parser, main
+from loadtests.cli.app import build_parser, main
 
 
 def _commands(

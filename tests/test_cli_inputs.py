@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from loadtests.cli.app import Range, RangePair, StageList, dispatch
-from loadtests.cli.commands import COMMANDS, build_parser, main
+from loadtests.cli.app import COMMANDS, build_parser, dispatch, main
+from loadtests.options import Range, RangePair, StageList
 from targets.errors import TargetStartError
 
 MISSING = "/no/such/path/servelab-test"

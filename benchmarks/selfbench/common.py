@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVELAB = [sys.executable, "-m", "loadtests.cli.commands"]
+SERVELAB = [sys.executable, "-m", "loadtests.cli"]
 CHILD_LIMIT_S = 900.0  # no child of the benchmark runs longer than this
 
 

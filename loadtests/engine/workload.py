@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -83,6 +84,36 @@ class PayloadSpec:
             raise ValueError("distinct must be a positive int")
         if not (math.isfinite(self.value_mean) and math.isfinite(self.value_std)):
             raise ValueError("value mean and std must be finite")
+
+    @classmethod
+    def from_options(
+        cls,
+        *,
+        api: str = "v1",
+        v2_share: Sequence[float | None] | None = None,
+        instances: Sequence[float | None] = (8, 8),
+        rows_per_request: int = 1,
+        invalid_fraction: float = 0.0,
+        distinct: int = 4096,
+    ) -> PayloadSpec:
+        """The spec the payload options describe (``loadtests.options.PAYLOAD_OPTIONS``),
+        whoever read them: ``servelab run``, a bench cell, Locust's parser. ``instances``: N or
+        (N, M); ``v2_share``: (START, END or None), which replaces ``api``. Pairs may arrive as
+        lists (Locust sends options to its workers as msgpack)."""
+        low, high = (instances[0], instances[-1]) if len(instances) else (8, None)
+        if v2_share is None:
+            start, end = (1.0 if api == "v2" else 0.0), None
+        else:
+            start, end = float(v2_share[0] or 0.0), v2_share[-1] if len(v2_share) > 1 else None
+        return cls(
+            min_instances=int(low or 0),
+            max_instances=int(low or 0) if high is None else int(high),
+            rows_per_request=rows_per_request,
+            invalid_fraction=invalid_fraction,
+            v2_share_start=start,
+            v2_share_end=None if end is None else float(end),
+            distinct=distinct,
+        )
 
 
 class PayloadGenerator:

@@ -10,13 +10,9 @@ what finished, and stops every process servelab started.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import datetime as dt
 import os
 import re
-import signal
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,14 +21,14 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from loadtests.engine.harness import LoadPlan
+from loadtests.drivers.registry import target
 from loadtests.engine.loop import run as run_on_loop
-from loadtests.engine.schedule import Arrival, RateProfile
 from loadtests.engine.workload import PayloadSpec
-from loadtests.jobs.bench_config import BenchConfig, Cell, default_config, load_config
+from loadtests.jobs.bench_config import BenchConfig, Cell
 from loadtests.jobs.launch import LaunchedTarget, launch_target
 from loadtests.jobs.profiles import HardwareProfile, generator_pinned, measure_server
-from loadtests.jobs.run import IN_PROCESS, NEEDS_SERVER, RunSettings, execute
+from loadtests.jobs.run import execute
+from loadtests.jobs.settings import RunSettings, load_plan
 from loadtests.results.gates import EXIT_INTERRUPTED, combine, result_exit_code, with_default_gate
 from loadtests.results.thresholds import parse_thresholds
 
@@ -90,29 +86,21 @@ class ServerPool:
 def settings_for(
     run: PlannedRun, config: BenchConfig, server: LaunchedTarget | None
 ) -> RunSettings:
+    """One planned run's settings, through the one builder ``servelab run`` uses."""
     cell = run.cell
-    if run.mode == "closed":
-        plan = LoadPlan(
-            mode="closed", concurrency=int(run.level), duration_s=cell.duration_s,
-            warmup_s=cell.warmup_s,
-        )  # fmt: skip
-    else:
-        arrival: Arrival = "poisson" if cell.arrival == "poisson" else "constant"
-        plan = LoadPlan(
-            mode="open", profile=RateProfile.constant(run.level), arrival=arrival,
-            duration_s=cell.duration_s, warmup_s=cell.warmup_s,
-        )  # fmt: skip
-    payloads = PayloadSpec(
-        invalid_fraction=cell.invalid_fraction,
-        v2_share_start=1.0 if cell.api == "v2" else 0.0,
-        distinct=cell.distinct,
+    plan = load_plan(
+        concurrency=int(run.level) if run.mode == "closed" else None,
+        rate=run.level if run.mode == "open" else None,
+        arrival="poisson" if cell.arrival == "poisson" else "constant",
+        duration_s=cell.duration_s,
+        warmup_s=cell.warmup_s,
     )
-    kind = NEEDS_SERVER.get(cell.target)
+    payloads = PayloadSpec.from_options(
+        api=cell.api, invalid_fraction=cell.invalid_fraction, distinct=cell.distinct
+    )
     return RunSettings(
         target=cell.target,
         model=cell.model,
-        url=server.url if server and kind == "rest" else None,
-        address=server.address if server and kind == "grpc" else None,
         plan=plan,
         payloads=payloads,
         seed=config.seed,
@@ -123,15 +111,14 @@ def settings_for(
         profile=run.profile.name,
         group=f"{cell.target}|{cell.model}|{run.mode}:{run.level:g}|{run.profile.name}",
         repeat=run.repeat,
-        target_pid=server.pid if server and cell.target not in IN_PROCESS else None,
-    )
+    ).aimed_at(server)
 
 
 @contextlib.contextmanager
 def _pinned_for(run: PlannedRun) -> Iterator[None]:
     """In-process targets serve from this process: the profile's CPUs are theirs. Otherwise the
     generator keeps off the server's CPUs."""
-    if run.cell.target in IN_PROCESS and run.profile.cpus is not None:
+    if target(run.cell.target).in_process and run.profile.cpus is not None:
         before = os.sched_getaffinity(0)
         os.sched_setaffinity(0, set(run.profile.cpus))
         try:
@@ -199,15 +186,14 @@ def run_bench(
     with contextlib.ExitStack() as stack:
         pool = ServerPool(stack)
         for run in runs:
-            kind = NEEDS_SERVER.get(run.cell.target)
+            kind = target(run.cell.target).server
             try:
                 server = pool.get(kind, run.cell.model, run.profile) if kind else None
                 settings = settings_for(run, config, server)
                 path = out_dir / f"{run.name}.json"
                 console.print(f"[{run.index}/{len(runs)}] {run.name} …", highlight=False)
 
-                pid = server.pid if server and run.cell.target not in IN_PROCESS else None
-                fields = _profile_fields(run.profile, pid)
+                fields = _profile_fields(run.profile, settings.target_pid)
                 with _pinned_for(run):
                     running = execute(
                         settings, out=path, install_signal_handlers=True, extra_fields=fields,
@@ -268,49 +254,3 @@ def write_report(paths: list[Path], out_dir: Path, title: str) -> Path | None:
         return None
     build_report([str(path) for path in paths], out_dir, title=title)
     return out_dir / "index.html"
-
-
-def main(args: argparse.Namespace) -> int:
-    config = (
-        load_config(args.config)
-        if args.config
-        else default_config(quick=args.quick, model=args.model)
-    )
-    if args.repeat:
-        config = BenchConfig(
-            cells=config.cells, profiles=config.profiles, seed=config.seed, repeat=args.repeat,
-            thresholds=config.thresholds + tuple(args.threshold or ()), source=config.source,
-        )  # fmt: skip
-    elif args.threshold:
-        parse_thresholds(list(args.threshold), allow_relative=False)
-        config = BenchConfig(
-            cells=config.cells, profiles=config.profiles, seed=config.seed, repeat=config.repeat,
-            thresholds=config.thresholds + tuple(args.threshold), source=config.source,
-        )  # fmt: skip
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    out_dir = Path(args.out) if args.out else Path("results") / f"bench-{stamp}"
-    console = Console(width=None if sys.stdout.isatty() else 132)
-    # Between runs (server start-up, report) SIGTERM acts as Ctrl-C: finished results are kept
-    # and the shared servers stopped; during a run the harness's own handler takes over.
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        outcome = run_bench(
-            config, out_dir, console,
-            default_gate=not args.no_default_gate, allow_invalid=args.allow_invalid,
-        )  # fmt: skip
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    console.print(summary_table(outcome))
-    report = write_report(
-        [path for _, path, _ in outcome.results],
-        out_dir / "report",
-        f"servelab bench — {config.source}",
-    )
-    if report is not None:
-        console.print(f"report: {report}", highlight=False)
-    console.print(f"results: {out_dir}", highlight=False)
-    for breach in outcome.breaches:
-        print(f"threshold breached: {breach}", file=sys.stderr)
-    if outcome.interrupted:
-        print("servelab bench: interrupted; finished results kept", file=sys.stderr)
-    return outcome.exit_code

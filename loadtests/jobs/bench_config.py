@@ -7,13 +7,16 @@ list of integers, got "many"``). ``examples/bench.toml`` is the annotated exampl
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loadtests.drivers.registry import TARGETS
+from loadtests.errors import ConfigError
 from loadtests.jobs.profiles import HardwareProfile
-from loadtests.jobs.run import TARGETS
 from loadtests.results.thresholds import parse_thresholds
 from targets.spec import load_model
 from targets.units import parse_duration_s
@@ -26,10 +29,6 @@ CELL_KEYS = {
     "target", "model", "concurrency", "rates", "arrival", "duration", "warmup", "batch_size",
     "window_ms", "invalid_fraction", "api", "label", "profiles", "distinct",
 }  # fmt: skip
-
-
-class ConfigError(ValueError):
-    """A config problem, one line naming the file and key."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +59,13 @@ class BenchConfig:
     thresholds: tuple[str, ...] = ()
     source: str = "embedded default"
     notes: list[str] = field(default_factory=list)
+
+    def with_overrides(self, *, repeat: int | None, thresholds: Sequence[str]) -> BenchConfig:
+        """The config with the command line's ``--repeat`` and extra ``--threshold``s."""
+        parse_thresholds(list(thresholds), allow_relative=False)  # exit 2 before any run
+        return dataclasses.replace(
+            self, repeat=repeat or self.repeat, thresholds=self.thresholds + tuple(thresholds)
+        )
 
 
 class _Reader:
@@ -147,7 +153,7 @@ def _cell(reader: _Reader, raw: object, where: str, defaults: dict[str, Any]) ->
             f"{where}.profiles", f"expected a list of profile names, got {profiles!r}"
         )
     return Cell(
-        target=reader.string(data["target"], f"{where}.target", TARGETS),
+        target=reader.string(data["target"], f"{where}.target", tuple(TARGETS)),
         model=reader.model(data.get("model", defaults["model"]), f"{where}.model"),
         loads=tuple(loads) or (("closed", 8.0),),
         arrival=opt("arrival", lambda v, w: reader.string(v, w, ARRIVALS), "constant"),

@@ -6,7 +6,6 @@ The main job until ``servelab bench`` lands: a minute-long look at what servelab
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import tempfile
@@ -111,8 +110,8 @@ def _edge_rows(rest: LaunchedTarget, model_spec: str) -> list[Row]:
     return rows
 
 
-def main(args: argparse.Namespace) -> int:
-    model_spec: str = args.model
+def run_demo(model_spec: str) -> int:
+    """Answer once through every pattern; 0 when every answer met the contract."""
     load_model(model_spec)  # a bad SPEC is one line, before anything starts
     console = Console()
     with (

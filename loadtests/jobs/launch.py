@@ -14,10 +14,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from targets.errors import TargetStartError
 from targets.files import read_ready_file
+
+if TYPE_CHECKING:
+    from loadtests.drivers.registry import Target
 
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
@@ -99,7 +102,7 @@ def launch_target(
         ready = Path(workdir) / "ready.json"
         log_path = Path(workdir) / "target.log"
         command = [
-            sys.executable, "-m", "loadtests.cli.app", "serve", kind, "--host", "127.0.0.1",
+            sys.executable, "-m", "loadtests.cli", "serve", kind, "--host", "127.0.0.1",
             "--port", "0", "--ready-file", str(ready), "--model", model_spec,
             "--log-level", log_level, *extra_args,
         ]  # fmt: skip
@@ -127,3 +130,17 @@ def launch_target(
             yield LaunchedTarget(kind, process, info, log_path)
         finally:
             _stop(process)
+
+
+@contextmanager
+def launch_for(
+    spec: Target, *, url: str | None, address: str | None, model_spec: str
+) -> Iterator[LaunchedTarget | None]:
+    """The server a run of target ``spec`` needs, started on loopback for the run — ``None``
+    when the target runs in this process alone, or ``url``/``address`` names a running one."""
+    given = url if spec.server == "rest" else address
+    if spec.server is None or given:
+        yield None
+        return
+    with launch_target(spec.server, model_spec=model_spec) as launched:
+        yield launched

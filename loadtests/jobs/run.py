@@ -9,95 +9,30 @@ the load, keep what was measured and write it as a partial, invalid result.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loadtests.drivers.base import Driver
-from loadtests.engine.harness import Harness, LoadPlan, RunStats
+from loadtests.engine.harness import Harness, RunStats
 from loadtests.engine.recorder import Recorder
 from loadtests.engine.tight import TightHarness
 from loadtests.engine.verdict import judge_run
-from loadtests.engine.workload import Payload, PayloadGenerator, PayloadSpec, derive_seeds
-from loadtests.jobs.launch import LaunchedTarget, launch_target
-from loadtests.jobs.safety import check_target_allowed
-from loadtests.jobs.target_checks import PROBED, check_target_options, probe
+from loadtests.engine.workload import Payload, PayloadGenerator, derive_seeds
+from loadtests.jobs.launch import LaunchedTarget, launch_for
+from loadtests.jobs.settings import RunSettings
+from loadtests.jobs.target_checks import probe
 from loadtests.results.environment import fingerprint, process_tree_cpu_s
 from loadtests.results.result import RunInfo, build_result, write_result
 from loadtests.results.thresholds import Check, check_absolute, parse_thresholds
 
 if TYPE_CHECKING:
     from loadtests.results.events import EventLog
-
-TARGETS = (
-    "inprocess", "rest-inprocess", "grpc-inprocess", "rest", "grpc", "grpc-stream",
-    "batch", "stream", "edge",
-)  # fmt: skip
-IN_PROCESS = frozenset({"inprocess", "rest-inprocess", "grpc-inprocess", "batch", "stream", "edge"})
-HTTP_CLIENTS = ("auto", "fast", "aiohttp")
-NEEDS_SERVER = {"rest": "rest", "grpc": "grpc", "grpc-stream": "grpc", "edge": "rest"}
-
-
-@dataclass(frozen=True, slots=True)
-class RunSettings:
-    """Everything ``servelab run`` was asked for, validated."""
-
-    target: str
-    model: str = "reference"
-    url: str | None = None
-    address: str | None = None
-    plan: LoadPlan = field(default_factory=LoadPlan)
-    payloads: PayloadSpec = field(default_factory=PayloadSpec)
-    seed: int = 42
-    api: str = "v1"
-    batch_size: int | None = None
-    window_ms: float | None = None
-    connections: int | None = None
-    http_client: str = "auto"  # REST: "fast" (drivers/http1.py), "aiohttp", or auto by scheme
-    loop: str = "harness"  # "tight": inprocess only, the model called back to back (tight.py)
-    timeout_s: float = 30.0
-    label: str | None = None
-    profile: str | None = None
-    group: str | None = None
-    repeat: int = 0
-    target_pid: int | None = None
-    allow_remote: bool = False
-    model_given: bool = True  # False: --model was left at its default (recorded as unknown
-    # for a target servelab did not start)
-
-    def __post_init__(self) -> None:
-        if self.target not in TARGETS:
-            raise ValueError(f"--target must be one of {', '.join(TARGETS)}, got {self.target!r}")
-        if self.loop not in ("harness", "tight"):
-            raise ValueError(f"--loop must be harness or tight, got {self.loop!r}")
-        if self.loop == "tight" and self.target != "inprocess":
-            raise ValueError(f"--loop tight needs --target inprocess, not {self.target}")
-        if self.loop == "tight" and self.payloads.invalid_fraction:
-            raise ValueError("--loop tight calls the model directly: no --invalid-fraction")
-        if self.http_client not in HTTP_CLIENTS:
-            raise ValueError(
-                f"--client must be one of {', '.join(HTTP_CLIENTS)}, got {self.http_client!r}"
-            )
-        check_target_options(
-            self.target, url=self.url, address=self.address, target_pid=self.target_pid
-        )
-        if self.url is not None:
-            check_target_allowed(self.url, allow_remote=self.allow_remote, option="--url")
-        if self.address is not None:
-            check_target_allowed(self.address, allow_remote=self.allow_remote, option="--address")
-
-    @property
-    def rate_per_s(self) -> float | None:
-        profile = self.plan.profile
-        if self.plan.mode != "open" or profile is None:
-            return None
-        return profile.segments[0].start_rate if len(profile.segments) == 1 else None
 
 
 @dataclass(slots=True)
@@ -111,96 +46,10 @@ class RunOutput:
         return any(not check.passed for check in self.checks)
 
 
-def _connections(settings: RunSettings) -> int:
-    if settings.connections:
-        return settings.connections
-    if settings.plan.mode == "closed":
-        return settings.plan.concurrency
-    return min(max(int((settings.rate_per_s or 100) / 100), 4), 64)
-
-
 def make_driver(settings: RunSettings, server: LaunchedTarget | None) -> Driver:
-    """The driver for ``settings.target`` (imports only what that transport needs)."""
-    target = settings.target
-    from targets.spec import load_model
-
-    if target == "inprocess":
-        from loadtests.drivers.inprocess import InProcessDriver
-
-        return InProcessDriver(load_model(settings.model))
-    if target == "rest-inprocess":
-        from loadtests.drivers.inprocess import AsgiDriver
-        from targets.rest.app import create_app
-        from targets.service import PredictionService
-
-        service = PredictionService(load_model(settings.model), transport="rest")
-        return AsgiDriver(create_app(service))
-    if target == "rest":
-        url = settings.url or (server.url if server else "")
-        connections = _connections(settings)
-        client = settings.http_client
-        if client == "fast" or (client == "auto" and url.startswith("http://")):
-            from loadtests.drivers.http1 import Http1Driver
-
-            return Http1Driver(url, connections=connections, timeout_s=settings.timeout_s)
-        from loadtests.drivers.rest import RestDriver
-
-        return RestDriver(url, connections=connections, timeout_s=settings.timeout_s)
-    if target == "grpc":
-        from loadtests.drivers.grpc import GrpcUnaryDriver
-
-        # One HTTP/2 connection multiplexes every call (the gRPC norm); --connections N opts
-        # into N channels, each its own connection.
-        address = settings.address or (server.address if server else "")
-        channels = settings.connections or 1
-        return GrpcUnaryDriver(address, channels=channels, timeout_s=settings.timeout_s)
-    if target == "grpc-stream":
-        from loadtests.drivers.grpc_stream import GrpcStreamDriver
-
-        # One stream per closed-loop worker (ping-pong), else --connections or the rate's share.
-        address = settings.address or (server.address if server else "")
-        streams = _connections(settings)
-        return GrpcStreamDriver(address, streams=streams, timeout_s=settings.timeout_s)
-    if target == "grpc-inprocess":
-        from loadtests.drivers.grpc import GrpcInProcessDriver
-        from targets.batching import MicroBatcher
-        from targets.logs import JsonLogger
-        from targets.rpc.server import PredictorServicer
-        from targets.service import PredictionService
-
-        service = PredictionService(load_model(settings.model), transport="grpc")
-        # Unary Predict never touches the batcher; the servicer only needs one to exist.
-        servicer = PredictorServicer(
-            service, MicroBatcher(service), JsonLogger(level="warning"), pending_limit=1024
-        )
-        return GrpcInProcessDriver(servicer, timeout_s=settings.timeout_s)
-    if target == "edge":
-        from loadtests.drivers.edge import EdgeDriver
-        from targets.edge.runtime import EdgeConfig
-
-        # The remote is the REST target servelab started (or --url); quantisation, cache and
-        # the remote timeout keep EdgeConfig's defaults.
-        remote = settings.url or (server.url if server else None)
-        return EdgeDriver(EdgeConfig(model=settings.model, remote=remote))
-    if target == "stream":
-        from loadtests.drivers import stream
-
-        window_ms = settings.window_ms
-        return stream.StreamDriver(
-            load_model(settings.model),
-            batch_size=settings.batch_size or stream.DEFAULT_BATCH_SIZE,
-            window_ms=stream.DEFAULT_WINDOW_MS if window_ms is None else window_ms,
-        )
-    if target == "batch":
-        from loadtests.drivers.batch import BatchDriver
-        from targets.batch.scoring import DEFAULT_BATCH_SIZE
-
-        return BatchDriver(
-            load_model(settings.model),
-            batch_size=settings.batch_size or DEFAULT_BATCH_SIZE,
-            threads=_connections(settings),  # the pool never caps the concurrency asked for
-        )
-    raise ValueError(f"--target {target} has no driver yet")
+    """The driver of ``settings.target``, made by its registry entry (imports only what that
+    transport needs)."""
+    return settings.spec.make_driver(settings.driver_options(server))
 
 
 def _used(driver: Driver, name: str, asked: Any) -> Any:
@@ -210,24 +59,13 @@ def _used(driver: Driver, name: str, asked: Any) -> Any:
     return getattr(driver, name, asked)
 
 
-@contextlib.asynccontextmanager
-async def _target_for(settings: RunSettings) -> AsyncIterator[LaunchedTarget | None]:
-    kind = NEEDS_SERVER.get(settings.target)
-    given = settings.url if kind == "rest" else settings.address
-    if kind is None or given:
-        yield None
-        return
-    with launch_target(kind, model_spec=settings.model) as launched:
-        yield launched
-
-
 class _Cost:
     """CPU seconds of the target over the measured window: its process tree when servelab
     started it (``started``) or ``--target-pid`` names it (``target-pid``), this process for an
     in-process target (``in-process``) — else unknown, never the generator's own CPU."""
 
     def __init__(self, settings: RunSettings, server: LaunchedTarget | None) -> None:
-        in_process = settings.target in IN_PROCESS
+        in_process = settings.spec.in_process
         self.pid: int | None = None
         if in_process:
             self.source = "in-process"
@@ -255,7 +93,7 @@ class _Cost:
 def _run_info(settings: RunSettings, driver: Driver, started: bool) -> RunInfo:
     """The run's settings as the result file records them (``partial`` set at the end). The
     model of a target servelab did not start is unknown unless the user named it."""
-    known = settings.model_given or started or settings.target in IN_PROCESS
+    known = settings.model_given or started or settings.spec.in_process
     return RunInfo(
         target=settings.target,
         transport=driver.transport,
@@ -344,7 +182,7 @@ def _result(
     added: dict[str, Any],
 ) -> dict[str, Any]:
     """The result document of a finished run: verdict, cost, driver and generator figures."""
-    in_process = settings.target in IN_PROCESS
+    in_process = settings.spec.in_process
     verdict = judge_run(recorder, stats, mode=settings.plan.mode, in_process=in_process)
     run = dataclasses.replace(run, partial=stats.interrupted)
     predictions = recorder.predictions
@@ -396,8 +234,12 @@ async def execute(
     ``extra.thresholds``."""
     payload_seed, schedule_seed = derive_seeds(settings.seed)
     payloads = PayloadGenerator(settings.payloads, payload_seed)
-    async with _target_for(settings) as server:
-        if settings.target in PROBED:
+    spec = settings.spec
+    launched = launch_for(
+        spec, url=settings.url, address=settings.address, model_spec=settings.model
+    )
+    with launched as server:
+        if spec.probed:
             where = settings.url or settings.address or (server.url if server else "target")
             await probe(where, lambda: make_driver(settings, server), _probe_payload(settings))
         driver = make_driver(settings, server)

@@ -15,21 +15,17 @@ Every point writes a result file; the sweep summary (``sweep.json``) lists them 
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import datetime as dt
 import json
 import statistics
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loadtests.engine.harness import LoadPlan
+from loadtests.drivers.registry import target
 from loadtests.engine.loop import run as run_on_loop
-from loadtests.engine.schedule import RateProfile
-from loadtests.jobs.launch import LaunchedTarget, launch_target
-from loadtests.jobs.run import IN_PROCESS, NEEDS_SERVER, RunSettings, execute
+from loadtests.jobs.launch import LaunchedTarget, launch_for
+from loadtests.jobs.run import execute
+from loadtests.jobs.settings import RunSettings, load_plan
 from loadtests.results.gates import EXIT_BREACH, EXIT_INVALID, EXIT_OK
 from targets.files import write_atomic
 
@@ -110,26 +106,23 @@ class Sweep:
 
     def _run_settings(self, rate: float) -> RunSettings:
         s = self.settings
-        kind = NEEDS_SERVER.get(s.target)
-        server = self.server
+        plan = load_plan(
+            rate=rate,
+            arrival="constant",  # a steady offered load: windows differ by the target only
+            duration_s=float(s.windows + 1),
+            warmup_s=s.warmup_s,
+        )
         return RunSettings(
             target=s.target,
             model=s.model,
             model_given=s.model_given,
-            url=s.url or (server.url if server and kind == "rest" else None),
-            address=s.address or (server.address if server and kind == "grpc" else None),
-            plan=LoadPlan(
-                mode="open",
-                profile=RateProfile.constant(rate),
-                arrival="constant",  # a steady offered load: windows differ by the target only
-                duration_s=float(s.windows + 1),
-                warmup_s=s.warmup_s,
-            ),
+            url=s.url,
+            address=s.address,
+            plan=plan,
             seed=s.seed,
             label=f"sweep {rate:g}/s",
             group=f"sweep|{s.target}|{s.model}",
-            target_pid=server.pid if server and s.target not in IN_PROCESS else None,
-        )
+        ).aimed_at(self.server)
 
     def measure(self, rate: float, phase: str) -> Point:
         for attempt in range(1, self.settings.attempts + 1):
@@ -209,49 +202,14 @@ class Sweep:
         return summary
 
 
-@contextlib.contextmanager
-def _server_for(settings: SweepSettings) -> Iterator[LaunchedTarget | None]:
-    kind = NEEDS_SERVER.get(settings.target)
-    if kind is None or settings.url or settings.address:
-        yield None
-        return
-    with launch_target(kind, model_spec=settings.model) as server:
-        yield server
-
-
 def run_sweep(settings: SweepSettings, out_dir: Path) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    with _server_for(settings) as server:
-        return Sweep(settings, out_dir, server).run()
-
-
-def main(args: argparse.Namespace) -> int:
-    from loadtests.cli.commands import sweep_settings
-
-    settings = sweep_settings(args)
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    out_dir = Path(args.out) if args.out else Path("results") / f"sweep-{settings.target}-{stamp}"
-    summary = run_sweep(settings, out_dir)
-    for point in summary["points"]:
-        state = "ok  " if point["passed"] else "FAIL"
-        flag = "" if point["stable"] else "  (unstable)"
-        print(
-            f"{state} {point['phase']:6s} {point['rate']:>9.1f}/s → {point['throughput_rps']:>9.1f}"
-            f"/s  p99 {point['p99_ms']:8.2f} ms{flag}  {'; '.join(point['reasons'])}"
-        )
-    capacity = summary["capacity_rps"]
-    print(
-        f"capacity at p99 <= {settings.slo_p99_ms:g} ms: "
-        + (f"{capacity:g} req/s" if capacity is not None else "none (the first step failed)")
-        + (" (bounded by --max-rate)" if summary["bounded_by_max_rate"] else "")
+    spec = target(settings.target)
+    launched = launch_for(
+        spec, url=settings.url, address=settings.address, model_spec=settings.model
     )
-    if summary["knee_rps"] is not None:
-        print(f"knee: {summary['knee_rps']:g} req/s")
-    chart = _draw(summary, out_dir)
-    if chart is not None:
-        print(f"curve: {chart}")
-    print(f"sweep: {out_dir / 'sweep.json'}")
-    return sweep_exit_code(summary)
+    with launched as server:
+        return Sweep(settings, out_dir, server).run()
 
 
 def sweep_exit_code(summary: dict[str, Any]) -> int:
@@ -263,13 +221,8 @@ def sweep_exit_code(summary: dict[str, Any]) -> int:
     return EXIT_OK if summary["capacity_rps"] is not None else EXIT_BREACH
 
 
-def _draw(summary: dict[str, Any], out_dir: Path) -> Path | None:
-    """The throughput-vs-latency curve (``reports`` draws it), when reports are installed."""
-    import importlib
+def draw_curve(summary: dict[str, Any], out_dir: Path) -> Path:
+    """The throughput-vs-latency curve, drawn by ``reports``."""
+    from reports.sweep import write_sweep_chart
 
-    try:
-        charts = importlib.import_module("reports.sweep")
-    except ImportError:
-        return None
-    drawn: Path = charts.write_sweep_chart(summary, out_dir / "sweep.png")
-    return drawn
+    return write_sweep_chart(summary, out_dir / "sweep.png")

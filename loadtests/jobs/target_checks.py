@@ -18,14 +18,12 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from loadtests.drivers.base import Driver
+from loadtests.drivers.registry import target
 from loadtests.engine.records import Outcome
 from loadtests.engine.workload import Payload
-from targets.errors import ServelabError
+from loadtests.errors import LoadOptionError
 
 PROBE_TIMEOUT_S: Final = 5.0
-REST_TARGETS: Final = frozenset({"rest", "edge"})  # take --url (edge: its remote)
-GRPC_TARGETS: Final = frozenset({"grpc", "grpc-stream"})  # take --address
-PROBED: Final = frozenset({"rest", "grpc", "grpc-stream"})
 PREDICT_ROUTES: Final = ("/v1/predict", "/v2/predict", "/infer", ":predict")
 
 # What a failed probe saw, by error class; classes not here (5xx, model errors) mean the
@@ -48,29 +46,30 @@ _SEEN: Final = {
 }
 
 
-class TargetUnusable(ServelabError, ValueError):
+class TargetUnusable(LoadOptionError):
     """The target cannot be measured as given; the message is one line saying what was seen."""
 
 
 def check_target_options(
-    target: str, *, url: str | None, address: str | None, target_pid: int | None
+    name: str, *, url: str | None, address: str | None, target_pid: int | None
 ) -> None:
-    """Refuse options that cannot describe ``target`` (see the module docstring)."""
+    """Refuse options that cannot describe target ``name`` (see the module docstring)."""
+    spec = target(name)
     if url is not None:
-        if target in GRPC_TARGETS:
+        if spec.takes("address"):
             raise TargetUnusable(
-                f"--url {url!r}: --target {target} speaks gRPC; give --address HOST:PORT"
+                f"--url {url!r}: --target {name} speaks gRPC; give --address HOST:PORT"
             )
-        if target not in REST_TARGETS:
-            raise TargetUnusable(f"--url {url!r}: --target {target} runs in this process")
+        if not spec.takes("url"):
+            raise TargetUnusable(f"--url {url!r}: --target {name} runs in this process")
         check_base_url(url, option="--url")
     if address is not None:
-        if target in REST_TARGETS:
+        if spec.takes("url"):
             raise TargetUnusable(
-                f"--address {address!r}: --target {target} speaks HTTP; give --url http://..."
+                f"--address {address!r}: --target {name} speaks HTTP; give --url http://..."
             )
-        if target not in GRPC_TARGETS:
-            raise TargetUnusable(f"--address {address!r}: --target {target} runs in this process")
+        if not spec.takes("address"):
+            raise TargetUnusable(f"--address {address!r}: --target {name} runs in this process")
         if "://" in address:
             raise TargetUnusable(f"--address {address!r}: give HOST:PORT, without a scheme")
     if target_pid is not None and not _alive(target_pid):

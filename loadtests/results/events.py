@@ -19,7 +19,6 @@ exactly what the log holds; a log without its end line is a partial run.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 from collections.abc import Mapping, Sequence
@@ -34,16 +33,16 @@ from loadtests.engine.histogram import IntArray
 from loadtests.engine.recorder import ERROR_SHIFT, SCHEMA_BAD_BIT, Recorder
 from loadtests.engine.records import WIRE_UNSEEN, Outcome
 from loadtests.engine.verdict import judge_run
+from loadtests.errors import ResultFileError
 from loadtests.results.result import (
     ResultDocument,
     RunInfo,
     Verdict,
     build_result,
-    write_result,
 )
 
 if TYPE_CHECKING:
-    from loadtests.cli.app import Subcommands
+    pass
 
 KIND: Final = "servelab-events"
 SCHEMA_VERSION: Final = 2
@@ -53,7 +52,7 @@ OUTCOMES_BY_NAME: Final = {name: code for code, name in OUTCOME_NAMES.items()}
 UNFINISHED: Final = "run did not finish: recomputed from its event log"
 
 
-class EventLogError(ValueError):
+class EventLogError(ResultFileError):
     """An event log that cannot be read; the message is one line naming the file."""
 
 
@@ -274,29 +273,3 @@ def recompute_result(path: str | Path) -> ResultDocument:
             "torn_lines": contents.torn_lines,
         },
     )
-
-
-def add_recompute_command(commands: Subcommands) -> None:
-    from loadtests.cli.app import examples
-
-    recompute = commands.add_parser(
-        "recompute", help="rebuild a result file from an event log",
-        epilog=examples(
-            "servelab run --target inprocess --duration 5s --events events.jsonl",
-            "servelab recompute events.jsonl --out recomputed.json",
-        ),
-    )  # fmt: skip
-    recompute.add_argument("events", metavar="EVENTS", help="a log from `servelab run --events`")
-    recompute.add_argument("--out", required=True, metavar="FILE", help="result file to write")
-
-
-def recompute_main(args: argparse.Namespace) -> int:
-    result = recompute_result(args.events)
-    write_result(args.out, result)
-    summary, extra = result["summary"], result["extra"]
-    state = "partial" if result["run"]["partial"] else "complete"
-    print(
-        f"recomputed {summary['requests']} requests ({summary['failures']} failures, "
-        f"{extra['torn_lines']} torn line(s) dropped, {state} run) from {args.events} → {args.out}"
-    )
-    return 0

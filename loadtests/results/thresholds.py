@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from loadtests.errors import LoadOptionError
 from targets.units import parse_duration_s
 
 PERCENTILES: Final = ("p50", "p90", "p95", "p99", "p999")
@@ -36,7 +37,7 @@ _ABSOLUTE = re.compile(r"^\s*([a-z_][a-z0-9_]*)\s*(<=|>=|==|<|>)\s*(\S+)\s*$")
 _RELATIVE = re.compile(r"^\s*([a-z_][a-z0-9_]*)\s*:\s*([+-])\s*(\d+(?:\.\d+)?)\s*%\s*$")
 
 
-class ThresholdError(ValueError):
+class ThresholdError(LoadOptionError):
     """A malformed threshold or unknown metric; the message quotes the expression."""
 
 

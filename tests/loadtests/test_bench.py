@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from loadtests.errors import ConfigError
 from loadtests.jobs.bench import plan_runs
-from loadtests.jobs.bench_config import ConfigError, default_config, load_config, parse_config
+from loadtests.jobs.bench_config import default_config, load_config, parse_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -79,7 +80,7 @@ def _bench(tmp_path: Path, config: str, *extra: str) -> subprocess.CompletedProc
     path = tmp_path / "bench.toml"
     path.write_text(config)
     return subprocess.run(
-        [sys.executable, "-m", "loadtests.cli.commands", "bench", "--config", str(path),
+        [sys.executable, "-m", "loadtests.cli", "bench", "--config", str(path),
          "--out", str(tmp_path / "out"), *extra],
         capture_output=True, text=True, timeout=180, check=False, cwd=tmp_path,
         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},

@@ -9,7 +9,7 @@ from pathlib import Path
 
 def _demo(model: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "loadtests.cli.commands", "demo", "--model", model],
+        [sys.executable, "-m", "loadtests.cli", "demo", "--model", model],
         capture_output=True,
         text=True,
         timeout=120,

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from loadtests.cli.commands import main
+from loadtests.cli.app import main
 from loadtests.engine.harness import LoadPlan
 from loadtests.engine.recorder import Recorder
 from loadtests.engine.workload import PayloadSpec
-from loadtests.jobs.run import RunSettings, execute
+from loadtests.jobs.run import execute
+from loadtests.jobs.settings import RunSettings
 from loadtests.results.events import EventLogError, read_events, recompute_result
 from loadtests.results.result import ResultFileError, load_result, write_result
 from targets.files import TMP_PREFIX

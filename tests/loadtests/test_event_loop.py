@@ -65,7 +65,7 @@ def test_the_python_api_records_the_loop_it_ran_on() -> None:
 
 def test_servelab_run_records_the_loop_it_ran_on(tmp_path: Path) -> None:
     out = tmp_path / "r.json"
-    command = [sys.executable, "-m", "loadtests.cli.commands", "run", "--target", "inprocess",
+    command = [sys.executable, "-m", "loadtests.cli", "run", "--target", "inprocess",
                "--requests", "200", "--out", str(out)]  # fmt: skip
     subprocess.run(command, check=True, capture_output=True, timeout=120)
     assert json.loads(out.read_text())["environment"]["event_loop"] == EVENT_LOOP

@@ -24,7 +24,7 @@ ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 def _servelab(*args: str, cwd: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "loadtests.cli.commands", *args],
+        [sys.executable, "-m", "loadtests.cli", *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
         env={**ENV, "PYTHONPATH": str(ROOT)},
     )  # fmt: skip
@@ -196,7 +196,7 @@ def test_kill_9_mid_run_then_recompute_from_the_event_log(tmp_path: Path) -> Non
     lines = _event_lines(events)
     out = tmp_path / "recomputed.json"
     recompute = subprocess.run(
-        [sys.executable, "-m", "loadtests.cli.commands", "recompute", str(events), "--out", str(out)],
+        [sys.executable, "-m", "loadtests.cli", "recompute", str(events), "--out", str(out)],
         capture_output=True, text=True, timeout=WAIT_S, check=False, cwd=tmp_path,
         env={**ENV, "PYTHONPATH": str(ROOT)},
     )  # fmt: skip
@@ -213,7 +213,7 @@ def _starting(pid: int) -> bool:
     servelab has long returned. (A signal *inside* ``Popen`` would still orphan the child: that
     window is ``loadtests.jobs.launch``'s to close.)"""
     try:
-        serve = b"loadtests.cli.app" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        serve = b"loadtests.cli" in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
     return serve and process_tree_cpu_s(pid) > 0.05
@@ -259,7 +259,7 @@ def test_sigterm_of_servelab_locust_writes_a_partial_result_and_stops_everything
         deadline = time.monotonic() + WAIT_S
         while True:  # polled: the REST target servelab started, and Locust beside it
             started = list(_descendants(process.pid))
-            serving = [pid for pid in started if b"loadtests.cli.app" in _cmdline(pid)]
+            serving = [pid for pid in started if b"loadtests.cli" in _cmdline(pid)]
             if serving and any(b"locust" in _cmdline(pid) for pid in started):
                 break
             assert process.poll() is None, "servelab locust ended early"

@@ -10,7 +10,8 @@ import grpc
 import pytest
 
 from loadtests.engine.harness import LoadPlan
-from loadtests.jobs.run import RunSettings, execute
+from loadtests.jobs.run import execute
+from loadtests.jobs.settings import RunSettings
 from loadtests.results.result import load_result
 from tests.loadtests.faulty import (
     CLOSE,

@@ -80,7 +80,7 @@ def test_servelab_run_says_what_the_grace_waits_for_and_cuts_it(
 ) -> None:
     """A target that answers the probe, then never again: the run ends at its duration plus
     the grace, says so on stderr, records the cut requests as timeouts and fails its gate."""
-    from loadtests.cli.commands import main
+    from loadtests.cli.app import main
     from loadtests.results.result import load_result
     from tests.loadtests.faulty import HANG, FaultyRestTarget, ThreadedTarget, burst
 

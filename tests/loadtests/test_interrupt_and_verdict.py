@@ -18,7 +18,7 @@ from loadtests.results.result import load_result
 def test_sigint_writes_a_partial_invalid_result_and_exits_nonzero(tmp_path: Path) -> None:
     out = tmp_path / "partial.json"
     process = subprocess.Popen(
-        [sys.executable, "-m", "loadtests.cli.commands", "run", "--target", "rest", "--concurrency", "4",
+        [sys.executable, "-m", "loadtests.cli", "run", "--target", "rest", "--concurrency", "4",
          "--duration", "60s", "--out", str(out), "--no-progress"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from loadtests.cli.locust import LOCUSTFILE, PLUGIN, SHAPES, plan_locustfiles
+from loadtests.locust_integration.runner import LOCUSTFILE, PLUGIN, SHAPES, plan_locustfiles
 from loadtests.results.result import load_result
 from tests.conftest import RunningTarget
 
@@ -51,7 +51,7 @@ def test_own_locustfile_with_a_named_servelab_user_loads_its_locustfile() -> Non
 
 def _servelab_locust(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "loadtests.cli.commands", "locust", "-u", "2", "-t", "2s", *args],
+        [sys.executable, "-m", "loadtests.cli", "locust", "-u", "2", "-t", "2s", *args],
         cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
         timeout=TIMEOUT_S, check=False,
     )  # fmt: skip

@@ -249,7 +249,7 @@ def test_arrival_shape_paces_users_to_the_rate(runs: dict[str, Finished]) -> Non
 def test_import_locust_round_trip(
     runs: dict[str, Finished], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from loadtests.cli.commands import main
+    from loadtests.cli.app import main
 
     prefix = runs["base"].result_path / "rest"
     out = tmp_path / "imported.json"
@@ -272,7 +272,7 @@ def test_import_locust_round_trip(
 def test_import_locust_bad_input_is_one_line_and_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from loadtests.cli.commands import main
+    from loadtests.cli.app import main
 
     assert main(["import-locust", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2
     error = capsys.readouterr().err
@@ -368,7 +368,7 @@ def test_distributed_master_and_two_workers_merge_exactly(
 def test_servelab_locust_starts_its_own_target(tmp_path: Path) -> None:
     out = tmp_path / "r.json"
     run = subprocess.run(
-        [sys.executable, "-m", "loadtests.cli.commands", "locust", "-u", "4", "-t", "2s",
+        [sys.executable, "-m", "loadtests.cli", "locust", "-u", "4", "-t", "2s",
          "--processes", "2", "GrpcUser", "--model", "synthetic:fixed:1ms",
          "--threshold", "p99>=1ms", "--out", str(out)],  # the model waits 1 ms an answer
         cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=TIMEOUT_S,

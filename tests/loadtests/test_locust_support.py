@@ -14,7 +14,6 @@ import msgpack
 import numpy as np
 import pytest
 
-from loadtests.cli.locust import option_value, plan_arguments
 from loadtests.drivers.base import judge_http
 from loadtests.engine.histogram import LatencyHistogram
 from loadtests.engine.recorder import Recorder
@@ -27,6 +26,7 @@ from loadtests.locust_integration.results import (
     ProcessSummary,
     judge_locust,
 )
+from loadtests.locust_integration.runner import option_value, plan_arguments
 from loadtests.locust_integration.session import Session
 from loadtests.locust_integration.shape_plans import parse_shape
 from loadtests.locust_integration.support import (

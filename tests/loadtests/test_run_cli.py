@@ -15,7 +15,7 @@ from loadtests.results.result import load_result
 
 def _servelab(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "loadtests.cli.commands", *args],
+        [sys.executable, "-m", "loadtests.cli", *args],
         capture_output=True,
         text=True,
         timeout=120,

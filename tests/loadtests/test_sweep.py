@@ -50,7 +50,7 @@ def test_sweep_finds_the_known_capacity_of_one_worker_on_virtual_time(
     ``500 * (1 + 0.048 / 4.5 s of load)`` ~ 505/s: the capacity lies in [500, 505.4]/s."""
     import loadtests.jobs.run
     import loadtests.jobs.sweep
-    from loadtests.cli.commands import main
+    from loadtests.cli.app import main
     from loadtests.drivers.base import FakeDriver
     from loadtests.engine.clock import run_virtual
 
@@ -96,7 +96,7 @@ def test_sweep_of_a_real_cpu_bound_worker_follows_its_own_measurements(tmp_path:
     its own figures, the capacity the highest passing rate, searched to --precision."""
     out, slo_ms, precision = tmp_path / "sweep", 50.0, 0.1
     result = subprocess.run(
-        [sys.executable, "-m", "loadtests.cli.commands", "sweep", "--target", "rest",
+        [sys.executable, "-m", "loadtests.cli", "sweep", "--target", "rest",
          "--model", "synthetic:cpu:2ms", "--slo-p99", f"{slo_ms:g}ms", "--start-rate", "50",
          "--precision", str(precision), "--windows", "2", "--attempts", "2", "--out", str(out)],
         capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path,

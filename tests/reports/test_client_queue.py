@@ -10,7 +10,7 @@ import numpy as np
 import orjson
 import pytest
 
-from loadtests.cli.commands import main
+from loadtests.cli.app import main
 from loadtests.results.result import write_result
 from reports import charts
 from reports.analysis import Analysis, analyse

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from loadtests import InProcessDriver, LoadPlan, run_load_test
-from loadtests.cli.commands import main
+from loadtests.cli.app import main
 from loadtests.results.thresholds import PERCENTILES, SUMMARY_FIELDS, known_metric, metric_value
 from reports.compare import pseudo_summary
 from targets import load_model

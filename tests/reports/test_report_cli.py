@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from loadtests.cli.commands import main
+from loadtests.cli.app import main
 from reports.tables import CELL_HEADERS
 from tests.reports.factory import GOLDEN, MIX, golden, write_document, write_variant
 
@@ -133,7 +133,7 @@ def test_unusable_inputs_are_skipped_with_a_warning_and_none_left_is_exit_2(
 def test_the_installed_command_reports_a_glob(tmp_path: Path) -> None:
     out = tmp_path / "report"
     result = subprocess.run(
-        [sys.executable, "-m", "loadtests.cli.commands", "report", str(GOLDEN / "*.json"), "--out",
+        [sys.executable, "-m", "loadtests.cli", "report", str(GOLDEN / "*.json"), "--out",
          str(out)],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip

@@ -218,7 +218,7 @@ def test_a_second_job_on_the_same_output_is_refused(tmp_path: Path) -> None:
 
 def run_cli(*args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "loadtests.cli.app", "batch", "score", *args],
+        [sys.executable, "-m", "loadtests.cli", "batch", "score", *args],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -24,7 +24,7 @@ from targets.schema import response_problem
 
 REPO = Path(__file__).resolve().parents[2]
 RUN_TIMEOUT_S = 60.0
-BUNDLE_COMMAND = (sys.executable, "-m", "loadtests.cli.app", "edge", "bundle")
+BUNDLE_COMMAND = (sys.executable, "-m", "loadtests.cli", "edge", "bundle")
 
 
 def int8(value: float, value_range: float = 8.0) -> float:
@@ -249,7 +249,7 @@ def test_servelab_edge_bundle_then_run_it(tmp_path: Path) -> None:
 
 def test_servelab_edge_run_reads_stdin_and_writes_stdout() -> None:
     ran = run_command(
-        [sys.executable, "-m", "loadtests.cli.app", "edge", "run", "--quant", "int8:4"],
+        [sys.executable, "-m", "loadtests.cli", "edge", "run", "--quant", "int8:4"],
         [b'{"instances": [1, 2]}', b'{"instances": [1, 2]}', b"[]"],
         REPO,
     )
@@ -262,7 +262,7 @@ def test_servelab_edge_run_reads_stdin_and_writes_stdout() -> None:
     assert ran.answers[0]["predictions"] == [reference_prediction([int8(1, 4.0), int8(2, 4.0)])]
     assert ran.stats["quantization"] == "int8:4"
     bad = run_command(
-        [sys.executable, "-m", "loadtests.cli.app", "edge", "run", "--quant", "int8"], [], REPO
+        [sys.executable, "-m", "loadtests.cli", "edge", "run", "--quant", "int8"], [], REPO
     )
     assert bad.returncode == 2
     assert "--quant" in bad.stderr

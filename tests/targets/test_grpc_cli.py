@@ -83,7 +83,7 @@ def test_sigterm_lets_the_in_flight_call_finish_then_exits_zero(spawn_target: Sp
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "loadtests.cli.app", "serve", "grpc", *args],
+        [sys.executable, "-m", "loadtests.cli", "serve", "grpc", *args],
         capture_output=True,
         text=True,
         timeout=60,

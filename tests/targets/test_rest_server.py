@@ -145,7 +145,7 @@ def test_v2_client_degrades_against_a_v1_only_server(spawn_target: Any) -> None:
 
 def _servelab(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "loadtests.cli.app", *args],
+        [sys.executable, "-m", "loadtests.cli", *args],
         capture_output=True,
         text=True,
         timeout=60,

@@ -163,7 +163,7 @@ def test_cli_streams_stdin_to_stdout() -> None:
 def test_cli_follows_a_file_and_flushes_each_line(tmp_path: Path) -> None:
     source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     source.write_bytes(b"")
-    command = [sys.executable, "-m", "loadtests.cli.app", "stream", "--input", str(source)]
+    command = [sys.executable, "-m", "loadtests.cli", "stream", "--input", str(source)]
     command += ["--out", str(output), "--follow", "--idle-exit-s", "1.5", "--window-ms", "1"]
     process = subprocess.Popen(command, cwd=REPO_ROOT, stderr=subprocess.PIPE)
 

@@ -1,0 +1,252 @@
+"""``servelab run``: one measured run of one target. The options are turned into settings by
+the one builder (``loadtests.jobs.settings``) every other caller uses too."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+from loadtests.drivers.registry import TARGETS
+from loadtests.errors import LoadOptionError
+from loadtests.options import (
+    NON_NEGATIVE,
+    NON_NEGATIVE_DURATION,
+    POSITIVE,
+    POSITIVE_DURATION,
+    POSITIVE_INT,
+    SEED,
+    V2_SHARE,
+    WINDOW_MS,
+    StageList,
+    Subcommands,
+    add_gate_options,
+    add_payload_options,
+    add_target_options,
+    examples,
+    gate_expressions,
+)
+from targets.spec import DEFAULT_MODEL_SPEC
+
+if TYPE_CHECKING:
+    from loadtests.jobs.run import RunOutput
+    from loadtests.jobs.settings import RunSettings
+    from loadtests.results.thresholds import Check
+
+COMMANDS: Final = ("run",)
+# Each numeric option's valid values, declared once (``loadtests.options.Range``); tests read them.
+RATE = POSITIVE  # requests/s of an open loop
+STAGES = StageList(duration=POSITIVE_DURATION, rate=NON_NEGATIVE)  # rate 0: an idle gap
+
+
+def add_parser(commands: Subcommands) -> None:
+    from loadtests.engine.harness import DEFAULT_GRACE_S
+
+    run = commands.add_parser(
+        "run", help="one measured run of one target",
+        epilog=examples(
+            "servelab run --target inprocess --duration 5s",
+            "servelab run --target rest --rate 200 --arrival poisson --duration 10s --out r.json",
+            "servelab run --target grpc --concurrency 16 --requests 5000 --threshold 'p99<50ms'",
+        ),
+    )  # fmt: skip
+    run.add_argument(
+        "--target", required=True, choices=list(TARGETS),
+        help="what to load; rest, grpc, grpc-stream and edge get a target started on loopback "
+        "unless --url/--address names one",
+    )  # fmt: skip
+    add_target_options(run)
+    load = run.add_mutually_exclusive_group()
+    load.add_argument(
+        "--concurrency", type=POSITIVE_INT, metavar="N", help="closed loop (default 8)"
+    )
+    load.add_argument("--rate", type=RATE, metavar="R", help="open loop, requests/s")
+    load.add_argument("--stages", type=STAGES, metavar="D:R,...", help="open loop, stepped rate")
+    load.add_argument("--trace", metavar="FILE", help="open loop, replay timestamps (s per line)")
+    run.add_argument("--ramp", action="store_true", help="with --stages: ramp between rates")
+    run.add_argument(
+        "--arrival", choices=["constant", "poisson"], default="constant",
+        help="open loop: evenly spaced sends, or Poisson arrivals",
+    )  # fmt: skip
+    run.add_argument(
+        "--think-time", type=NON_NEGATIVE_DURATION, default=0.0, metavar="D",
+        help="closed loop: pause between an answer and the next request (default 0: none)",
+    )  # fmt: skip
+    run.add_argument(
+        "--busy-poll", action="store_true",
+        help="spin instead of sleeping between answers (a target on this machine is not "
+        "charged for waking the client); costs one client core",
+    )  # fmt: skip
+    bound = run.add_mutually_exclusive_group()
+    bound.add_argument(
+        "--duration", type=POSITIVE_DURATION, metavar="D",
+        help="measure this long, e.g. 10s (default: 10s)",
+    )  # fmt: skip
+    bound.add_argument("--requests", type=POSITIVE_INT, metavar="N", help="measure N requests")
+    run.add_argument(
+        "--warmup", type=NON_NEGATIVE_DURATION, default=0.0, metavar="D",
+        help="load this long first, not recorded (default 0: none)",
+    )  # fmt: skip
+    run.add_argument(
+        "--seed", type=SEED, default=42,
+        help="payloads and schedule: the same seed gives the same load",
+    )  # fmt: skip
+    add_payload_options(run.add_argument)
+    run.add_argument(
+        "--v2-share", type=V2_SHARE, metavar="S[:E]",
+        help="share of v2 payloads, or a rollout from S to E over the run (replaces --api)",
+    )  # fmt: skip
+    run.add_argument(
+        "--batch-size", type=POSITIVE_INT, metavar="N",
+        help="stream and batch targets: rows per batch (default 32 stream, 256 batch)",
+    )  # fmt: skip
+    run.add_argument(
+        "--window-ms", type=WINDOW_MS, metavar="MS",
+        help="stream target: micro-batching window (default 5)",
+    )  # fmt: skip
+    run.add_argument(
+        "--connections", type=POSITIVE_INT, metavar="N",
+        help="rest: connections, grpc: channels (default 1), grpc-stream: streams, batch: "
+        "threads (default: the concurrency, or rate/100 within 4..64)",
+    )  # fmt: skip
+    run.add_argument(
+        "--timeout", type=POSITIVE_DURATION, default=30.0, metavar="D",
+        help="a request slower than this fails as a timeout (default 30s)",
+    )  # fmt: skip
+    run.add_argument(
+        "--grace", type=NON_NEGATIVE_DURATION, default=DEFAULT_GRACE_S, metavar="D",
+        help="after the run, how long requests still in flight may take; then they are cut "
+        f"and count as timeouts (default {DEFAULT_GRACE_S:g}s)",
+    )  # fmt: skip
+    add_gate_options(run)
+    run.add_argument(
+        "--loop", choices=["harness", "tight"], default="harness",
+        help="inprocess only: tight = the model called back to back (1 caller, no JSON)",
+    )  # fmt: skip
+    run.add_argument(
+        "--client", choices=["auto", "fast", "aiohttp"], default="auto",
+        help="REST client: fast (HTTP/1.1 on asyncio + httptools; auto for http://) or aiohttp",
+    )  # fmt: skip
+    run.add_argument("--label", help="free text the result records; reports group runs by it")
+    run.add_argument(
+        "--profile", metavar="NAME",
+        help="hardware profile name the result records; reports compare runs by it",
+    )  # fmt: skip
+    run.add_argument(
+        "--target-pid", type=POSITIVE_INT, metavar="PID", help="count this process's CPU"
+    )
+    run.add_argument(
+        "--out", metavar="FILE", help="the result file (default results/run-TARGET-TIME.json)"
+    )
+    run.add_argument("--events", metavar="FILE", help="log every request as JSON lines here")
+    run.add_argument("--json", action="store_true", help="print the summary as JSON")
+    run.add_argument(
+        "--no-progress", action="store_true", help="no live progress line on a terminal"
+    )
+
+
+def settings_from_args(args: argparse.Namespace) -> RunSettings:
+    """``servelab run``'s options as settings, through the one builder."""
+    from loadtests.engine.workload import PayloadSpec
+    from loadtests.jobs.settings import RunSettings, load_plan
+
+    plan = load_plan(
+        concurrency=args.concurrency or (1 if args.loop == "tight" else None),
+        rate=args.rate,
+        stages=args.stages,
+        ramp=args.ramp,
+        trace=args.trace,
+        arrival=args.arrival,
+        duration_s=args.duration,
+        requests=args.requests,
+        warmup_s=args.warmup,
+        think_time_s=args.think_time,
+        busy_poll=args.busy_poll,
+        grace_s=args.grace,
+    )
+    payloads = PayloadSpec.from_options(
+        api=args.api,
+        v2_share=args.v2_share,
+        instances=args.instances,
+        rows_per_request=args.rows_per_request,
+        invalid_fraction=args.invalid_fraction,
+        distinct=args.distinct,
+    )
+    return RunSettings(
+        target=args.target,
+        model=args.model or DEFAULT_MODEL_SPEC,
+        model_given=args.model is not None,
+        url=args.url,
+        address=args.address,
+        plan=plan,
+        payloads=payloads,
+        seed=args.seed,
+        api=args.api if args.v2_share is None else "mix",
+        batch_size=args.batch_size,
+        window_ms=args.window_ms,
+        connections=args.connections,
+        http_client=args.client,
+        loop=args.loop,
+        timeout_s=args.timeout,
+        label=args.label,
+        profile=args.profile,
+        target_pid=args.target_pid,
+        allow_remote=args.allow_remote,
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    from loadtests.cli.display import LiveProgress, print_summary
+    from loadtests.engine.loop import run as run_on_loop
+    from loadtests.jobs.run import execute
+    from loadtests.results.gates import result_exit_code
+
+    if args.events and args.loop == "tight":
+        raise LoadOptionError(
+            "--events needs the harness loop: --loop tight records no event lines"
+        )
+    settings = settings_from_args(args)
+    gates = gate_expressions(args)  # a malformed threshold is exit 2, before any load
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = Path(args.out) if args.out else Path("results") / f"run-{args.target}-{stamp}.json"
+    events = Path(args.events) if args.events else None
+    interactive = sys.stderr.isatty() and not args.no_progress and not args.json
+
+    async def go() -> RunOutput:
+        def announce(line: str) -> None:
+            print(line, file=sys.stderr, flush=True)
+
+        if not interactive:
+            return await execute(
+                settings, out=out, install_signal_handlers=True, announce=announce,
+                events=events, gates=gates,
+            )  # fmt: skip
+        with LiveProgress(scheduled_rate=settings.rate_per_s) as progress:
+            return await execute(
+                settings, out=out, on_tick=progress, install_signal_handlers=True,
+                announce=announce, events=events, gates=gates,
+            )  # fmt: skip
+
+    # Outside the harness (target start-up and shutdown) SIGTERM acts as Ctrl-C, so the target
+    # servelab started is still stopped; during the load the harness's own handler takes over.
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        output = run_on_loop(go())
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    result = output.result
+    print_summary(result, str(out), as_json=args.json, rich=sys.stdout.isatty())
+    for line in gate_lines(output.checks):
+        print(line, file=sys.stderr)
+    return result_exit_code(result, output.breached, allow_invalid=args.allow_invalid)
+
+
+def gate_lines(checks: Sequence[Check]) -> list[str]:
+    return [
+        f"servelab: gate {'ok' if c.passed else 'BREACHED'} {c.expression!r}: {c.detail}"
+        for c in checks
+    ]

@@ -1,0 +1,177 @@
+"""One run's settings, built one way for every caller: ``servelab run`` (from its options), a
+bench cell, a sweep point, the Python API. ``load_plan`` turns the load options into a
+``LoadPlan``; ``PayloadSpec.from_options`` the payload options into a spec; ``RunSettings``
+validates the whole against the target's registry entry; ``aimed_at`` points it at a target
+servelab started; ``driver_options`` is what the registry's driver factory gets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from loadtests.drivers.registry import DriverOptions, Target, target
+from loadtests.engine.harness import DEFAULT_GRACE_S, LoadPlan
+from loadtests.engine.schedule import Arrival, RateProfile, read_trace
+from loadtests.engine.workload import PayloadSpec
+from loadtests.errors import LoadOptionError
+from loadtests.jobs.safety import check_target_allowed
+from loadtests.jobs.target_checks import check_target_options
+
+if TYPE_CHECKING:
+    from loadtests.jobs.launch import LaunchedTarget
+
+HTTP_CLIENTS = ("auto", "fast", "aiohttp")
+DEFAULT_DURATION_S = 10.0
+DEFAULT_CONCURRENCY = 8
+
+
+def load_plan(
+    *,
+    concurrency: int | None = None,
+    rate: float | None = None,
+    stages: Sequence[tuple[float, float]] | None = None,
+    ramp: bool = False,
+    trace: str | None = None,
+    arrival: Arrival = "constant",
+    duration_s: float | None = None,
+    requests: int | None = None,
+    warmup_s: float = 0.0,
+    think_time_s: float = 0.0,
+    busy_poll: bool = False,
+    grace_s: float = DEFAULT_GRACE_S,
+) -> LoadPlan:
+    """The plan the load options describe: open loop when a rate, stages or a trace is given,
+    else closed loop at ``concurrency`` (default 8). Without ``duration_s`` or ``requests`` the
+    run lasts 10 s."""
+    if ramp and not stages:
+        raise LoadOptionError("--ramp needs --stages")
+    if duration_s is None and not requests:
+        duration_s = DEFAULT_DURATION_S
+    closed = LoadPlan(
+        mode="closed",
+        concurrency=concurrency or DEFAULT_CONCURRENCY,
+        think_time_s=think_time_s,
+        duration_s=duration_s,
+        requests=requests,
+        warmup_s=warmup_s,
+        busy_poll=busy_poll,
+        drain_timeout_s=grace_s,
+    )
+    if not (rate or stages or trace):
+        return closed
+    profile = None
+    if rate:
+        profile = RateProfile.constant(rate)
+    elif stages:
+        profile = RateProfile.steps(stages, ramp=ramp)
+    return dataclasses.replace(
+        closed,
+        mode="open",
+        concurrency=1,
+        think_time_s=0.0,
+        profile=profile,
+        arrival=arrival,
+        trace_offsets_ns=read_trace(trace) if trace else None,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RunSettings:
+    """Everything one run was asked for, validated against its target's registry entry."""
+
+    target: str
+    model: str = "reference"
+    url: str | None = None
+    address: str | None = None
+    plan: LoadPlan = field(default_factory=LoadPlan)
+    payloads: PayloadSpec = field(default_factory=PayloadSpec)
+    seed: int = 42
+    api: str = "v1"
+    batch_size: int | None = None
+    window_ms: float | None = None
+    connections: int | None = None
+    http_client: str = "auto"  # REST: "fast" (drivers/http1.py), "aiohttp", or auto by scheme
+    loop: str = "harness"  # "tight": inprocess only, the model called back to back (tight.py)
+    timeout_s: float = 30.0
+    label: str | None = None
+    profile: str | None = None
+    group: str | None = None
+    repeat: int = 0
+    target_pid: int | None = None
+    allow_remote: bool = False
+    model_given: bool = True  # False: --model was left at its default (recorded as unknown
+    # for a target servelab did not start)
+
+    def __post_init__(self) -> None:
+        spec = target(self.target)
+        if self.loop not in ("harness", "tight"):
+            raise LoadOptionError(f"--loop must be harness or tight, got {self.loop!r}")
+        if self.loop == "tight" and not spec.takes("tight"):
+            raise LoadOptionError(f"--loop tight needs --target inprocess, not {self.target}")
+        if self.loop == "tight" and self.payloads.invalid_fraction:
+            raise LoadOptionError("--loop tight calls the model directly: no --invalid-fraction")
+        if self.http_client not in HTTP_CLIENTS:
+            raise LoadOptionError(
+                f"--client must be one of {', '.join(HTTP_CLIENTS)}, got {self.http_client!r}"
+            )
+        check_target_options(
+            self.target, url=self.url, address=self.address, target_pid=self.target_pid
+        )
+        if self.url is not None:
+            check_target_allowed(self.url, allow_remote=self.allow_remote, option="--url")
+        if self.address is not None:
+            check_target_allowed(self.address, allow_remote=self.allow_remote, option="--address")
+
+    @property
+    def spec(self) -> Target:
+        return target(self.target)
+
+    @property
+    def rate_per_s(self) -> float | None:
+        profile = self.plan.profile
+        if self.plan.mode != "open" or profile is None:
+            return None
+        return profile.segments[0].start_rate if len(profile.segments) == 1 else None
+
+    def aimed_at(self, server: LaunchedTarget | None) -> RunSettings:
+        """These settings pointed at ``server``, a target servelab started for them (its URL or
+        address unless one was given, and its PID for the cost when it runs apart)."""
+        if server is None:
+            return self
+        kind = self.spec.server
+        return dataclasses.replace(
+            self,
+            url=self.url or (server.url if kind == "rest" else None),
+            address=self.address or (server.address if kind == "grpc" else None),
+            target_pid=None if self.spec.in_process else server.pid,
+        )
+
+    def driver_options(self, server: LaunchedTarget | None = None) -> DriverOptions:
+        """What the target's driver factory gets (``server``: the one servelab started)."""
+        kind = self.spec.server
+        url = self.url or (server.url if server is not None and kind == "rest" else None)
+        address = self.address or (
+            server.address if server is not None and kind == "grpc" else None
+        )
+        return DriverOptions(
+            model=self.model,
+            url=url,
+            address=address,
+            connections=self._connections(),
+            channels=self.connections,
+            timeout_s=self.timeout_s,
+            batch_size=self.batch_size,
+            window_ms=self.window_ms,
+            client=self.http_client,
+        )
+
+    def _connections(self) -> int:
+        """``--connections``, else the concurrency, else the rate's share within 4..64."""
+        if self.connections:
+            return self.connections
+        if self.plan.mode == "closed":
+            return self.plan.concurrency
+        return min(max(int((self.rate_per_s or 100) / 100), 4), 64)
