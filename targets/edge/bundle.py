@@ -20,8 +20,8 @@ import zipfile
 from pathlib import Path
 from typing import Final
 
+from targets.edge.config import EdgeConfig
 from targets.edge.remote import RemoteClient
-from targets.edge.runtime import EdgeConfig
 from targets.files import write_atomic
 from targets.spec import is_stdlib_model, load_model
 
@@ -31,6 +31,7 @@ BUNDLED_MODULES: Final = (
     "edge/__init__.py",
     "edge/breaker.py",
     "edge/cache.py",
+    "edge/config.py",
     "edge/quantize.py",
     "edge/remote.py",
     "edge/runtime.py",

@@ -25,11 +25,11 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
 from typing import IO, Any, Final, NamedTuple, TextIO
 
-from targets.edge.breaker import DEFAULT_COOLDOWN_S, DEFAULT_FAILURE_THRESHOLD, CircuitBreaker
+from targets.edge.breaker import CircuitBreaker
 from targets.edge.cache import LruCache
+from targets.edge.config import EdgeConfig, build_parser
 from targets.edge.quantize import Quantizer, parse_quant
 from targets.edge.remote import (
     ConnectionFactory,
@@ -42,12 +42,30 @@ from targets.logs import JsonLogger
 from targets.models import Model
 from targets.schema import ApiVersion, PredictRequest, build_response, check_body_size
 from targets.service import PredictionService
-from targets.spec import DEFAULT_MODEL_SPEC, load_model
+from targets.spec import load_model
 
 TRANSPORT: Final = "edge"
 SOURCES: Final = ("cache", "remote", "local")
 _V2_ONLY_KEYS: Final = frozenset({"rows", "request_id", "model_version", "options"})
 EXIT_USAGE: Final = 2
+
+# ``EdgeConfig`` and ``build_parser`` live in ``targets.edge.config``; importable here as before.
+__all__ = [
+    "EXIT_USAGE",
+    "SOURCES",
+    "TRANSPORT",
+    "Answer",
+    "CacheKey",
+    "EdgeConfig",
+    "EdgeRuntime",
+    "api_of",
+    "build_parser",
+    "encode_line",
+    "main",
+    "run",
+    "run_bundled",
+    "serve",
+]
 
 CacheKey = tuple[tuple[float, ...], ...]
 
@@ -68,45 +86,6 @@ def _key_of(quantised_rows: Sequence[Sequence[float]]) -> CacheKey:
 def api_of(body: object) -> ApiVersion:
     """The API a stdin line speaks: v2 when it uses anything only v2 has."""
     return "v2" if isinstance(body, dict) and not _V2_ONLY_KEYS.isdisjoint(body) else "v1"
-
-
-@dataclass(frozen=True, slots=True)
-class EdgeConfig:
-    """Everything that configures an edge runtime; field names match the CLI options."""
-
-    model: str = DEFAULT_MODEL_SPEC
-    remote: str | None = None
-    quant: str = "int8:8"
-    cache_size: int = 1024
-    timeout_ms: float = 200.0
-    failure_threshold: int = DEFAULT_FAILURE_THRESHOLD
-    cooldown_s: float = DEFAULT_COOLDOWN_S
-    drift_every: int = 1
-
-    def __post_init__(self) -> None:
-        parse_quant(self.quant)  # raises ValueError naming --quant
-        for name in ("cache_size", "failure_threshold", "drift_every"):
-            value = getattr(self, name)
-            least = 1 if name == "failure_threshold" else 0
-            if type(value) is not int or value < least:
-                option = "--" + name.replace("_", "-")
-                raise ValueError(f"{option} must be an integer >= {least}, got {value!r}")
-        if not (isinstance(self.timeout_ms, int | float) and 0 < self.timeout_ms < math.inf):
-            raise ValueError(f"--timeout-ms must be a number > 0, got {self.timeout_ms!r}")
-        if not (isinstance(self.cooldown_s, int | float) and 0 <= self.cooldown_s < math.inf):
-            raise ValueError(f"--cooldown-s must be a number >= 0, got {self.cooldown_s!r}")
-
-    @classmethod
-    def from_mapping(cls, data: Mapping[str, Any]) -> EdgeConfig:
-        """From JSON (a bundle's baked-in config) or a Namespace's ``vars``; ``""`` remote: none."""
-        known = {field.name for field in fields(cls)}
-        values = {key: value for key, value in data.items() if key in known}
-        if values.get("remote") == "":
-            values["remote"] = None
-        return cls(**values)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class EdgeRuntime:
@@ -387,26 +366,6 @@ def run(
 def main(args: argparse.Namespace) -> int:
     """``servelab edge run``: bad options raise ``ValueError``/``SpecError`` for the CLI."""
     return run(EdgeConfig.from_mapping(vars(args)))
-
-
-def build_parser(defaults: EdgeConfig) -> argparse.ArgumentParser:
-    """Options of a bundle (``python edge.pyz --help``): baked-in values are the defaults."""
-    parser = argparse.ArgumentParser(
-        prog="edge.pyz",
-        description="servelab edge runtime: JSON requests on stdin, canonical responses on "
-        "stdout, final stats on stderr.",
-    )
-    parser.add_argument("--model", default=defaults.model, metavar="SPEC")
-    parser.add_argument("--remote", default=defaults.remote, metavar="URL", help="'' for none")
-    parser.add_argument("--quant", default=defaults.quant, metavar="Q", help="int8:R | fixed:B")
-    parser.add_argument("--cache-size", type=int, default=defaults.cache_size, metavar="N")
-    parser.add_argument("--timeout-ms", type=float, default=defaults.timeout_ms, metavar="MS")
-    parser.add_argument(
-        "--failure-threshold", type=int, default=defaults.failure_threshold, metavar="N"
-    )
-    parser.add_argument("--cooldown-s", type=float, default=defaults.cooldown_s, metavar="S")
-    parser.add_argument("--drift-every", type=int, default=defaults.drift_every, metavar="N")
-    return parser
 
 
 def run_bundled(baked_config: Mapping[str, Any], argv: Sequence[str]) -> int:

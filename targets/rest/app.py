@@ -158,6 +158,13 @@ def _install_openapi(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    app.state.ready = True
+    yield
+    app.state.ready = False  # draining: load balancers should stop sending
+
+
 def create_app(
     service: PredictionService,
     *,
@@ -170,22 +177,26 @@ def create_app(
     ``admission`` bounds the predict routes (503 past it); ``None`` admits everything, for
     in-process callers that bound their own load.
     """
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.ready = True
-        yield
-        app.state.ready = False  # draining: load balancers should stop sending
-
     app = FastAPI(
         title="servelab REST target",
         version="1.0",
-        lifespan=lifespan,
+        lifespan=_lifespan,
         docs_url="/docs",
         redoc_url=None,
     )
     app.state.service = service
     app.state.ready = False
+    _add_predict_routes(app)
+    _add_probe_routes(app, service)
+    _add_metrics_route(app, metrics)
+    _add_error_handlers(app)
+    _install_openapi(app)
+    _add_middleware(app, metrics=metrics, logger=logger, admission=admission)
+    return app
+
+
+def _add_predict_routes(app: FastAPI) -> None:
+    """``POST /v1/predict`` and ``/v2/predict``, their bodies documented by reference."""
     for api, path in PREDICT_ROUTES.items():
         request_model = "PredictRequestV1" if api == "v1" else "PredictRequestV2"
         app.add_api_route(
@@ -204,6 +215,10 @@ def create_app(
             },
         )
 
+
+def _add_probe_routes(app: FastAPI, service: PredictionService) -> None:
+    """``/healthz`` (liveness) and ``/readyz`` (readiness)."""
+
     @app.get("/healthz", response_model=api_models.Health)
     async def healthz() -> Response:
         """Liveness: the process answers."""
@@ -221,6 +236,10 @@ def create_app(
             {"status": "ready", "model_name": model.name, "model_version": model.version}
         )
 
+
+def _add_metrics_route(app: FastAPI, metrics: RestMetrics | None) -> None:
+    """``/metrics``: Prometheus text, or a 404 body when metrics are off."""
+
     @app.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
     async def metrics_route() -> Response:
         """Prometheus text format: requests and latency by route and status."""
@@ -230,19 +249,33 @@ def create_app(
             )
         return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    async def http_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, StarletteHTTPException)  # registered for that type only
-        code = "not_found" if exc.status_code == 404 else "http_error"
-        return _json_response(
-            {"error": {"code": code, "message": str(exc.detail)}}, exc.status_code, exc.headers
-        )
 
-    async def unexpected_error(request: Request, exc: Exception) -> Response:
-        return error_response(exc)
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)  # registered for that type only
+    code = "not_found" if exc.status_code == 404 else "http_error"
+    return _json_response(
+        {"error": {"code": code, "message": str(exc.detail)}}, exc.status_code, exc.headers
+    )
 
-    app.add_exception_handler(StarletteHTTPException, http_error)
-    app.add_exception_handler(Exception, unexpected_error)
-    _install_openapi(app)
+
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    return error_response(exc)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Starlette's HTTP errors and anything unexpected answer in the canonical error body."""
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+
+
+def _add_middleware(
+    app: FastAPI,
+    *,
+    metrics: RestMetrics | None,
+    logger: JsonLogger | None,
+    admission: AdmissionGate | None,
+) -> None:
+    """Admission (when bounded) inside observability (when metrics or a logger are on)."""
     if admission is not None:  # added first, so it runs inside observability: 503s are counted
         app.add_middleware(
             AdmissionMiddleware,
@@ -252,4 +285,3 @@ def create_app(
         )
     if metrics is not None or logger is not None:
         app.add_middleware(ObservabilityMiddleware, routes=ROUTES, metrics=metrics, logger=logger)
-    return app
