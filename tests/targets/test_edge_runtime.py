@@ -8,12 +8,9 @@ import io
 import json
 import random
 import socket
-import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,7 +21,7 @@ from targets.edge.remote import RemoteClient
 from targets.edge.runtime import EdgeConfig, EdgeRuntime, api_of, run
 from targets.models import Model, ReferenceModel, reference_prediction
 from targets.schema import build_response, response_problem
-from tests.conftest import RunningTarget, wait_for_ready_file
+from tests.conftest import RunningTarget, SpawnTarget
 from tests.targets.test_edge_parts import FakeClock
 
 COOLDOWN_S = 30.0
@@ -441,26 +438,9 @@ def test_a_stale_kept_alive_connection_is_retried_once_not_counted_as_a_failure(
     assert runtime.stats()["remote"]["breaker"]["opens"] == 0
 
 
-def _start_rest_on_port(port: int, tmp_path: Path) -> RunningTarget:
-    """A REST target on a given port (``spawn_target`` always asks for port 0)."""
-    ready = tmp_path / "ready-rest-again.json"
-    log = tmp_path / "target-rest-again.log"
-    command = [sys.executable, "-m", "loadtests.cli.app", "serve", "rest", "--port", str(port)]
-    with log.open("wb") as log_handle:
-        process = subprocess.Popen(
-            [*command, "--ready-file", str(ready)], stdout=log_handle, stderr=subprocess.STDOUT
-        )
-    try:
-        return RunningTarget(process, wait_for_ready_file(ready, process, log), log)
-    except BaseException:
-        process.kill()
-        process.wait(15)
-        raise
-
-
 @pytest.mark.slow
 def test_a_remote_that_flaps_is_used_while_up_and_replaced_while_down(
-    spawn_target: Callable[..., RunningTarget], tmp_path: Path
+    spawn_target: SpawnTarget,
 ) -> None:
     first = spawn_target("rest")
     clock = FakeClock()
@@ -480,7 +460,7 @@ def test_a_remote_that_flaps_is_used_while_up_and_replaced_while_down(
         assert sum(runtime.stats()["remote"]["failures"].values()) == 1
         assert runtime.breaker.state() == "open"
 
-        second = _start_rest_on_port(int(first.info["port"]), tmp_path)
+        second = spawn_target("rest", "--port", str(first.info["port"]))  # the same port again
         still_open = runtime.handle({"instances": [9.0]})
         assert sources([still_open]) == ["local"]
         assert connections.connects == 2
