@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from abc import abstractmethod
 from array import array
 from collections.abc import Callable
-from typing import Final, Literal, NamedTuple, Protocol
+from typing import Any, ClassVar, Final, Literal, NamedTuple, Protocol
 
 import numpy as np
 import orjson
@@ -109,9 +110,8 @@ class WireStamps:
 
 
 class Driver(Protocol):
-    """open / send / close. A driver may also offer ``extra() -> dict`` with transport-specific
-    figures for the result file's ``extra`` block (first-response time, rows/s, cache hits...).
-    ``wire`` and ``stamps``: see the module docstring."""
+    """open / send / close: what the harness drives. ``wire`` and ``stamps``: see the module
+    docstring. Real drivers subclass ``DriverBase``, which adds what a run reads besides."""
 
     transport: str
     bytes_sent: int
@@ -124,6 +124,46 @@ class Driver(Protocol):
     async def send(self, payload: Payload) -> Reply: ...
 
     async def close(self) -> None: ...
+
+
+class DriverBase(Driver):
+    """The base of every driver, with what a run reads of one besides ``Driver``, defaulted:
+
+    - ``in_process``: the target runs in this process (no socket between them), so the run's
+      CPU is the target's cost and the generator's own CPU is no verdict rule;
+    - ``client``: which client library measured, for the result's ``extra.client`` (``None``:
+      the transport has one);
+    - ``extra()``: transport-specific figures for the result's ``extra`` block (first-response
+      time, rows/s, cache hits...);
+    - ``mark_measure_start()``: the warm-up ended; a driver that counts for ``extra()`` forgets
+      what it counted so far.
+
+    A subclass sets ``transport`` and ``wire``, implements ``send``, and calls
+    ``super().__init__()`` (byte counters at 0, its own ``WireStamps``).
+    """
+
+    in_process: ClassVar[bool] = False
+    client: ClassVar[str | None] = None
+
+    def __init__(self) -> None:
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        self.stamps = WireStamps()
+
+    async def open(self) -> None:
+        return None
+
+    @abstractmethod
+    async def send(self, payload: Payload) -> Reply: ...
+
+    async def close(self) -> None:
+        return None
+
+    def extra(self) -> dict[str, Any]:
+        return {}
+
+    def mark_measure_start(self) -> None:
+        return None
 
 
 def judge_answer(payload: Payload, status_ok: bool, body: object, rejected: bool) -> Reply:
@@ -164,7 +204,7 @@ def judge_http(payload: Payload, status: int, body: bytes | None) -> Reply:
     return Reply.failure(f"http_{status}")
 
 
-class FakeDriver:
+class FakeDriver(DriverBase):
     """In-memory driver: answers after ``service_time_s(payload)`` (``asyncio.sleep``, so a
     virtual clock drives it) with ``answer(payload)`` (a ``Reply``, or the same four fields as a
     plain tuple) — for tests of the harness itself.
@@ -172,6 +212,7 @@ class FakeDriver:
     makes it wait, and is stamped on the wire when it gets one."""
 
     transport = "fake"
+    in_process = True
 
     def __init__(
         self,
@@ -182,13 +223,11 @@ class FakeDriver:
     ) -> None:
         if connections is not None and connections < 1:
             raise ValueError("connections must be a positive int")
+        super().__init__()
         self.service_time_s = service_time_s
         self.answer = answer or (lambda p: Reply.ok(p.expected_predictions))
-        self.bytes_sent = 0
-        self.bytes_received = 0
         self.sent = 0
         self.opened = self.closed = False
-        self.stamps = WireStamps()
         self.wire: WireView = "at_dispatch" if connections is None else "stamped"
         self._slots = None if connections is None else asyncio.Semaphore(connections)
 

@@ -39,7 +39,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loadtests.drivers.base import OK_REPLY_SCHEMA_BAD, Reply, WireStamps, WireView, p50_p99
+from loadtests.drivers.base import (
+    OK_REPLY_SCHEMA_BAD,
+    DriverBase,
+    Reply,
+    WireView,
+    p50_p99,
+)
 from loadtests.engine.records import Outcome
 from loadtests.engine.workload import Payload
 from targets.batch import score_file
@@ -105,7 +111,7 @@ def check_output(data: bytes) -> tuple[int, int]:
     return lines, bad
 
 
-class BatchDriver:
+class BatchDriver(DriverBase):
     """Scores one batch file per ``send``; see the module docstring.
 
     ``model``: a ``Model`` or a ``--model`` SPEC (loaded here, so a bad SPEC fails before any
@@ -117,6 +123,7 @@ class BatchDriver:
     """
 
     transport = "batch"
+    in_process = True
     wire: WireView = "stamped"  # when a scoring thread takes the batch, after any queue for one
 
     def __init__(
@@ -136,9 +143,7 @@ class BatchDriver:
         self.batch_size = batch_size
         self.workdir = workdir
         self.threads = threads
-        self.bytes_sent = 0
-        self.bytes_received = 0
-        self.stamps = WireStamps()
+        super().__init__()
         self.directory: Path | None = None
         self._clock_ns = clock_ns
         self._executor: ThreadPoolExecutor | None = None

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
 
-from loadtests.drivers.base import Reply, WireStamps, WireView, judge_answer, p50_p99
+from loadtests.drivers.base import DriverBase, Reply, WireView, judge_answer, p50_p99
 from loadtests.engine.workload import Payload
 from targets.edge.remote import ConnectionFactory
 from targets.edge.runtime import SOURCES, CacheKey, EdgeConfig, EdgeRuntime
@@ -47,7 +47,7 @@ MAX_MEMOISED_KEYS: Final = 1 << 16
 _REJECTED: Final = None  # cache_key's answer for a body validation rejects
 
 
-class EdgeDriver:
+class EdgeDriver(DriverBase):
     """Drives one ``EdgeRuntime`` built from ``config``; see the module docstring.
 
     ``clock_ns`` times the per-source latencies (injectable, as the harness clock is);
@@ -57,6 +57,7 @@ class EdgeDriver:
     """
 
     transport = "edge"
+    in_process = True
     wire: WireView = "stamped"  # when the runtime takes the request (its one worker is free)
 
     def __init__(
@@ -69,9 +70,7 @@ class EdgeDriver:
         self.config = config or EdgeConfig()
         # Built here, not in open(): a bad --model or --remote fails before any load starts.
         self.runtime = EdgeRuntime.from_config(self.config, connection_factory=connection_factory)
-        self.bytes_sent = 0
-        self.bytes_received = 0
-        self.stamps = WireStamps()
+        super().__init__()
         self._clock_ns = clock_ns
         self._lock = threading.Lock()  # held by whoever is inside runtime.handle()
         self._executor: ThreadPoolExecutor | None = None

@@ -23,7 +23,7 @@ from typing import Any, Final, NoReturn, Protocol
 
 import grpc
 
-from loadtests.drivers.base import Reply, WireStamps, WireView, judge_answer
+from loadtests.drivers.base import DriverBase, Reply, WireView, judge_answer
 from loadtests.engine.workload import Payload
 from targets.rpc import convert, predict_pb2_grpc
 from targets.rpc import predict_pb2 as pb
@@ -186,7 +186,7 @@ def check_timeout(timeout_s: float | None, *, optional: bool = False) -> None:
 # -- unary over the network --------------------------------------------------------------------
 
 
-class GrpcUnaryDriver:
+class GrpcUnaryDriver(DriverBase):
     """One unary ``Predict`` per request, round-robin over ``channels`` grpc.aio channels.
 
     Each channel gets its own subchannel pool, so ``channels=N`` means N HTTP/2 connections
@@ -206,9 +206,7 @@ class GrpcUnaryDriver:
         self.address = address
         self.channels = channels
         self.timeout_s = timeout_s
-        self.bytes_sent = 0
-        self.bytes_received = 0
-        self.stamps = WireStamps()
+        super().__init__()
         self._messages = MessageCache()
         self._channels: list[grpc.aio.Channel] = []
         self._stubs: list[Any] = []
@@ -293,25 +291,21 @@ class RecordingContext:
         return False
 
 
-class GrpcInProcessDriver:
+class GrpcInProcessDriver(DriverBase):
     """Calls the servicer's ``Predict`` directly: conversion, validation, model and the status
     translation, without channel, socket or HTTP/2 — what gRPC costs on top of it is the gap to
     ``GrpcUnaryDriver``. An exception the servicer lets out is UNKNOWN, as grpc would answer."""
 
     transport = "grpc-inprocess"
+    in_process = True
     wire: WireView = "at_dispatch"
 
     def __init__(self, servicer: PredictServicer, *, timeout_s: float | None = None) -> None:
         check_timeout(timeout_s, optional=True)
         self.servicer = servicer
         self.timeout_s = timeout_s
-        self.bytes_sent = 0
-        self.bytes_received = 0
-        self.stamps = WireStamps()
+        super().__init__()
         self._messages = MessageCache()
-
-    async def open(self) -> None:
-        return None
 
     async def send(self, payload: Payload) -> Reply:
         message, size = self._messages.get(payload)
@@ -331,6 +325,3 @@ class GrpcInProcessDriver:
             return reply_for_status(payload, context.code)
         self.bytes_received += response.ByteSize()
         return judge_response(payload, response)
-
-    async def close(self) -> None:
-        return None

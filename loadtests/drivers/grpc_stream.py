@@ -26,7 +26,7 @@ from typing import Any, Final
 import grpc
 import numpy as np
 
-from loadtests.drivers.base import Reply, WireStamps, WireView
+from loadtests.drivers.base import DriverBase, Reply, WireView
 from loadtests.drivers.grpc import (
     MessageCache,
     check_timeout,
@@ -80,7 +80,7 @@ class _Stream:
             self.call.cancel()
 
 
-class GrpcStreamDriver:
+class GrpcStreamDriver(DriverBase):
     """One message per request over ``streams`` long-lived ``PredictStream`` calls.
 
     ``extra()`` reports ``first_response_ms`` (opening a stream to its first answer, median over
@@ -111,9 +111,7 @@ class GrpcStreamDriver:
         self.streams = streams
         self.timeout_s = timeout_s
         self.max_reopens = max_reopens
-        self.bytes_sent = 0
-        self.bytes_received = 0
-        self.stamps = WireStamps()
+        super().__init__()
         self.reopens = 0  # over the driver's life: what ``max_reopens`` bounds
         self._reopens_before = 0
         self._messages = MessageCache()

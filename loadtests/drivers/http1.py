@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import httptools
 import orjson
 
-from loadtests.drivers.base import Reply, WireStamps, WireView, judge_http
+from loadtests.drivers.base import DriverBase, Reply, WireView, judge_http
 from loadtests.engine.workload import Payload
 
 _Answer = tuple[int, bytes]  # status, body
@@ -139,7 +139,7 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
 
-class Http1Driver:
+class Http1Driver(DriverBase):
     """POSTs canonical payloads to ``{base_url}/v1/predict`` or ``/v2/predict`` over at most
     ``connections`` keep-alive connections (the ``Driver`` protocol)."""
 
@@ -175,8 +175,7 @@ class Http1Driver:
         self.connections = connections
         self.timeout_s = timeout_s
         self.max_body_bytes = max_body_bytes
-        self.bytes_sent = 0
-        self.bytes_received = 0
+        super().__init__()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._idle: list[_Connection] = []
         self._all: set[_Connection] = set()
@@ -184,7 +183,6 @@ class Http1Driver:
         self._dialing: set[asyncio.Task[None]] = set()
         self._waiters: deque[asyncio.Future[_Connection]] = deque()
         self._requests: dict[int, bytes] = {}  # payloads are pooled: encode each one once
-        self.stamps = WireStamps()
 
     async def open(self) -> None:
         self._loop = asyncio.get_running_loop()

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from loadtests.drivers.base import Reply, WireStamps, WireView, judge_answer
+from loadtests.drivers.base import DriverBase, Reply, WireView, judge_answer
 from loadtests.engine.workload import Payload
 from targets.errors import ModelFailure, RequestError
 from targets.models import Model
@@ -18,20 +18,16 @@ from targets.schema import Limits
 from targets.service import PredictionService
 
 
-class InProcessDriver:
+class InProcessDriver(DriverBase):
     """Calls the prediction service (canonical validation + model) directly."""
 
     transport = "inprocess"
+    in_process = True
     wire: WireView = "at_dispatch"  # no socket, no pool: nothing to wait for before the call
 
     def __init__(self, model: Model, *, limits: Limits | None = None) -> None:
         self.service = PredictionService(model, transport=self.transport, limits=limits)
-        self.bytes_sent = 0
-        self.bytes_received = 0
-        self.stamps = WireStamps()
-
-    async def open(self) -> None:
-        return None
+        super().__init__()
 
     async def send(self, payload: Payload) -> Reply:
         service = self.service
@@ -45,24 +41,17 @@ class InProcessDriver:
             return Reply.failure("model_error")
         return judge_answer(payload, True, answer, False)
 
-    async def close(self) -> None:
-        return None
 
-
-class AsgiDriver:
+class AsgiDriver(DriverBase):
     """Calls the REST target's ASGI app directly: routing, middleware, JSON and all, no socket."""
 
     transport = "rest-inprocess"
+    in_process = True
     wire: WireView = "at_dispatch"
 
     def __init__(self, app: Any) -> None:
         self.app = app
-        self.bytes_sent = 0
-        self.bytes_received = 0
-        self.stamps = WireStamps()
-
-    async def open(self) -> None:
-        return None
+        super().__init__()
 
     async def send(self, payload: Payload) -> Reply:
         body = orjson.dumps(payload.body)
@@ -120,6 +109,3 @@ class AsgiDriver:
         except orjson.JSONDecodeError:
             answer = None
         return judge_answer(payload, True, answer, False)
-
-    async def close(self) -> None:
-        return None

@@ -9,13 +9,13 @@ import errno
 import aiohttp
 import orjson
 
-from loadtests.drivers.base import Reply, WireStamps, WireView, judge_http
+from loadtests.drivers.base import DriverBase, Reply, WireView, judge_http
 from loadtests.engine.workload import Payload
 
 JSON_HEADERS = {"content-type": "application/json"}
 
 
-class RestDriver:
+class RestDriver(DriverBase):
     """POSTs canonical payloads to ``{base_url}/v1/predict`` or ``/v2/predict``."""
 
     transport = "rest"
@@ -28,12 +28,10 @@ class RestDriver:
         self.base_url = base_url.rstrip("/")
         self.connections = connections
         self.timeout_s = timeout_s
-        self.bytes_sent = 0
-        self.bytes_received = 0
+        super().__init__()
         self._session: aiohttp.ClientSession | None = None
         self._bodies: dict[int, bytes] = {}  # payloads are pooled: encode each one once
         self._urls = {"v1": f"{self.base_url}/v1/predict", "v2": f"{self.base_url}/v2/predict"}
-        self.stamps = WireStamps()
 
     async def open(self) -> None:
         connector = aiohttp.TCPConnector(limit=self.connections, ttl_dns_cache=None)

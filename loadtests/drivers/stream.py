@@ -26,7 +26,7 @@ from array import array
 from collections.abc import Callable
 from typing import Any, Final
 
-from loadtests.drivers.base import Reply, WireStamps, WireView, judge_answer, p50_p99
+from loadtests.drivers.base import DriverBase, Reply, WireView, judge_answer, p50_p99
 from loadtests.engine.clock import clock_for_running_loop
 from loadtests.engine.workload import Payload
 from targets.batching import BatchingConfig
@@ -44,7 +44,7 @@ DEFAULT_QUEUE_SIZE: Final = 1024
 MAX_MEMOISED_LINES: Final = 1 << 16
 
 
-class StreamDriver:
+class StreamDriver(DriverBase):
     """Drives one ``StreamConsumer``; see the module docstring.
 
     ``model``: a ``Model`` or a ``--model`` SPEC (loaded here, so a bad SPEC fails before any
@@ -55,6 +55,7 @@ class StreamDriver:
     """
 
     transport = "stream"
+    in_process = True
     wire: WireView = "stamped"  # when the event is enqueued to the consumer, past backpressure
 
     def __init__(
@@ -77,9 +78,7 @@ class StreamDriver:
             max_batch_rows=batch_size, window_s=window_ms / 1e3, queue_size=queue_size
         )
         self.window_ms = window_ms
-        self.bytes_sent = 0
-        self.bytes_received = 0
-        self.stamps = WireStamps()
+        super().__init__()
         self._clock = clock
         self._consumer: StreamConsumer | None = None  # kept after close, for extra()
         self._accepting = False
