@@ -7,6 +7,10 @@ CPU-saturated generator is a warning — throughput is then the client's limit. 
 exempt from the CPU rule (the generator *is* the target's process), and so are busy-polling runs
 (the generator spins on purpose: its CPU share says nothing).
 
+One function judges every run: the harness's (``stats`` is its ``RunStats``) and Locust's, whose
+users are a closed loop over the network with one CPU reading per load-generating process
+(``generators``) and whose distributed workers may miss their last report (``missing_reports``).
+
 Notes are not doubts about the numbers but what they mean, said plainly because users confuse
 them with an invalid run: a *saturated target* (an open loop answered under 90 % of the rate
 it offered: the generator kept its schedule, the target did not keep up, and latency grows with
@@ -15,6 +19,9 @@ connection, stream or worker before they reached the wire).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from loadtests.engine.harness import RunStats, lateness_over
 from loadtests.engine.recorder import Recorder
@@ -29,6 +36,21 @@ CLIENT_QUEUE_NOTE_NS = 1_000_000  # client-queue p99 above this is worth a line
 QUEUE_KNOB = {"rest": "--connections", "grpc-stream": "--connections", "batch": "--connections"}
 
 
+@dataclass(frozen=True, slots=True)
+class GeneratorLoad:
+    """CPU seconds one load-generating process used over ``wall_s``, and how the warning names
+    it (``advice`` follows the figure)."""
+
+    cpu_s: float
+    wall_s: float
+    name: str = "load generator"
+    advice: str = ""
+
+    @property
+    def cpu_share(self) -> float:
+        return self.cpu_s / self.wall_s if self.wall_s > 0 else 0.0
+
+
 def judge_run(
     recorder: Recorder,
     stats: RunStats,
@@ -37,7 +59,12 @@ def judge_run(
     in_process: bool,
     late_threshold_ns: int = LATE_THRESHOLD_NS,
     late_share_limit: float = LATE_SHARE_LIMIT,
+    generators: Sequence[GeneratorLoad] | None = None,
+    missing_reports: Sequence[str] = (),
 ) -> Verdict:
+    """``generators``: the processes the CPU rule reads (default: the harness's own, from
+    ``stats``); ``missing_reports``: workers whose last report never came (their last requests
+    are missing, so the run is INVALID)."""
     reasons: list[str] = []
     warnings: list[str] = []
     if stats.interrupted:
@@ -51,12 +78,19 @@ def judge_run(
                 f"load generator could not keep up: {share:.1%} of sends started more than "
                 f"{late_threshold_ns / 1e6:g} ms late (limit {late_share_limit:.0%})"
             )
-    cpu_share = stats.generator_cpu_s / stats.wall_s if stats.wall_s > 0 else 0.0
-    if mode == "closed" and not in_process and not stats.busy_poll and cpu_share >= CPU_SATURATED:
-        warnings.append(
+    reasons += [
+        f"worker {worker} sent no report after it stopped: its last requests are missing"
+        for worker in missing_reports
+    ]
+    if generators is None:
+        generators = (GeneratorLoad(stats.generator_cpu_s, stats.wall_s),)
+    if mode == "closed" and not in_process and not stats.busy_poll:
+        warnings += [
             f"generator-bound: throughput is the client's limit "
-            f"(load generator used {cpu_share:.0%} of a core)"
-        )
+            f"({load.name} used {load.cpu_share:.0%} of a core){load.advice}"
+            for load in generators
+            if load.cpu_share >= CPU_SATURATED
+        ]
     if stats.abandoned:
         warnings.append(
             f"{stats.abandoned} requests still in flight when the grace ran out were cut "

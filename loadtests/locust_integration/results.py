@@ -31,9 +31,10 @@ from typing import Any, Final
 import numpy as np
 
 from loadtests.drivers.base import Reply
+from loadtests.engine.harness import RunStats
 from loadtests.engine.histogram import LatencyHistogram
 from loadtests.engine.recorder import Recorder
-from loadtests.engine.verdict import CPU_SATURATED  # one limit for the harness and Locust
+from loadtests.engine.verdict import GeneratorLoad, judge_run  # one verdict for every run
 from loadtests.locust_integration.support import LATENCY_NS_KEY, REPLY_KEY
 from loadtests.results.result import Verdict
 
@@ -341,32 +342,25 @@ def transport_extra(side: SideStats, window_s: float) -> dict[str, Any]:
 def judge_locust(
     recorder: Recorder, processes: list[ProcessSummary], *, interrupted: bool, distributed: bool
 ) -> Verdict:
-    """INVALID when interrupted, empty or missing a worker's last report. A CPU-saturated load
-    generating process is the *warning* it is for the harness (``loadtests.engine.verdict``), with the
-    same limit: Locust's users are a closed loop, so a saturated generator caps the throughput
-    and slows the reading of answers — a doubt to state, not a broken measurement. The one rule
-    that makes a run INVALID is measured lateness of an open loop's sends."""
-    reasons: list[str] = []
-    warnings: list[str] = []
-    if interrupted:
-        reasons.append("interrupted")
-    if recorder.requests == 0:
-        reasons.append("no requests were measured")
-    for process in processes:
-        if process.cpu_share >= CPU_SATURATED and process.wall_s > 0:
-            warnings.append(
-                f"generator-bound: throughput is the client's limit (Locust process "
-                f"{process.pid} on {process.hostname} used {process.cpu_share:.0%} of a core); "
-                "add processes (--processes N) or workers"
-            )
-        if distributed and not process.final:
-            reasons.append(
-                f"worker {process.client_id} sent no report after it stopped: its last "
-                "requests are missing"
-            )
-    saturated = recorder.latency.saturated + recorder.service.saturated
-    if saturated:
-        warnings.append(
-            f"{saturated} latencies exceeded the histogram range (2 h) and were clamped"
+    """The harness's verdict (``judge_run``) on a Locust test: its users are a closed loop over
+    the network, so a CPU-saturated load-generating process is the same *warning*, with the same
+    limit, for each process; a distributed worker whose last report never came makes the run
+    INVALID, as interruption and an empty run do."""
+    generators = [
+        GeneratorLoad(
+            p.cpu_s,
+            p.wall_s,
+            name=f"Locust process {p.pid} on {p.hostname}",
+            advice="; add processes (--processes N) or workers",
         )
-    return Verdict(not reasons, tuple(reasons), tuple(warnings))
+        for p in processes
+    ]
+    missing = [p.client_id for p in processes if distributed and not p.final]
+    return judge_run(
+        recorder,
+        RunStats(interrupted=interrupted),
+        mode="closed",  # Locust users send the next request when the last one ended
+        in_process=False,
+        generators=generators,
+        missing_reports=missing,
+    )
