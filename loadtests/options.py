@@ -197,9 +197,9 @@ def bounded(
     convert: Callable[[str], N], ok: Callable[[N], bool], expected: str
 ) -> Callable[[str], N]:
     """An argparse ``type`` for parsers outside ``servelab``'s own (Locust's, in
-    ``loadtests.locust_integration.support``); ``servelab``'s options declare a ``Range`` instead, which the
-    tests can read back. ``convert`` the text, check ``ok``, else one line saying what was
-    expected (NaN fails every comparison, so it is refused too)."""
+    ``loadtests.locust_integration.support``); ``servelab``'s options declare a ``Range``
+    instead, which the tests can read back. ``convert`` the text, check ``ok``, else one line
+    saying what was expected (NaN fails every comparison, so it is refused too)."""
 
     def parse(text: str) -> N:
         try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Any, TextIO
+from typing import TextIO
 
 from rich.console import Console
 from rich.live import Live
@@ -15,6 +15,7 @@ from rich.text import Text
 
 from loadtests.engine.harness import RunStats
 from loadtests.engine.recorder import Recorder
+from loadtests.results.document import ResultDocument, SummaryBlock
 
 
 class LiveProgress:
@@ -63,7 +64,7 @@ def _row(name: str, block: dict[str, float] | None) -> list[str]:
     return [name] + [f"{block[key]:.3f}" for key in PERCENTILES]
 
 
-def latency_blocks(summary: dict[str, Any]) -> list[tuple[str, dict[str, float] | None]]:
+def latency_blocks(summary: SummaryBlock) -> list[tuple[str, dict[str, float] | None]]:
     """The four histograms of a run, named for what each one times (successful requests;
     ``—`` when none succeeded), and the failures' elapsed time when there were any."""
     succeeded = summary.get("successes") != 0
@@ -78,7 +79,7 @@ def latency_blocks(summary: dict[str, Any]) -> list[tuple[str, dict[str, float] 
     return blocks
 
 
-def summary_table(result: dict[str, Any]) -> Table:
+def summary_table(result: ResultDocument) -> Table:
     run, summary = result["run"], result["summary"]
     title = f"{run['target']} · {run['mode']} · {run['model']}"
     table = Table(title=title, show_header=True)
@@ -89,7 +90,7 @@ def summary_table(result: dict[str, Any]) -> Table:
     return table
 
 
-def summary_lines(result: dict[str, Any], path: str | None) -> list[str]:
+def summary_lines(result: ResultDocument, path: str | None) -> list[str]:
     summary, verdict = result["summary"], result["verdict"]
     state = "VALID" if verdict["valid"] else "INVALID"
     lines = [
@@ -119,9 +120,11 @@ def summary_lines(result: dict[str, Any], path: str | None) -> list[str]:
     return lines
 
 
-def print_summary(result: dict[str, Any], path: str | None, *, as_json: bool, rich: bool) -> None:
+def print_summary(result: ResultDocument, path: str | None, *, as_json: bool, rich: bool) -> None:
     if as_json:
-        compact = {key: result[key] for key in ("run", "verdict", "summary", "errors", "cost")}
+        compact: dict[str, object] = {
+            key: result[key] for key in ("run", "verdict", "summary", "errors", "cost")
+        }
         compact["result_path"] = path
         print(json.dumps(compact, indent=2))
         return

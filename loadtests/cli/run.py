@@ -44,8 +44,6 @@ STAGES = StageList(duration=POSITIVE_DURATION, rate=NON_NEGATIVE)  # rate 0: an 
 
 
 def add_parser(commands: Subcommands) -> None:
-    from loadtests.engine.harness import DEFAULT_GRACE_S
-
     run = commands.add_parser(
         "run", help="one measured run of one target",
         epilog=examples(
@@ -54,12 +52,26 @@ def add_parser(commands: Subcommands) -> None:
             "servelab run --target grpc --concurrency 16 --requests 5000 --threshold 'p99<50ms'",
         ),
     )  # fmt: skip
+    served = [name for name, target in TARGETS.items() if target.server is not None]
     run.add_argument(
         "--target", required=True, choices=list(TARGETS),
-        help="what to load; rest, grpc, grpc-stream and edge get a target started on loopback "
-        "unless --url/--address names one",
+        help=f"what to load; {', '.join(served[:-1])} and {served[-1]} get a target started on "
+        "loopback unless --url/--address names one",
     )  # fmt: skip
     add_target_options(run)
+    _add_load_options(run)
+    add_payload_options(run.add_argument)
+    run.add_argument(
+        "--v2-share", type=V2_SHARE, metavar="S[:E]",
+        help="share of v2 payloads, or a rollout from S to E over the run (replaces --api)",
+    )  # fmt: skip
+    _add_transport_options(run)
+    add_gate_options(run)
+    _add_output_options(run)
+
+
+def _add_load_options(run: argparse.ArgumentParser) -> None:
+    """Closed or open loop, how long, how seeded."""
     load = run.add_mutually_exclusive_group()
     load.add_argument(
         "--concurrency", type=POSITIVE_INT, metavar="N", help="closed loop (default 8)"
@@ -95,11 +107,12 @@ def add_parser(commands: Subcommands) -> None:
         "--seed", type=SEED, default=42,
         help="payloads and schedule: the same seed gives the same load",
     )  # fmt: skip
-    add_payload_options(run.add_argument)
-    run.add_argument(
-        "--v2-share", type=V2_SHARE, metavar="S[:E]",
-        help="share of v2 payloads, or a rollout from S to E over the run (replaces --api)",
-    )  # fmt: skip
+
+
+def _add_transport_options(run: argparse.ArgumentParser) -> None:
+    """How the target is driven: batching, connections, timeouts, the loop and the client."""
+    from loadtests.engine.harness import DEFAULT_GRACE_S
+
     run.add_argument(
         "--batch-size", type=POSITIVE_INT, metavar="N",
         help="stream and batch targets: rows per batch (default 32 stream, 256 batch)",
@@ -122,7 +135,6 @@ def add_parser(commands: Subcommands) -> None:
         help="after the run, how long requests still in flight may take; then they are cut "
         f"and count as timeouts (default {DEFAULT_GRACE_S:g}s)",
     )  # fmt: skip
-    add_gate_options(run)
     run.add_argument(
         "--loop", choices=["harness", "tight"], default="harness",
         help="inprocess only: tight = the model called back to back (1 caller, no JSON)",
@@ -131,6 +143,10 @@ def add_parser(commands: Subcommands) -> None:
         "--client", choices=["auto", "fast", "aiohttp"], default="auto",
         help="REST client: fast (HTTP/1.1 on asyncio + httptools; auto for http://) or aiohttp",
     )  # fmt: skip
+
+
+def _add_output_options(run: argparse.ArgumentParser) -> None:
+    """What the result records and where it goes."""
     run.add_argument("--label", help="free text the result records; reports group runs by it")
     run.add_argument(
         "--profile", metavar="NAME",

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Final, Literal
 from loadtests.errors import LoadOptionError
 
 if TYPE_CHECKING:
-    from loadtests.drivers.base import Driver
+    from loadtests.drivers.base import DriverBase
 
 ServerKind = Literal["rest", "grpc"]
 # Options a target may accept beyond the common ones (model, load shape, payloads, gates):
@@ -50,7 +50,7 @@ class Target:
 
     name: str
     transport: str
-    make_driver: Callable[[DriverOptions], Driver]
+    make_driver: Callable[[DriverOptions], DriverBase]
     server: ServerKind | None = None
     in_process: bool = False
     probed: bool = False
@@ -60,14 +60,14 @@ class Target:
         return option in self.options
 
 
-def _inprocess(options: DriverOptions) -> Driver:
+def _inprocess(options: DriverOptions) -> DriverBase:
     from loadtests.drivers.inprocess import InProcessDriver
     from targets.spec import load_model
 
     return InProcessDriver(load_model(options.model))
 
 
-def _rest_inprocess(options: DriverOptions) -> Driver:
+def _rest_inprocess(options: DriverOptions) -> DriverBase:
     from loadtests.drivers.inprocess import AsgiDriver
     from targets.rest.app import create_app
     from targets.service import PredictionService
@@ -76,7 +76,7 @@ def _rest_inprocess(options: DriverOptions) -> Driver:
     return AsgiDriver(create_app(PredictionService(load_model(options.model), transport="rest")))
 
 
-def _grpc_inprocess(options: DriverOptions) -> Driver:
+def _grpc_inprocess(options: DriverOptions) -> DriverBase:
     from loadtests.drivers.grpc import GrpcInProcessDriver
     from targets.batching import MicroBatcher
     from targets.logs import JsonLogger
@@ -92,7 +92,7 @@ def _grpc_inprocess(options: DriverOptions) -> Driver:
     return GrpcInProcessDriver(servicer, timeout_s=options.timeout_s)
 
 
-def _rest(options: DriverOptions) -> Driver:
+def _rest(options: DriverOptions) -> DriverBase:
     url = options.url or ""
     if options.client == "fast" or (options.client == "auto" and url.startswith("http://")):
         from loadtests.drivers.http1 import Http1Driver
@@ -103,7 +103,7 @@ def _rest(options: DriverOptions) -> Driver:
     return RestDriver(url, connections=options.connections, timeout_s=options.timeout_s)
 
 
-def _grpc(options: DriverOptions) -> Driver:
+def _grpc(options: DriverOptions) -> DriverBase:
     from loadtests.drivers.grpc import GrpcUnaryDriver
 
     # One HTTP/2 connection multiplexes every call (the gRPC norm); --connections N opts into N
@@ -113,7 +113,7 @@ def _grpc(options: DriverOptions) -> Driver:
     )
 
 
-def _grpc_stream(options: DriverOptions) -> Driver:
+def _grpc_stream(options: DriverOptions) -> DriverBase:
     from loadtests.drivers.grpc_stream import GrpcStreamDriver
 
     # One stream per closed-loop worker (ping-pong), else --connections or the rate's share.
@@ -122,7 +122,7 @@ def _grpc_stream(options: DriverOptions) -> Driver:
     )
 
 
-def _edge(options: DriverOptions) -> Driver:
+def _edge(options: DriverOptions) -> DriverBase:
     from loadtests.drivers.edge import EdgeDriver
     from targets.edge.runtime import EdgeConfig
 
@@ -131,7 +131,7 @@ def _edge(options: DriverOptions) -> Driver:
     return EdgeDriver(EdgeConfig(model=options.model, remote=options.url))
 
 
-def _stream(options: DriverOptions) -> Driver:
+def _stream(options: DriverOptions) -> DriverBase:
     from loadtests.drivers import stream
     from targets.spec import load_model
 
@@ -143,7 +143,7 @@ def _stream(options: DriverOptions) -> Driver:
     )
 
 
-def _batch(options: DriverOptions) -> Driver:
+def _batch(options: DriverOptions) -> DriverBase:
     from loadtests.drivers.batch import BatchDriver
     from targets.batch.scoring import DEFAULT_BATCH_SIZE
     from targets.spec import load_model

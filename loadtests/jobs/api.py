@@ -18,33 +18,32 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from loadtests.drivers.base import Driver
+from loadtests.drivers.base import DriverBase
 from loadtests.engine.clock import run_virtual
 from loadtests.engine.harness import Harness, LoadPlan
 from loadtests.engine.loop import run as run_on_loop
 from loadtests.engine.recorder import Recorder
 from loadtests.engine.verdict import judge_run
 from loadtests.engine.workload import PayloadGenerator, PayloadSpec, derive_seeds
+from loadtests.results.document import ResultDocument, SummaryBlock
 from loadtests.results.environment import fingerprint
 from loadtests.results.result import RunInfo, Verdict, build_result, write_result
 
 
 @dataclass(frozen=True, slots=True)
 class LoadTestOutcome:
-    result: dict[str, Any]
+    result: ResultDocument
     recorder: Recorder
     verdict: Verdict
 
     @property
-    def summary(self) -> dict[str, Any]:
-        summary: dict[str, Any] = self.result["summary"]
-        return summary
+    def summary(self) -> SummaryBlock:
+        return self.result["summary"]
 
 
 async def run_load_test_async(
-    driver: Driver,
+    driver: DriverBase,
     *,
     plan: LoadPlan,
     payloads: PayloadSpec | None = None,
@@ -59,8 +58,8 @@ async def run_load_test_async(
         schedule_seed=schedule_seed,
     )  # fmt: skip
     recorder = await harness.run()
-    in_process = driver.transport in ("inprocess", "rest-inprocess", "grpc-inprocess", "fake")
-    verdict = judge_run(recorder, harness.stats, mode=plan.mode, in_process=in_process)
+    # the same rule as ``servelab run``: the driver says whether its target runs in this process
+    verdict = judge_run(recorder, harness.stats, mode=plan.mode, in_process=driver.in_process)
     run = RunInfo(
         target=driver.transport, transport=driver.transport, mode=plan.mode, model=model,
         seed=seed, concurrency=plan.concurrency if plan.mode == "closed" else None,
@@ -76,7 +75,7 @@ async def run_load_test_async(
 
 
 def run_load_test(
-    driver: Driver,
+    driver: DriverBase,
     *,
     plan: LoadPlan,
     payloads: PayloadSpec | None = None,

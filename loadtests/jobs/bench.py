@@ -29,6 +29,7 @@ from loadtests.jobs.launch import LaunchedTarget, launch_target
 from loadtests.jobs.profiles import HardwareProfile, generator_pinned, measure_server
 from loadtests.jobs.run import execute
 from loadtests.jobs.settings import RunSettings, load_plan
+from loadtests.results.document import ResultDocument, SummaryBlock
 from loadtests.results.gates import EXIT_INTERRUPTED, combine, result_exit_code, with_default_gate
 from loadtests.results.thresholds import parse_thresholds
 
@@ -141,7 +142,7 @@ def _profile_fields(
 
 @dataclass(slots=True)
 class BenchOutcome:
-    results: list[tuple[PlannedRun, Path, dict[str, Any]]]
+    results: list[tuple[PlannedRun, Path, ResultDocument]]
     interrupted: bool
     breaches: list[str]
     codes: list[int] = field(default_factory=list)  # each run's exit code (loadtests.results.gates)
@@ -151,13 +152,13 @@ class BenchOutcome:
         return combine([*self.codes, EXIT_INTERRUPTED] if self.interrupted else self.codes)
 
 
-def _ms(summary: dict[str, Any], key: str) -> str:
+def _ms(summary: SummaryBlock, key: str) -> str:
     """A latency of the successes; ``—`` when nothing succeeded (an empty histogram is not
     0 ms)."""
     return f"{summary['latency_ms'][key]:.2f}" if summary.get("successes") else "—"
 
 
-def _line(run: PlannedRun, total: int, result: dict[str, Any]) -> str:
+def _line(run: PlannedRun, total: int, result: ResultDocument) -> str:
     summary, verdict = result["summary"], result["verdict"]
     state = "VALID" if verdict["valid"] else "INVALID"
     return (

@@ -9,16 +9,17 @@ the load, keep what was measured and write it as a partial, invalid result.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from loadtests.drivers.base import Driver
+from loadtests.drivers.base import DriverBase
 from loadtests.engine.harness import Harness, RunStats
 from loadtests.engine.recorder import Recorder
 from loadtests.engine.tight import TightHarness
@@ -27,6 +28,7 @@ from loadtests.engine.workload import Payload, PayloadGenerator, derive_seeds
 from loadtests.jobs.launch import LaunchedTarget, launch_for
 from loadtests.jobs.settings import RunSettings
 from loadtests.jobs.target_checks import probe
+from loadtests.results.document import ResultDocument
 from loadtests.results.environment import fingerprint, process_tree_cpu_s
 from loadtests.results.result import RunInfo, build_result, write_result
 from loadtests.results.thresholds import Check, check_absolute, parse_thresholds
@@ -37,7 +39,7 @@ if TYPE_CHECKING:
 
 @dataclass(slots=True)
 class RunOutput:
-    result: dict[str, Any]
+    result: ResultDocument
     path: Path | None
     checks: list[Check] = field(default_factory=list)
 
@@ -46,13 +48,13 @@ class RunOutput:
         return any(not check.passed for check in self.checks)
 
 
-def make_driver(settings: RunSettings, server: LaunchedTarget | None) -> Driver:
+def make_driver(settings: RunSettings, server: LaunchedTarget | None) -> DriverBase:
     """The driver of ``settings.target``, made by its registry entry (imports only what that
     transport needs)."""
     return settings.spec.make_driver(settings.driver_options(server))
 
 
-def _used(driver: Driver, name: str, asked: Any) -> Any:
+def _used(driver: DriverBase, name: str, asked: Any) -> Any:
     """The setting a driver actually used (its default when none was asked for)."""
     if name == "batch_size" and hasattr(driver, "config"):
         return getattr(driver.config, "max_batch_rows", asked)
@@ -90,7 +92,7 @@ class _Cost:
         return None if self.start_s is None or now is None else max(now - self.start_s, 0.0)
 
 
-def _run_info(settings: RunSettings, driver: Driver, started: bool) -> RunInfo:
+def _run_info(settings: RunSettings, driver: DriverBase, started: bool) -> RunInfo:
     """The run's settings as the result file records them (``partial`` set at the end). The
     model of a target servelab did not start is unknown unless the user named it."""
     known = settings.model_given or started or settings.spec.in_process
@@ -126,7 +128,7 @@ def _probe_payload(settings: RunSettings) -> Payload:
 
 def _make_harness(
     settings: RunSettings,
-    driver: Driver,
+    driver: DriverBase,
     payloads: PayloadGenerator,
     schedule_seed: int,
     on_tick: Callable[..., None] | None,
@@ -174,13 +176,13 @@ def _event_log(path: Path | None, run: RunInfo, harness: Harness | TightHarness)
 def _result(
     settings: RunSettings,
     run: RunInfo,
-    driver: Driver,
+    driver: DriverBase,
     stats: RunStats,
     recorder: Recorder,
     target_cpu_s: float | None,
     cost_source: str,
     added: dict[str, Any],
-) -> dict[str, Any]:
+) -> ResultDocument:
     """The result document of a finished run: verdict, cost, driver and generator figures."""
     in_process = settings.spec.in_process
     verdict = judge_run(recorder, stats, mode=settings.plan.mode, in_process=in_process)
@@ -194,11 +196,9 @@ def _result(
         "scope": "this process (in-process target)" if in_process else "target process tree",
         "source": cost_source,
     }
-    extra_method = getattr(driver, "extra", None)
-    extra = dict(extra_method()) if callable(extra_method) else {}
-    extra.update(added)
-    if isinstance(getattr(driver, "client", None), str):  # which REST client measured
-        extra["client"] = driver.client  # type: ignore[attr-defined]
+    extra = {**driver.extra(), **added}
+    if driver.client is not None:  # which REST client measured
+        extra["client"] = driver.client
     extra["generator"] = {
         "cpu_s": stats.generator_cpu_s,
         "wall_s": stats.wall_s,
@@ -217,6 +217,24 @@ def _result(
     )
 
 
+@contextlib.contextmanager
+def _stopped_by_signals(stop: Callable[[], None], install: bool) -> Iterator[None]:
+    """While the load runs, SIGINT/SIGTERM call ``stop`` (the partial result is kept); then the
+    caller's handlers are back (the loop alone would leave SIG_DFL)."""
+    loop = asyncio.get_running_loop()
+    handled: list[tuple[signal.Signals, Any]] = []
+    if install:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            handled.append((sig, signal.getsignal(sig)))
+            loop.add_signal_handler(sig, stop)
+    try:
+        yield
+    finally:
+        for sig, previous in handled:
+            loop.remove_signal_handler(sig)
+            signal.signal(sig, previous)
+
+
 async def execute(
     settings: RunSettings,
     *,
@@ -229,9 +247,9 @@ async def execute(
     gates: Sequence[str] = (),
 ) -> RunOutput:
     """Run ``settings`` once; returns the result (written to ``out`` when given). ``events``:
-    also log every measured request there as JSON lines (see ``loadtests.results.events``); ``gates``:
-    threshold expressions (already validated) checked against the result and recorded in
-    ``extra.thresholds``."""
+    also log every measured request there as JSON lines (``loadtests.results.events``);
+    ``gates``: threshold expressions (already validated) checked against the result and
+    recorded in ``extra.thresholds``."""
     payload_seed, schedule_seed = derive_seeds(settings.seed)
     payloads = PayloadGenerator(settings.payloads, payload_seed)
     spec = settings.spec
@@ -244,36 +262,26 @@ async def execute(
             await probe(where, lambda: make_driver(settings, server), _probe_payload(settings))
         driver = make_driver(settings, server)
         cost = _Cost(settings, server)
-        mark_driver = getattr(driver, "mark_measure_start", None)
 
         def on_measure_start() -> None:
             cost.mark_start()
-            if callable(mark_driver):  # drivers that count for ``extra`` drop warm-up too
-                mark_driver()
+            driver.mark_measure_start()  # drivers that count for ``extra`` drop warm-up too
 
         harness = _make_harness(
             settings, driver, payloads, schedule_seed, on_tick, on_measure_start
         )
         run = _run_info(settings, driver, server is not None)  # ``started_at`` is the start
         event_log = _event_log(events, run, harness)
-        loop = asyncio.get_running_loop()
-        handled: list[tuple[signal.Signals, Any]] = []
-        if install_signal_handlers:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                handled.append((sig, signal.getsignal(sig)))
-                loop.add_signal_handler(sig, harness.stop)
         if announce is not None:
             where = settings.url or settings.address or (server.url if server else "in-process")
             pid = f" (target pid {server.pid})" if server else ""
             announce(f"servelab: load started: {settings.target} at {where}{pid}")
         try:
-            recorder = await harness.run()
+            with _stopped_by_signals(harness.stop, install_signal_handlers):
+                recorder = await harness.run()
             if event_log is not None:
                 event_log.finish(recorder.start_ns, harness.stats)
         finally:
-            for sig, previous in handled:  # the loop would leave SIG_DFL: restore the caller's
-                loop.remove_signal_handler(sig)
-                signal.signal(sig, previous)
             if event_log is not None:
                 event_log.close()
         target_cpu_s = cost.measured()

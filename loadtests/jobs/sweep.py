@@ -26,6 +26,7 @@ from loadtests.engine.loop import run as run_on_loop
 from loadtests.jobs.launch import LaunchedTarget, launch_for
 from loadtests.jobs.run import execute
 from loadtests.jobs.settings import RunSettings, load_plan
+from loadtests.results.document import ResultDocument, SummaryBlock
 from loadtests.results.gates import EXIT_BREACH, EXIT_INVALID, EXIT_OK
 from targets.files import write_atomic
 
@@ -148,12 +149,12 @@ class Sweep:
         self.points.append(point)
         return point
 
-    def _clear_cut(self, rate: float, summary: dict[str, Any]) -> bool:
+    def _clear_cut(self, rate: float, summary: SummaryBlock) -> bool:
         p99, slo = float(summary["latency_ms"]["p99"]), self.settings.slo_p99_ms
         saturated = float(summary["throughput_rps"]) < SATURATION_TRACKING * rate
         return saturated or p99 > CLEAR_MARGIN_HIGH * slo or p99 < CLEAR_MARGIN_LOW * slo
 
-    def _judge(self, point: Point, result: dict[str, Any]) -> None:
+    def _judge(self, point: Point, result: ResultDocument) -> None:
         s = self.settings
         if point.p99_ms > s.slo_p99_ms:
             point.reasons.append(f"p99 {point.p99_ms:.1f} ms > SLO {s.slo_p99_ms:g} ms")

@@ -18,10 +18,11 @@ import csv
 from collections.abc import Mapping
 from itertools import pairwise
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 from loadtests.engine.histogram import LatencyHistogram
 from loadtests.engine.recorder import Recorder
+from loadtests.results.document import ResultDocument
 from loadtests.results.result import RunInfo, Verdict, build_result
 
 PERCENTILE_COLUMNS: Final = (
@@ -81,7 +82,7 @@ def rebuild_histogram(points_ms: list[tuple[float, float]], total: int) -> Laten
     return histogram
 
 
-def import_locust_csv(prefix: str | Path) -> dict[str, Any]:
+def import_locust_csv(prefix: str | Path) -> ResultDocument:
     """The result document for Locust's CSV files at ``prefix``; ``ValueError`` (one line
     naming the file) for anything missing or malformed."""
     base = Path(prefix)

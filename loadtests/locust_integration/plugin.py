@@ -11,8 +11,8 @@ by Locust (its ``response_time``) and judged by its verdict (``exception`` or no
 
 **Registered once.** Locust loads ``-f`` files by path, as modules named after the file, and a
 user's locustfile may import servelab's by its package name; the listeners register only in the
-package module (``loadtests.locust_integration.plugin``), however many ways this file is reached — twice, they
-would add servelab's options to Locust's parser twice and fail.
+package module (``loadtests.locust_integration.plugin``), however many ways this file is
+reached — twice, they would add servelab's options to Locust's parser twice and fail.
 
 **Module state.** Locust's model is global: listeners register on ``locust.events`` and users
 reach per-process state only through their ``Environment``. So this module keeps exactly one

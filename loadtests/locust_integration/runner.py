@@ -4,9 +4,9 @@
     servelab locust [--model SPEC] [--out FILE] [--json] [-f LOCUSTFILE] [LOCUST OPTIONS] [USERS]
 
 Everything but servelab's four options goes to Locust unchanged. ``-f`` may name locustfiles of
-your own, alone or beside servelab's: servelab's recording (``locust_integration/plugin.py``: its options,
-result file and gates) is always loaded with them (``plan_locustfiles``), and servelab's users run
-only when named — so Locust runs yours. Added when missing:
+your own, alone or beside servelab's: servelab's recording (``locust_integration/plugin.py``:
+its options, result file and gates) is always loaded with them (``plan_locustfiles``), and
+servelab's users run only when named — so Locust runs yours. Added when missing:
 ``--headless``, ``-u 8`` (``servelab run``'s default concurrency), ``-r`` = ``-u`` (Locust's
 1 user/s would spend a short run ramping), ``-t 10s`` (none of these three with ``--shape``),
 the user class ``RestUser`` (only without a locustfile of your own), and — when no ``--host`` /
@@ -26,10 +26,10 @@ import time
 from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
-    pass
+    from loadtests.results.document import ResultDocument
 
 LOCUSTFILE: Final = Path(__file__).parents[1] / "locustfile.py"
 SHAPES: Final = Path(__file__).parents[1] / "locust_integration" / "shapes.py"
@@ -189,7 +189,7 @@ def _at(samples: list[tuple[float, float]], when_s: float) -> float:
     return samples[-1][1]
 
 
-def add_cost(result: dict[str, Any], samples: list[tuple[float, float]]) -> None:
+def add_cost(result: ResultDocument, samples: list[tuple[float, float]]) -> None:
     """The started targets' CPU over the test window (``extra.generator.window_epoch_s``)."""
     extra, summary = result["extra"], result["summary"]
     window = extra.get("generator", {}).get("window_epoch_s")

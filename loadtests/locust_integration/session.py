@@ -44,6 +44,7 @@ from loadtests.locust_integration.results import (
 )
 from loadtests.locust_integration.shape_plans import ShapePlan
 from loadtests.locust_integration.support import Workload, option, pacing_period_s
+from loadtests.results.document import ResultDocument
 from loadtests.results.environment import fingerprint
 from loadtests.results.gates import (
     EXIT_BAD_INPUT,
@@ -105,7 +106,8 @@ class Session:
             hooks.worker_report.add_listener(self.on_worker_report)
 
     def shape_plan(self) -> ShapePlan | None:
-        """The plan of the shape Locust runs, when it is one of ``loadtests/locust_integration/shapes.py``'s."""
+        """The plan of the shape Locust runs, when it is one of servelab's
+        (``loadtests/locust_integration/shapes.py``)."""
         plan_for = getattr(getattr(self.environment, "shape_class", None), "plan_for", None)
         plan: ShapePlan | None = plan_for(self.options) if callable(plan_for) else None
         return plan
@@ -118,7 +120,10 @@ class Session:
             return refusal
         has_shape = getattr(self.environment, "shape_class", None) is not None
         if option(self.options, "shape") and not has_shape:
-            return "--shape needs loadtests/locust_integration/shapes.py in -f (-f loadtests/locustfile.py,<it>)"
+            return (
+                "--shape needs loadtests/locust_integration/shapes.py in -f "
+                "(-f loadtests/locustfile.py,<it>)"
+            )
         try:
             self.shape_plan()
         except ValueError as exc:
@@ -214,8 +219,8 @@ class Session:
     # -- the end --------------------------------------------------------------------------------
 
     def finish(self, *, interrupted: bool) -> int:
-        """Merge, check the gates, write the result; the exit code (``loadtests.results.gates``: 0 ok,
-        1 a gate breached, 2 the result could not be written, 3 INVALID, 130 interrupted)."""
+        """Merge, check the gates, write the result; the exit code (``loadtests.results.gates``:
+        0 ok, 1 a gate breached, 2 the result could not be written, 3 INVALID, 130 interrupted)."""
         environment = self.environment
         recorder, side, processes = self.collection.merged()
         total = environment.stats.total
@@ -333,7 +338,7 @@ def build_locust_result(
     processes: list[ProcessSummary],
     *,
     environment: dict[str, Any],
-) -> dict[str, Any]:
+) -> ResultDocument:
     """The servelab result document (``tool: locust``) of a merged Locust test."""
     options = run.options
     targets = sorted(set(run.targets))

@@ -2,8 +2,8 @@
 
 From the command line, add this file to ``-f`` and describe the shape with ``--shape``::
 
-    locust -f loadtests/locustfile.py,loadtests/locust_integration/shapes.py --headless --host URL RestUser \\
-        --shape step:10s:5,10s:20,10s:50
+    locust -f loadtests/locustfile.py,loadtests/locust_integration/shapes.py --headless \\
+        --host URL RestUser --shape step:10s:5,10s:20,10s:50
     servelab locust --shape ramp:0:50:30s:10s        (servelab adds this file itself)
 
 From Python, subclass one of the shapes in your own locustfile and set its class attributes::
@@ -13,12 +13,13 @@ From Python, subclass one of the shapes in your own locustfile and set its class
     class MorningSpike(SpikeShape):
         base_users, peak_users, at_s, length_s, total_s = 5, 50, 10.0, 5.0, 30.0
 
-The SPEC forms and what each shape does are in ``loadtests.locust_integration.shape_plans``. **Limits**: Locust is
-closed-loop — a user sends its next request only once the last one ended. The constant-arrival-
-rate shape paces servelab's users (each starts a task every ``USERS / RATE`` s) and reaches its
-rate only while answers are faster than that; a slower target lowers the rate instead of building
-the queue a real arrival stream would (coordinated omission). For a true open loop, with latency
-measured from each request's intended start, use ``servelab run --rate R``.
+The SPEC forms and what each shape does are in ``loadtests.locust_integration.shape_plans``.
+**Limits**: Locust is closed-loop — a user sends its next request only once the last one
+ended. The constant-arrival-rate shape paces servelab's users (each starts a task every
+``USERS / RATE`` s) and reaches its rate only while answers are faster than that; a slower
+target lowers the rate instead of building the queue a real arrival stream would (coordinated
+omission). For a true open loop, with latency measured from each request's intended start, use
+``servelab run --rate R``.
 
 This module imports Locust (and so gevent): load it only as a Locust file, never from servelab's
 packages. Locust runs the first concrete shape it finds in the ``-f`` files, so every class here
@@ -114,6 +115,7 @@ class ShapeFromOptions(PlanShape):
         spec = option(options, "shape")
         if not spec:
             raise ValueError(
-                "loadtests/locust_integration/shapes.py in -f needs --shape SPEC (e.g. --shape ramp:0:50:30s)"
+                "loadtests/locust_integration/shapes.py in -f needs --shape SPEC "
+                "(e.g. --shape ramp:0:50:30s)"
             )
         return parse_shape(str(spec))

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import targets.batch
-from targets import cli
+from loadtests.cli import app as cli
 from targets.batch import BatchReport, percentile, score_file, score_path
 from targets.batch.report import format_summary
 from targets.errors import ModelFailure

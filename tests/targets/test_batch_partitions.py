@@ -5,18 +5,18 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
-from targets import cli
+from loadtests.cli import app as cli
 from targets.batch import score_path
 from targets.batch.partitions import DONE_DIR, exclusive_lock
 from targets.errors import ModelFailure
 from targets.models import ReferenceModel
+from tests.conftest import ServelabCli
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 POLL_TIMEOUT_S = 30.0
@@ -216,9 +216,9 @@ def test_a_second_job_on_the_same_output_is_refused(tmp_path: Path) -> None:
         score_path(tmp_path / "in", out, model=ReferenceModel())
 
 
-def run_cli(*args: str) -> subprocess.Popen[bytes]:
+def run_cli(servelab_cli: ServelabCli, *args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "loadtests.cli", "batch", "score", *args],
+        servelab_cli.argv("batch", "score", *args),
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -227,13 +227,13 @@ def run_cli(*args: str) -> subprocess.Popen[bytes]:
 
 @pytest.mark.slow
 def test_a_job_killed_mid_way_resumes_to_the_same_output(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], servelab_cli: ServelabCli
 ) -> None:
     make_partitions(tmp_path / "in", 5, rows=10)
     killed, clean = tmp_path / "killed", tmp_path / "clean"
     # 30 ms a call, 2 rows a call: ~150 ms a partition, so the kill lands mid-job.
     options = ["--model", "synthetic:fixed:30ms", "--batch-size", "2"]
-    process = run_cli(str(tmp_path / "in"), "--out", str(killed), *options)
+    process = run_cli(servelab_cli, str(tmp_path / "in"), "--out", str(killed), *options)
 
     # Kill once a partition is finished *and* the next one is half-written.
     deadline = time.monotonic() + POLL_TIMEOUT_S

@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -17,10 +16,11 @@ from typing import Any
 
 import pytest
 
-from targets import cli
+from loadtests.cli import app as cli
 from targets.batching import BatchingConfig
 from targets.models import ReferenceModel
 from targets.streaming import LineSource, StreamConsumer
+from tests.conftest import ServelabCli
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 POLL_TIMEOUT_S = 20.0
@@ -124,46 +124,35 @@ async def test_following_a_growing_file_until_it_goes_quiet(tmp_path: Path) -> N
     assert (report.events, report.bad) == (5, 0)
 
 
-def test_cli_streams_stdin_to_stdout() -> None:
+def test_cli_streams_stdin_to_stdout(servelab_cli: ServelabCli) -> None:
     events = [json.dumps({"instances": [i, i + 1]}) for i in range(6)]
     events.insert(3, "{oops")
     events.append(json.dumps({"rows": [[1], [3]]}))
 
-    finished = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "loadtests.cli.app",
-            "stream",
-            "--batch-size",
-            "3",
-            "--window-ms",
-            "5",
-        ],
-        input="\n".join(events).encode(),
-        capture_output=True,
-        cwd=REPO_ROOT,
-        timeout=60,
-        check=False,
-    )
+    finished = servelab_cli(
+        "stream", "--batch-size", "3", "--window-ms", "5",
+        input="\n".join(events), cwd=REPO_ROOT, timeout=60,
+    )  # fmt: skip
 
-    assert finished.returncode == 0, finished.stderr.decode()
-    lines = [json.loads(line) for line in finished.stdout.decode().splitlines()]
+    assert finished.returncode == 0, finished.stderr
+    lines = [json.loads(line) for line in finished.stdout.splitlines()]
     assert [line.get("event") or line["metadata"]["event"] for line in lines] == list(range(1, 9))
     assert lines[3]["error"]["code"] == "malformed_request"
     assert lines[0]["predictions"] == [0.5]
     assert lines[7]["predictions"] == [0.9, 2.5]
-    stderr = finished.stderr.decode()
+    stderr = finished.stderr
     assert "stream: 8 events, 1 bad, 0 failed" in stderr
     assert "mean" in stderr
     assert "p50" in stderr
     assert "p99" in stderr
 
 
-def test_cli_follows_a_file_and_flushes_each_line(tmp_path: Path) -> None:
+def test_cli_follows_a_file_and_flushes_each_line(
+    tmp_path: Path, servelab_cli: ServelabCli
+) -> None:
     source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     source.write_bytes(b"")
-    command = [sys.executable, "-m", "loadtests.cli", "stream", "--input", str(source)]
+    command = servelab_cli.argv("stream", "--input", str(source))
     command += ["--out", str(output), "--follow", "--idle-exit-s", "1.5", "--window-ms", "1"]
     process = subprocess.Popen(command, cwd=REPO_ROOT, stderr=subprocess.PIPE)
 
