@@ -72,7 +72,7 @@ def main(args: argparse.Namespace) -> int:
         plan_locustfiles,
         run_with_targets,
     )
-    from loadtests.locust_integration.session import default_result_path
+    from loadtests.locust_integration.document import default_result_path
     from loadtests.results.result import ResultFileError, load_result
 
     own, rest = _own_parser().parse_known_args(args.locust_args)
