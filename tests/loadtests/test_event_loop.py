@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import ast
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 from loadtests.drivers.inprocess import InProcessDriver
@@ -15,6 +13,7 @@ from loadtests.engine.loop import EVENT_LOOP, run
 from loadtests.engine.loop import running_loop_name as loop_name
 from loadtests.jobs.api import run_load_test
 from targets.spec import load_model
+from tests.conftest import ServelabCli
 
 PACKAGE = Path(__file__).resolve().parents[2] / "loadtests"
 LOOP_STARTERS = {"run", "Runner", "new_event_loop", "get_event_loop", "run_until_complete"}
@@ -63,9 +62,8 @@ def test_the_python_api_records_the_loop_it_ran_on() -> None:
     assert virtual.result["environment"]["event_loop"] == "virtual"
 
 
-def test_servelab_run_records_the_loop_it_ran_on(tmp_path: Path) -> None:
+def test_servelab_run_records_the_loop_it_ran_on(tmp_path: Path, servelab_cli: ServelabCli) -> None:
     out = tmp_path / "r.json"
-    command = [sys.executable, "-m", "loadtests.cli", "run", "--target", "inprocess",
-               "--requests", "200", "--out", str(out)]  # fmt: skip
-    subprocess.run(command, check=True, capture_output=True, timeout=120)
+    result = servelab_cli("run", "--target", "inprocess", "--requests", "200", "--out", str(out))
+    assert result.returncode == 0, result.stderr
     assert json.loads(out.read_text())["environment"]["event_loop"] == EVENT_LOOP

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,15 +15,16 @@ import orjson
 from loadtests.results.environment import process_tree_cpu_s
 from loadtests.results.events import UNFINISHED
 from loadtests.results.result import load_result
+from tests.conftest import ServelabCli
 
 ROOT = Path(__file__).resolve().parents[2]
 WAIT_S = 60.0
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
-def _servelab(*args: str, cwd: Path) -> subprocess.Popen[str]:
+def _servelab(servelab_cli: ServelabCli, *args: str, cwd: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "loadtests.cli", *args],
+        servelab_cli.argv(*args),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
         env={**ENV, "PYTHONPATH": str(ROOT)},
     )  # fmt: skip
@@ -75,10 +75,11 @@ def _finish(process: subprocess.Popen[str]) -> tuple[str, str]:
 
 
 def test_a_target_killed_mid_run_leaves_a_result_with_classified_failures(
-    tmp_path: Path,
+    tmp_path: Path, servelab_cli: ServelabCli
 ) -> None:
     out = tmp_path / "run.json"
     process = _servelab(
+        servelab_cli,
         "run", "--target", "rest", "--concurrency", "2", "--duration", "8s", "--timeout", "1s",
         "--out", str(out), "--no-progress", cwd=tmp_path,
     )  # fmt: skip
@@ -101,9 +102,12 @@ def test_a_target_killed_mid_run_leaves_a_result_with_classified_failures(
     assert set(errors) <= {"connect", "disconnected", "reset"}, errors
 
 
-def test_sigterm_of_run_writes_a_partial_result_and_stops_the_target(tmp_path: Path) -> None:
+def test_sigterm_of_run_writes_a_partial_result_and_stops_the_target(
+    tmp_path: Path, servelab_cli: ServelabCli
+) -> None:
     out = tmp_path / "partial.json"
     process = _servelab(
+        servelab_cli,
         "run", "--target", "rest", "--concurrency", "2", "--duration", "60s",
         "--out", str(out), "--no-progress", cwd=tmp_path,
     )  # fmt: skip
@@ -135,11 +139,15 @@ duration = "60s"
 """
 
 
-def test_sigterm_of_bench_keeps_finished_results_and_stops_every_target(tmp_path: Path) -> None:
+def test_sigterm_of_bench_keeps_finished_results_and_stops_every_target(
+    tmp_path: Path, servelab_cli: ServelabCli
+) -> None:
     config = tmp_path / "bench.toml"
     config.write_text(BENCH)
     out = tmp_path / "out"
-    process = _servelab("bench", "--config", str(config), "--out", str(out), cwd=tmp_path)
+    process = _servelab(
+        servelab_cli, "bench", "--config", str(config), "--out", str(out), cwd=tmp_path
+    )
     started: list[int] = []
     try:
         assert process.stdout is not None
@@ -176,9 +184,12 @@ def _event_lines(path: Path) -> int:
     return count
 
 
-def test_kill_9_mid_run_then_recompute_from_the_event_log(tmp_path: Path) -> None:
+def test_kill_9_mid_run_then_recompute_from_the_event_log(
+    tmp_path: Path, servelab_cli: ServelabCli
+) -> None:
     events = tmp_path / "events.jsonl"
     process = _servelab(
+        servelab_cli,
         "run", "--target", "inprocess", "--rate", "2000", "--duration", "60s",
         "--events", str(events), "--out", str(tmp_path / "never.json"), "--no-progress",
         cwd=tmp_path,
@@ -195,10 +206,9 @@ def test_kill_9_mid_run_then_recompute_from_the_event_log(tmp_path: Path) -> Non
     assert not (tmp_path / "never.json").exists()
     lines = _event_lines(events)
     out = tmp_path / "recomputed.json"
-    recompute = subprocess.run(
-        [sys.executable, "-m", "loadtests.cli", "recompute", str(events), "--out", str(out)],
-        capture_output=True, text=True, timeout=WAIT_S, check=False, cwd=tmp_path,
-        env={**ENV, "PYTHONPATH": str(ROOT)},
+    recompute = servelab_cli(
+        "recompute", str(events), "--out", str(out),
+        timeout=WAIT_S, cwd=tmp_path, env={**ENV, "PYTHONPATH": str(ROOT)},
     )  # fmt: skip
     assert recompute.returncode == 0, recompute.stderr
     result = load_result(out)
@@ -219,8 +229,11 @@ def _starting(pid: int) -> bool:
     return serve and process_tree_cpu_s(pid) > 0.05
 
 
-def test_sigterm_while_the_target_starts_still_stops_it(tmp_path: Path) -> None:
+def test_sigterm_while_the_target_starts_still_stops_it(
+    tmp_path: Path, servelab_cli: ServelabCli
+) -> None:
     process = _servelab(
+        servelab_cli,
         "run", "--target", "rest", "--concurrency", "2", "--duration", "60s",
         "--out", str(tmp_path / "r.json"), "--no-progress", cwd=tmp_path,
     )  # fmt: skip
@@ -248,12 +261,13 @@ def _cmdline(pid: int) -> bytes:
 
 
 def test_sigterm_of_servelab_locust_writes_a_partial_result_and_stops_everything(
-    tmp_path: Path,
+    tmp_path: Path, servelab_cli: ServelabCli
 ) -> None:
     out = tmp_path / "locust.json"
     process = _servelab(
-        "locust", "-u", "2", "-t", "60s", "--only-summary", "--out", str(out), cwd=tmp_path
-    )
+        servelab_cli,
+        "locust", "-u", "2", "-t", "60s", "--only-summary", "--out", str(out), cwd=tmp_path,
+    )  # fmt: skip
     started: list[int] = []
     try:
         deadline = time.monotonic() + WAIT_S

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,13 +12,16 @@ from loadtests.engine.recorder import Recorder
 from loadtests.engine.verdict import judge_run
 from loadtests.results.environment import process_tree_cpu_s
 from loadtests.results.result import load_result
+from tests.conftest import ServelabCli
 
 
-def test_sigint_writes_a_partial_invalid_result_and_exits_nonzero(tmp_path: Path) -> None:
+def test_sigint_writes_a_partial_invalid_result_and_exits_nonzero(
+    tmp_path: Path, servelab_cli: ServelabCli
+) -> None:
     out = tmp_path / "partial.json"
     process = subprocess.Popen(
-        [sys.executable, "-m", "loadtests.cli", "run", "--target", "rest", "--concurrency", "4",
-         "--duration", "60s", "--out", str(out), "--no-progress"],
+        servelab_cli.argv("run", "--target", "rest", "--concurrency", "4", "--duration", "60s",
+                          "--out", str(out), "--no-progress"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

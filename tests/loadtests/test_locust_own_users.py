@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from loadtests.locust_integration.runner import LOCUSTFILE, PLUGIN, SHAPES, plan_locustfiles
 from loadtests.results.result import load_result
-from tests.conftest import RunningTarget
+from tests.conftest import RunningTarget, ServelabCli
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 120
@@ -49,23 +48,25 @@ def test_own_locustfile_with_a_named_servelab_user_loads_its_locustfile() -> Non
     assert planned == (f"{LOCUSTFILE},my.py", None)
 
 
-def _servelab_locust(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "loadtests.cli", "locust", "-u", "2", "-t", "2s", *args],
-        cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
-        timeout=TIMEOUT_S, check=False,
+def _servelab_locust(
+    servelab_cli: ServelabCli, cwd: Path, *args: str
+) -> subprocess.CompletedProcess[str]:
+    return servelab_cli(
+        "locust", "-u", "2", "-t", "2s", *args,
+        cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=TIMEOUT_S,
     )  # fmt: skip
 
 
 def test_own_user_class_is_recorded_and_gated(
-    tmp_path: Path, spawn_target: Callable[..., RunningTarget]
+    tmp_path: Path, spawn_target: Callable[..., RunningTarget], servelab_cli: ServelabCli
 ) -> None:
     (tmp_path / "my_locustfile.py").write_text(OWN_LOCUSTFILE)
     target = spawn_target("rest")
 
     alone = _servelab_locust(
-        tmp_path, "-f", "my_locustfile.py", "--host", target.url, "--out", "alone.json"
-    )
+        servelab_cli, tmp_path, "-f", "my_locustfile.py", "--host", target.url,
+        "--out", "alone.json",
+    )  # fmt: skip
     assert alone.returncode == 0, alone.stderr[-4000:]
     document = load_result(tmp_path / "alone.json")
     assert document["summary"]["requests"] > 0
@@ -73,8 +74,8 @@ def test_own_user_class_is_recorded_and_gated(
     assert document["extra"]["user_classes"] == ["MyUser"]  # servelab's users stayed out
 
     beside = _servelab_locust(
-        tmp_path, "-f", f"{LOCUSTFILE},my_locustfile.py", "MyUser", "--host", target.url,
-        "--threshold", "p99<0.001ms", "--out", "beside.json",
+        servelab_cli, tmp_path, "-f", f"{LOCUSTFILE},my_locustfile.py", "MyUser",
+        "--host", target.url, "--threshold", "p99<0.001ms", "--out", "beside.json",
     )  # fmt: skip
     assert beside.returncode == 1, beside.stderr[-4000:]  # the gate, breached
     document = load_result(tmp_path / "beside.json")

@@ -29,6 +29,7 @@ from loadtests.locust_integration.shape_plans import ArrivalPlan, parse_shape
 from loadtests.locust_integration.support import pacing_period_s
 from loadtests.results.gates import DEFAULT_GATE
 from loadtests.results.result import load_result
+from tests.conftest import ServelabCli
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCUSTFILE = ROOT / "loadtests" / "locustfile.py"
@@ -365,14 +366,13 @@ def test_distributed_master_and_two_workers_merge_exactly(
     assert document["extra"]["locust"]["requests"] == merged
 
 
-def test_servelab_locust_starts_its_own_target(tmp_path: Path) -> None:
+def test_servelab_locust_starts_its_own_target(tmp_path: Path, servelab_cli: ServelabCli) -> None:
     out = tmp_path / "r.json"
-    run = subprocess.run(
-        [sys.executable, "-m", "loadtests.cli", "locust", "-u", "4", "-t", "2s",
-         "--processes", "2", "GrpcUser", "--model", "synthetic:fixed:1ms",
-         "--threshold", "p99>=1ms", "--out", str(out)],  # the model waits 1 ms an answer
-        cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=TIMEOUT_S,
-        check=False,
+    run = servelab_cli(
+        "locust", "-u", "4", "-t", "2s", "--processes", "2", "GrpcUser",
+        "--model", "synthetic:fixed:1ms",  # the model waits 1 ms an answer
+        "--threshold", "p99>=1ms", "--out", str(out),
+        cwd=tmp_path, env=_env(), timeout=TIMEOUT_S,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-4000:]
     assert f"result: {out}" in run.stdout

@@ -3,34 +3,26 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from loadtests.engine.histogram import LatencyHistogram
 from loadtests.results.result import load_result
+from tests.conftest import ServelabCli
+
+# a bare environment: servelab starts its targets without the venv on PATH
+ENV = {"PYTHONPATH": str(Path(__file__).resolve().parents[2]), "PATH": "/usr/bin:/bin"}
 
 
-def _servelab(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "loadtests.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=cwd,
-        env={"PYTHONPATH": str(Path(__file__).resolve().parents[2]), "PATH": "/usr/bin:/bin"},
-    )
-
-
-def test_rest_run_starts_the_target_and_writes_every_field(tmp_path: Path) -> None:
+def test_rest_run_starts_the_target_and_writes_every_field(
+    tmp_path: Path, servelab_cli: ServelabCli
+) -> None:
     out = tmp_path / "r.json"
-    result = _servelab(
+    result = servelab_cli(
         "run", "--target", "rest", "--rate", "200", "--arrival", "poisson", "--duration", "2s",
         "--seed", "7", "--invalid-fraction", "0.1", "--label", "ci", "--out", str(out),
-        cwd=tmp_path,
+        cwd=tmp_path, env=ENV,
     )  # fmt: skip
     # VALID (exit 0) or INVALID (exit 3) depends on how busy this shared machine is; the
     # verdict itself is tested on the virtual clock
@@ -52,10 +44,10 @@ def test_rest_run_starts_the_target_and_writes_every_field(tmp_path: Path) -> No
     assert LatencyHistogram.decode(document["histograms"]["latency"]).total == counted
 
 
-def test_json_output_for_ci(tmp_path: Path) -> None:
-    result = _servelab(
+def test_json_output_for_ci(tmp_path: Path, servelab_cli: ServelabCli) -> None:
+    result = servelab_cli(
         "run", "--target", "inprocess", "--requests", "500", "--json", "--out",
-        str(tmp_path / "r.json"), cwd=tmp_path,
+        str(tmp_path / "r.json"), cwd=tmp_path, env=ENV,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
@@ -63,11 +55,11 @@ def test_json_output_for_ci(tmp_path: Path) -> None:
     assert summary["verdict"]["valid"] is True  # in-process, closed loop: no timing rule applies
 
 
-def test_tight_loop_run_records_every_call(tmp_path: Path) -> None:
+def test_tight_loop_run_records_every_call(tmp_path: Path, servelab_cli: ServelabCli) -> None:
     out = tmp_path / "tight.json"
-    result = _servelab(
+    result = servelab_cli(
         "run", "--target", "inprocess", "--loop", "tight", "--requests", "200000", "--out",
-        str(out), cwd=tmp_path,
+        str(out), cwd=tmp_path, env=ENV,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     document = load_result(out)
@@ -77,11 +69,11 @@ def test_tight_loop_run_records_every_call(tmp_path: Path) -> None:
     assert LatencyHistogram.decode(document["histograms"]["service_latency"]).total == 200_000
 
 
-def test_rest_run_with_the_aiohttp_client(tmp_path: Path) -> None:
+def test_rest_run_with_the_aiohttp_client(tmp_path: Path, servelab_cli: ServelabCli) -> None:
     out = tmp_path / "aiohttp.json"
-    result = _servelab(
+    result = servelab_cli(
         "run", "--target", "rest", "--client", "aiohttp", "--requests", "300", "--out", str(out),
-        cwd=tmp_path,
+        cwd=tmp_path, env=ENV,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     document = load_result(out)
@@ -103,8 +95,10 @@ def test_rest_run_with_the_aiohttp_client(tmp_path: Path) -> None:
         (["--target", "inprocess", "--trace", "/no/such/trace"], "cannot read trace"),
     ],
 )
-def test_bad_options_are_one_line_exit_2(tmp_path: Path, args: list[str], words: str) -> None:
-    result = _servelab("run", *args, cwd=tmp_path)
+def test_bad_options_are_one_line_exit_2(
+    tmp_path: Path, servelab_cli: ServelabCli, args: list[str], words: str
+) -> None:
+    result = servelab_cli("run", *args, cwd=tmp_path, env=ENV)
     assert result.returncode == 2
     assert words in result.stderr
     assert result.stderr.strip().count("\n") == 0

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from loadtests.jobs.sweep import is_stable
+from tests.conftest import ServelabCli
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -88,19 +87,20 @@ def test_sweep_finds_the_known_capacity_of_one_worker_on_virtual_time(
     assert f"curve: {out / 'sweep.png'}" in shown
 
 
-def test_sweep_of_a_real_cpu_bound_worker_follows_its_own_measurements(tmp_path: Path) -> None:
+def test_sweep_of_a_real_cpu_bound_worker_follows_its_own_measurements(
+    tmp_path: Path, servelab_cli: ServelabCli
+) -> None:
     """``synthetic:cpu:2ms`` on one REST worker: 2 ms of CPU a request, so no machine serves
     more than 500/s and every rate over 500 / 0.9 is saturated — the doubling steps from 50/s
     must fail by 800/s. Where it fails first depends on how busy the machine is, so what is
     checked is that the sweep follows its own measurements: each point judged by the rule from
     its own figures, the capacity the highest passing rate, searched to --precision."""
     out, slo_ms, precision = tmp_path / "sweep", 50.0, 0.1
-    result = subprocess.run(
-        [sys.executable, "-m", "loadtests.cli", "sweep", "--target", "rest",
-         "--model", "synthetic:cpu:2ms", "--slo-p99", f"{slo_ms:g}ms", "--start-rate", "50",
-         "--precision", str(precision), "--windows", "2", "--attempts", "2", "--out", str(out)],
-        capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    result = servelab_cli(
+        "sweep", "--target", "rest",
+        "--model", "synthetic:cpu:2ms", "--slo-p99", f"{slo_ms:g}ms", "--start-rate", "50",
+        "--precision", str(precision), "--windows", "2", "--attempts", "2", "--out", str(out),
+        timeout=300, cwd=tmp_path, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
     )  # fmt: skip
     assert (out / "sweep.json").exists(), result.stdout + result.stderr
     summary = json.loads((out / "sweep.json").read_text())

@@ -5,8 +5,6 @@ from __future__ import annotations
 import base64
 import csv
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import orjson
@@ -14,6 +12,7 @@ import pytest
 
 from loadtests.cli.app import main
 from reports.tables import CELL_HEADERS
+from tests.conftest import ServelabCli
 from tests.reports.factory import GOLDEN, MIX, golden, write_document, write_variant
 
 OUTPUTS = ("index.html", "summary.md", "comparison.csv", "comparison.json")
@@ -130,13 +129,9 @@ def test_unusable_inputs_are_skipped_with_a_warning_and_none_left_is_exit_2(
     assert not (tmp_path / "none").exists()
 
 
-def test_the_installed_command_reports_a_glob(tmp_path: Path) -> None:
+def test_the_installed_command_reports_a_glob(tmp_path: Path, servelab_cli: ServelabCli) -> None:
     out = tmp_path / "report"
-    result = subprocess.run(
-        [sys.executable, "-m", "loadtests.cli", "report", str(GOLDEN / "*.json"), "--out",
-         str(out)],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+    result = servelab_cli("report", str(GOLDEN / "*.json"), "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert "10 run(s) in 10 cell(s)" in result.stdout
     report = orjson.loads((out / "comparison.json").read_bytes())

@@ -21,10 +21,10 @@ from targets.edge.runtime import EdgeConfig
 from targets.errors import SpecError
 from targets.models import reference_prediction
 from targets.schema import response_problem
+from tests.conftest import ServelabCli
 
 REPO = Path(__file__).resolve().parents[2]
 RUN_TIMEOUT_S = 60.0
-BUNDLE_COMMAND = (sys.executable, "-m", "loadtests.cli", "edge", "bundle")
 
 
 def int8(value: float, value_range: float = 8.0) -> float:
@@ -214,7 +214,7 @@ def test_bundle_archive_is_deterministic_and_holds_only_what_it_needs(
     )
 
 
-def test_only_stdlib_models_can_be_bundled(tmp_path: Path) -> None:
+def test_only_stdlib_models_can_be_bundled(tmp_path: Path, servelab_cli: ServelabCli) -> None:
     with pytest.raises(ValueError, match="--model") as raised:
         check_bundleable(EdgeConfig(model="tests.targets.sample_models:SumModel"))
     assert "\n" not in str(raised.value)
@@ -224,7 +224,9 @@ def test_only_stdlib_models_can_be_bundled(tmp_path: Path) -> None:
         check_bundleable(EdgeConfig(remote="ftp://example"))
     out = tmp_path / "user.pyz"
     ran = run_command(
-        [*BUNDLE_COMMAND, "--out", str(out), "--model", "tests.targets.sample_models:SumModel"],
+        servelab_cli.argv(
+            "edge", "bundle", "--out", str(out), "--model", "tests.targets.sample_models:SumModel"
+        ),
         [],
         REPO,
     )
@@ -234,10 +236,12 @@ def test_only_stdlib_models_can_be_bundled(tmp_path: Path) -> None:
     assert not out.exists()
 
 
-def test_servelab_edge_bundle_then_run_it(tmp_path: Path) -> None:
+def test_servelab_edge_bundle_then_run_it(tmp_path: Path, servelab_cli: ServelabCli) -> None:
     out = tmp_path / "cli.pyz"
     built = run_command(
-        [*BUNDLE_COMMAND, "--out", str(out), "--quant", "fixed:8", "--cache-size", "4"],
+        servelab_cli.argv(
+            "edge", "bundle", "--out", str(out), "--quant", "fixed:8", "--cache-size", "4"
+        ),
         [],
         REPO,
     )
@@ -247,9 +251,9 @@ def test_servelab_edge_bundle_then_run_it(tmp_path: Path) -> None:
     assert ran.stats["cache"]["capacity"] == 4
 
 
-def test_servelab_edge_run_reads_stdin_and_writes_stdout() -> None:
+def test_servelab_edge_run_reads_stdin_and_writes_stdout(servelab_cli: ServelabCli) -> None:
     ran = run_command(
-        [sys.executable, "-m", "loadtests.cli", "edge", "run", "--quant", "int8:4"],
+        servelab_cli.argv("edge", "run", "--quant", "int8:4"),
         [b'{"instances": [1, 2]}', b'{"instances": [1, 2]}', b"[]"],
         REPO,
     )
@@ -261,9 +265,7 @@ def test_servelab_edge_run_reads_stdin_and_writes_stdout() -> None:
     ]
     assert ran.answers[0]["predictions"] == [reference_prediction([int8(1, 4.0), int8(2, 4.0)])]
     assert ran.stats["quantization"] == "int8:4"
-    bad = run_command(
-        [sys.executable, "-m", "loadtests.cli", "edge", "run", "--quant", "int8"], [], REPO
-    )
+    bad = run_command(servelab_cli.argv("edge", "run", "--quant", "int8"), [], REPO)
     assert bad.returncode == 2
     assert "--quant" in bad.stderr
 

@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from targets.rpc import predict_pb2 as pb
 from targets.rpc import predict_pb2_grpc
-from tests.conftest import RunningTarget
+from tests.conftest import RunningTarget, ServelabCli
 from tests.targets.test_grpc_support import STEP_TIMEOUT_S, expected
 
 SpawnTarget = Callable[..., RunningTarget]
@@ -81,29 +81,21 @@ def test_sigterm_lets_the_in_flight_call_finish_then_exits_zero(spawn_target: Sp
     assert events.index("stopping") < events.index("request") < events.index("stopped")
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "loadtests.cli", "serve", "grpc", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+def test_bad_model_spec_is_one_line_and_exit_2(servelab_cli: ServelabCli) -> None:
+    result = servelab_cli(
+        "serve", "grpc", "--port", "0", "--model", "synthetic:nope:1ms", timeout=60
     )
-
-
-def test_bad_model_spec_is_one_line_and_exit_2() -> None:
-    result = run_cli("--port", "0", "--model", "synthetic:nope:1ms")
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1
     assert "bad --model" in result.stderr
 
 
-def test_busy_port_is_an_error_not_a_shared_socket() -> None:
+def test_busy_port_is_an_error_not_a_shared_socket(servelab_cli: ServelabCli) -> None:
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        result = run_cli("--port", str(port))
+        result = servelab_cli("serve", "grpc", "--port", str(port), timeout=60)
     assert result.returncode == 2
     assert f"cannot bind gRPC server to 127.0.0.1:{port}" in result.stderr
 

@@ -6,8 +6,6 @@ import http.client
 import json
 import signal
 import socket
-import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -17,7 +15,7 @@ import pytest
 
 from targets.rest.client import RestClient
 from targets.schema import response_problem
-from tests.conftest import RunningTarget
+from tests.conftest import RunningTarget, ServelabCli
 
 
 def _request(
@@ -143,29 +141,21 @@ def test_v2_client_degrades_against_a_v1_only_server(spawn_target: Any) -> None:
         assert degraded.v2_available is False
 
 
-def _servelab(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "loadtests.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+def test_bad_spec_is_one_line_and_exit_2(servelab_cli: ServelabCli) -> None:
+    result = servelab_cli(
+        "serve", "rest", "--port", "0", "--model", "synthetic:nope:1ms", timeout=60
     )
-
-
-def test_bad_spec_is_one_line_and_exit_2() -> None:
-    result = _servelab("serve", "rest", "--port", "0", "--model", "synthetic:nope:1ms")
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
     assert "unknown synthetic kind 'nope'" in result.stderr
 
 
-def test_busy_port_is_one_line_and_exit_2() -> None:
+def test_busy_port_is_one_line_and_exit_2(servelab_cli: ServelabCli) -> None:
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        result = _servelab("serve", "rest", "--port", str(port))
+        result = servelab_cli("serve", "rest", "--port", str(port), timeout=60)
     assert result.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
     assert result.stderr.strip().count("\n") == 0
@@ -180,8 +170,10 @@ def test_busy_port_is_one_line_and_exit_2() -> None:
         (["serve", "ftp"], "invalid choice: 'ftp'"),
     ],
 )
-def test_bad_options_are_one_line_and_exit_2(args: list[str], words: str) -> None:
-    result = _servelab(*args)
+def test_bad_options_are_one_line_and_exit_2(
+    servelab_cli: ServelabCli, args: list[str], words: str
+) -> None:
+    result = servelab_cli(*args, timeout=60)
     assert result.returncode == 2
     assert words in result.stderr
     assert result.stderr.strip().count("\n") == 0
