@@ -7,13 +7,13 @@ from being the bottleneck. It does what a load test needs and no more: plain ``h
 with ``Content-Length``, responses framed by ``Content-Length``, chunked encoding or connection
 close, keep-alive honoured (``Connection: close`` drops the connection after the answer), and
 every failure reported by class (``connect``, ``timeout``, ``reset``, ``disconnected``,
-``protocol``) — never raised. ``--client aiohttp`` keeps the aiohttp driver (``rest.py``).
+``protocol``; named by ``http_errors``, as for every HTTP client) — never raised.
+``--client aiohttp`` keeps the aiohttp driver (``rest.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
 from collections import deque
 from typing import Final, cast
 from urllib.parse import urlsplit
@@ -22,6 +22,12 @@ import httptools
 import orjson
 
 from loadtests.drivers.base import DriverBase, Reply, WireView, judge_http
+from loadtests.drivers.http_errors import (
+    PROTOCOL,
+    TIMEOUT,
+    http_error_class,
+    lost_connection_class,
+)
 from loadtests.engine.workload import Payload
 
 _Answer = tuple[int, bytes]  # status, body
@@ -61,7 +67,7 @@ class _Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
-            self._fail("protocol")
+            self._fail(PROTOCOL)
 
     def eof_received(self) -> bool:
         return False  # close our side too; connection_lost follows
@@ -77,10 +83,7 @@ class _Connection(asyncio.Protocol):
             # a body delimited by the connection's end (no Content-Length, not chunked)
             waiter.set_result((self.parser.get_status_code(), b"".join(self.parts)))
             return
-        reset = (
-            isinstance(exc, ConnectionResetError) or getattr(exc, "errno", 0) == errno.ECONNRESET
-        )
-        waiter.set_exception(ConnectionFailed("reset" if reset else "disconnected"))
+        waiter.set_exception(ConnectionFailed(lost_connection_class(exc)))
 
     # -- httptools callbacks --------------------------------------------------------------------
 
@@ -131,7 +134,7 @@ class _Connection(asyncio.Protocol):
 
     def _timed_out(self, waiter: asyncio.Future[_Answer]) -> None:
         if self.waiter is waiter:  # the answer never came: this connection is unusable now
-            self._fail("timeout")
+            self._fail(TIMEOUT)
 
     def close(self) -> None:
         self.reusable = False
@@ -273,7 +276,7 @@ class Http1Driver(DriverBase):
         try:
             connection = await self._connection()
         except (TimeoutError, OSError) as exc:
-            return Reply.failure(_connect_error_class(exc))
+            return Reply.failure(http_error_class(exc))
         self.stamps.stamp()
         try:
             status, raw = await connection.request(data, self.timeout_s)
@@ -295,13 +298,3 @@ class Http1Driver(DriverBase):
         self._all.clear()
         self._idle.clear()
         await asyncio.sleep(0)  # let the transports close before the loop ends
-
-
-def _connect_error_class(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
-        return "timeout"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connect"
-    if isinstance(exc, OSError) and exc.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH):
-        return "connect"
-    return f"io_{type(exc).__name__}"

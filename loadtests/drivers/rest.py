@@ -4,12 +4,12 @@ connection. (httpx.AsyncClient measured ~15x slower as a load generator; it is n
 from __future__ import annotations
 
 import asyncio
-import errno
 
 import aiohttp
 import orjson
 
 from loadtests.drivers.base import DriverBase, Reply, WireView, judge_http
+from loadtests.drivers.http_errors import http_error_class
 from loadtests.engine.workload import Payload
 
 JSON_HEADERS = {"content-type": "application/json"}
@@ -64,18 +64,8 @@ class RestDriver(DriverBase):
             async with self._session.post(self._urls[payload.api], data=body) as response:
                 raw = await response.read()
                 status = response.status
-        except TimeoutError:
-            return Reply.failure("timeout")
-        except aiohttp.ClientConnectorError:
-            return Reply.failure("connect")
-        except aiohttp.ServerDisconnectedError:
-            return Reply.failure("disconnected")
-        except (aiohttp.ClientError, OSError) as exc:  # resets, protocol errors
-            if getattr(exc, "errno", None) == errno.ECONNRESET or isinstance(
-                exc.__cause__, ConnectionResetError
-            ):
-                return Reply.failure("reset")
-            return Reply.failure(f"io_{type(exc).__name__}")
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            return Reply.failure(http_error_class(exc))
         self.bytes_sent += len(body)
         self.bytes_received += len(raw)
         return judge_http(payload, status, raw)

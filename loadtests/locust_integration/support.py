@@ -125,7 +125,8 @@ def add_arguments(parser: Any) -> None:
         help="servelab: exit by the gates even when the run is INVALID (else 3)")  # fmt: skip
     add("--label", default=None, metavar="TEXT", help="servelab: free text naming the run")
     add("--shape", type=shape_option, default=None, metavar="SPEC", shown=False,
-        help="servelab: load shape (add loadtests/locust_integration/shapes.py to -f): ramp:0:50:30s")  # fmt: skip
+        help="servelab: load shape (add loadtests/locust_integration/shapes.py to -f): "
+        "ramp:0:50:30s")  # fmt: skip
 
 
 def option(options: object, name: str, default: Any = None) -> Any:
@@ -211,25 +212,6 @@ def request_name(base: str, payload: Payload) -> str:
 
 
 # -- verdicts on answers --------------------------------------------------------------------------
-
-
-def http_error_class(error: BaseException) -> str:
-    """No HTTP answer at all: the class of what went wrong, named as ``RestDriver`` names them.
-    geventhttpclient wraps the cause in ``RetriesExceeded(original=...)``, and reports a reset
-    before the first byte of an answer as ``HTTPConnectionClosed`` (so both are
-    ``disconnected`` under Locust; the harness tells a reset apart)."""
-    original = getattr(error, "original", None)
-    if isinstance(original, BaseException):
-        error = original
-    if isinstance(error, ConnectionRefusedError):
-        return "connect"
-    if isinstance(error, TimeoutError) or type(error).__name__ == "Timeout":  # gevent's Timeout
-        return "timeout"
-    if isinstance(error, ConnectionResetError):
-        return "reset"
-    if isinstance(error, BrokenPipeError) or type(error).__name__ == "HTTPConnectionClosed":
-        return "disconnected"
-    return f"io_{type(error).__name__}"
 
 
 def judge_rpc_error(payload: Payload, error: Exception) -> Reply:

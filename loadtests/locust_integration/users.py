@@ -1,6 +1,6 @@
-"""servelab's Locust users. This file and ``locust_integration/plugin.py`` (servelab's options and listeners,
-imported here) are the servelab modules that import gevent (``shapes.py``, the other file Locust
-may load, imports only Locust).
+"""servelab's Locust users. This file and ``locust_integration/plugin.py`` (servelab's options
+and listeners, imported here) are the servelab modules that import gevent (``shapes.py``, the
+other file Locust may load, imports only Locust).
 
     locust -f loadtests/locustfile.py --headless -u 8 -r 8 -t 10s \\
         --host http://127.0.0.1:8000 RestUser --threshold 'p99<50ms' --result r.json
@@ -11,10 +11,12 @@ weights): ``RestUser`` (FastHttpUser → ``/v1|v2/predict``), ``GrpcUser`` (unar
 ``BatchUser`` (one ``score_file`` job = one request; no target needed) and ``EdgeUser`` (the edge
 runtime in this process, ``--host`` its REST remote). Payloads come from servelab's seeded
 generator (``--seed``, ``--api``, ``--instances``, ``--invalid-fraction`` ...; see
-``loadtests.locust_integration.support.add_arguments``). Every answer is judged with the canonical schema.
+``loadtests.locust_integration.support.add_arguments``). Every answer is judged with the
+canonical schema.
 
-Every request also goes into servelab's recorder (exact, HDR; ``loadtests/locust_integration/plugin.py``
-registers it, and brings it alone to a locustfile of your own); workers send their figures to the
+Every request also goes into servelab's recorder (exact, HDR;
+``loadtests/locust_integration/plugin.py`` registers it, and brings it alone to a locustfile of
+your own); workers send their figures to the
 master with their reports, and when Locust quits the master (or the local runner) writes the
 servelab result file (``--result``), checks ``--threshold``s and sets the exit code.
 
@@ -39,6 +41,7 @@ from locust.exception import StopUser
 
 from loadtests.drivers.base import Reply, judge_http
 from loadtests.drivers.grpc import judge_response
+from loadtests.drivers.http_errors import http_error_class
 from loadtests.engine.records import Outcome
 from loadtests.engine.workload import Payload
 from loadtests.locust_integration.plugin import session_of
@@ -46,7 +49,6 @@ from loadtests.locust_integration.support import (
     LATENCY_NS_KEY,
     REPLY_KEY,
     grpc_address,
-    http_error_class,
     judge_edge,
     judge_rpc_error,
     option,
