@@ -31,7 +31,7 @@ import asyncio
 import threading
 import time
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
 
@@ -45,6 +45,20 @@ from targets.errors import ModelFailure
 # bound is only hit by callers that build a fresh payload per request (then it is cleared).
 MAX_MEMOISED_KEYS: Final = 1 << 16
 _REJECTED: Final = None  # cache_key's answer for a body validation rejects
+
+
+def judge_edge(payload: Payload, answer: Mapping[str, Any]) -> tuple[Reply, str | None]:
+    """An edge runtime's answer, judged, and where it came from (``metadata.source``: cache /
+    remote / local; ``None`` for an error body): a refused request is the client's (an expected
+    rejection for an invalid payload), a model failure a failure. ``EdgeDriver`` and Locust's
+    ``EdgeUser`` both judge with it."""
+    metadata = answer.get("metadata")
+    if isinstance(metadata, dict):
+        return judge_answer(payload, True, answer, False), str(metadata.get("source"))
+    error = answer.get("error")
+    if isinstance(error, dict) and error.get("code") == ModelFailure.code:
+        return Reply.failure(ModelFailure.code), None
+    return judge_answer(payload, False, None, True), None
 
 
 class EdgeDriver(DriverBase):
@@ -111,20 +125,16 @@ class EdgeDriver(DriverBase):
         except Exception as exc:  # the runtime itself blew up (handle() reports the rest)
             return Reply.failure(f"edge_{type(exc).__name__}")
         ended_ns = self._clock_ns()
-        metadata = answer.get("metadata")
-        if isinstance(metadata, dict):
-            source = str(metadata.get("source"))
-            try:
-                latencies = self._latency_ns[source]
-            except KeyError:  # a source this driver does not know: counted all the same
-                latencies = self._latency_ns[source] = array("q")
-            latencies.append(ended_ns - started_ns)
-            return judge_answer(payload, True, answer, False)
-        self._error_answers += 1
-        error = answer.get("error")
-        if isinstance(error, dict) and error.get("code") == ModelFailure.code:
-            return Reply.failure(ModelFailure.code)
-        return judge_answer(payload, False, None, True)  # the client's request was refused
+        reply, source = judge_edge(payload, answer)
+        if source is None:
+            self._error_answers += 1
+            return reply
+        try:
+            latencies = self._latency_ns[source]
+        except KeyError:  # a source this driver does not know: counted all the same
+            latencies = self._latency_ns[source] = array("q")
+        latencies.append(ended_ns - started_ns)
+        return reply
 
     def _answer_inline(self, payload: Payload) -> dict[str, Any] | None:
         """The answer computed here, on the event loop, when that cannot block: the worker is

@@ -15,13 +15,12 @@ import argparse
 import errno
 import re
 import shutil
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
-from loadtests.drivers.base import Reply, judge_answer
+from loadtests.drivers.base import Reply
 from loadtests.engine.workload import Payload, PayloadGenerator, PayloadSpec, derive_seeds
 from loadtests.locust_integration.shape_plans import ArrivalPlan, ShapePlan, parse_shape
 from loadtests.options import SEED, bounded
@@ -225,18 +224,6 @@ def judge_rpc_error(payload: Payload, error: Exception) -> Reply:
     if isinstance(code, grpc.StatusCode):
         return reply_for_status(payload, code)
     return Reply.failure(f"client_{type(error).__name__}")
-
-
-def judge_edge(payload: Payload, answer: Mapping[str, Any]) -> tuple[Reply, str | None]:
-    """An edge runtime answer and where it came from (remote / local / cache), as ``EdgeDriver``
-    judges it: a refused request is the client's, a model failure a failure."""
-    metadata = answer.get("metadata")
-    if isinstance(metadata, dict):
-        return judge_answer(payload, True, answer, False), str(metadata.get("source"))
-    error = answer.get("error")
-    if isinstance(error, dict) and error.get("code") == "model_error":
-        return Reply.failure("model_error"), None
-    return judge_answer(payload, False, None, True), None
 
 
 def score_batch(

@@ -40,6 +40,7 @@ from locust.env import Environment
 from locust.exception import StopUser
 
 from loadtests.drivers.base import Reply, judge_http
+from loadtests.drivers.edge import judge_edge
 from loadtests.drivers.grpc import judge_response
 from loadtests.drivers.http_errors import http_error_class
 from loadtests.engine.records import Outcome
@@ -49,7 +50,6 @@ from loadtests.locust_integration.support import (
     LATENCY_NS_KEY,
     REPLY_KEY,
     grpc_address,
-    judge_edge,
     judge_rpc_error,
     option,
     pacing_wait_s,

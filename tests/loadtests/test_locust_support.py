@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from loadtests.drivers.base import judge_http
+from loadtests.drivers.edge import judge_edge
 from loadtests.drivers.http_errors import http_error_class
 from loadtests.engine.histogram import LatencyHistogram
 from loadtests.engine.recorder import Recorder
@@ -35,7 +36,6 @@ from loadtests.locust_integration.support import (
     REPLY_KEY,
     add_arguments,
     grpc_address,
-    judge_edge,
     judge_rpc_error,
     pacing_period_s,
     pacing_wait_s,
