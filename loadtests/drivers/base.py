@@ -19,111 +19,43 @@ stream, write slot or worker. A driver says which of three it can tell (``wire``
 from __future__ import annotations
 
 import asyncio
-import time
 from abc import abstractmethod
 from array import array
 from collections.abc import Callable
-from typing import Any, ClassVar, Final, Literal, NamedTuple, Protocol
+from typing import Any, ClassVar
 
 import numpy as np
 import orjson
 
-from loadtests.engine.records import WIRE_UNSEEN, Outcome
+from loadtests.engine.driver import (
+    EXPECTED_REJECTION,
+    MAX_SHARED_REPLIES,
+    Driver,
+    Reply,
+    ReplyFields,
+    WireStamps,
+    WireView,
+)
+from loadtests.engine.records import Outcome
 from loadtests.engine.workload import Payload
 from targets.schema import response_problem
 
+__all__ = [
+    "EXPECTED_REJECTION",
+    "MAX_SHARED_REPLIES",
+    "OK_REPLY_SCHEMA_BAD",
+    "Driver",
+    "DriverBase",
+    "FakeDriver",
+    "Reply",
+    "ReplyFields",
+    "WireStamps",
+    "WireView",
+    "judge_answer",
+    "judge_http",
+    "p50_p99",
+]
 OK_REPLY_SCHEMA_BAD: str = "schema"
-WireView = Literal["stamped", "at_dispatch", "hidden"]
-ReplyFields = tuple[int, str | None, int, bool]  # what a ``Reply`` is, as a plain tuple
-MAX_SHARED_REPLIES: Final = 4096  # error classes and prediction counts are few; bound them anyway
-
-
-class Reply(NamedTuple):
-    """What ``send`` says about one request: ``outcome`` (an ``Outcome`` value), the failure's
-    ``error_class`` (``None`` unless it failed), the ``predictions`` answered and whether the
-    answer met the canonical contract (``schema_ok``).
-
-    Build one with ``ok`` / ``failure`` / ``expected_rejection``: they hand out shared
-    instances (one per prediction count or error class, up to ``MAX_SHARED_REPLIES`` each), so
-    the hot path pays a dict lookup (~70 ns), not a ``NamedTuple`` construction (~280 ns).
-    """
-
-    outcome: int
-    error_class: str | None
-    predictions: int
-    schema_ok: bool
-
-    @staticmethod
-    def ok(predictions: int) -> Reply:
-        """A success with ``predictions`` predictions, its answer checked."""
-        reply = _OK_REPLIES.get(predictions)
-        if reply is None:
-            reply = Reply(Outcome.OK, None, predictions, True)
-            if len(_OK_REPLIES) < MAX_SHARED_REPLIES:
-                _OK_REPLIES[predictions] = reply
-        return reply
-
-    @staticmethod
-    def failure(error_class: str) -> Reply:
-        """A failure of class ``error_class`` (``timeout``, ``http_503``, ``schema`` ...)."""
-        reply = _FAILURE_REPLIES.get(error_class)
-        if reply is None:
-            reply = Reply(Outcome.FAILURE, error_class, 0, False)
-            if len(_FAILURE_REPLIES) < MAX_SHARED_REPLIES:
-                _FAILURE_REPLIES[error_class] = reply
-        return reply
-
-    @staticmethod
-    def expected_rejection() -> Reply:
-        """A deliberately invalid payload, refused as it should be."""
-        return EXPECTED_REJECTION
-
-
-_OK_REPLIES: dict[int, Reply] = {}
-_FAILURE_REPLIES: dict[str, Reply] = {}
-EXPECTED_REJECTION: Final = Reply(Outcome.EXPECTED_REJECTION, None, 0, True)
-
-
-class WireStamps:
-    """On-wire instants of the requests in flight, by the task that sends each one.
-
-    Every in-flight request runs in a task of its own (the open loop starts one per request; a
-    closed-loop worker is one), so the sending task identifies the request without changing
-    ``send``'s signature. ``now_ns`` is the harness's clock, set by the harness before ``open``.
-    """
-
-    __slots__ = ("_by_task", "now_ns")
-
-    def __init__(self) -> None:
-        self._by_task: dict[object, int] = {}
-        self.now_ns = time.perf_counter_ns
-
-    def stamp(self, at_ns: int | None = None) -> None:
-        """The current request is on the wire now (or at ``at_ns``, read on ``now_ns``'s
-        clock in a worker thread)."""
-        self._by_task[asyncio.current_task()] = self.now_ns() if at_ns is None else at_ns
-
-    def take(self) -> int:
-        """The current request's on-wire instant, forgotten once read; ``WIRE_UNSEEN`` if it
-        never reached the wire (refused connection, failed before sending)."""
-        return self._by_task.pop(asyncio.current_task(), WIRE_UNSEEN)
-
-
-class Driver(Protocol):
-    """open / send / close: what the harness drives. ``wire`` and ``stamps``: see the module
-    docstring. Real drivers subclass ``DriverBase``, which adds what a run reads besides."""
-
-    transport: str
-    bytes_sent: int
-    bytes_received: int
-    wire: WireView
-    stamps: WireStamps
-
-    async def open(self) -> None: ...
-
-    async def send(self, payload: Payload) -> Reply: ...
-
-    async def close(self) -> None: ...
 
 
 class DriverBase(Driver):

@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-from loadtests.drivers.base import Driver, WireView
 from loadtests.engine.clock import Clock, clock_for_running_loop
+from loadtests.engine.driver import Driver, WireView
 from loadtests.engine.histogram import IntArray
 from loadtests.engine.recorder import Recorder
 from loadtests.engine.records import WIRE_UNSEEN, Outcome

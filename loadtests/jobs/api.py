@@ -24,11 +24,11 @@ from loadtests.engine.clock import run_virtual
 from loadtests.engine.harness import Harness, LoadPlan
 from loadtests.engine.loop import run as run_on_loop
 from loadtests.engine.recorder import Recorder
-from loadtests.engine.verdict import judge_run
 from loadtests.engine.workload import PayloadGenerator, PayloadSpec, derive_seeds
 from loadtests.results.document import ResultDocument, SummaryBlock
 from loadtests.results.environment import fingerprint
 from loadtests.results.result import RunInfo, Verdict, build_result, write_result
+from loadtests.results.verdict import judge_run
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,6 @@ from loadtests.drivers.base import DriverBase
 from loadtests.engine.harness import Harness, RunStats
 from loadtests.engine.recorder import Recorder
 from loadtests.engine.tight import TightHarness
-from loadtests.engine.verdict import judge_run
 from loadtests.engine.workload import Payload, PayloadGenerator, derive_seeds
 from loadtests.jobs.launch import LaunchedTarget, launch_for
 from loadtests.jobs.settings import RunSettings
@@ -32,6 +31,7 @@ from loadtests.results.document import ResultDocument
 from loadtests.results.environment import fingerprint, process_tree_cpu_s
 from loadtests.results.result import RunInfo, build_result, write_result
 from loadtests.results.thresholds import Check, check_absolute, parse_thresholds
+from loadtests.results.verdict import judge_run
 
 if TYPE_CHECKING:
     from loadtests.results.events import EventLog

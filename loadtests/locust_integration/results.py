@@ -34,9 +34,9 @@ from loadtests.drivers.base import Reply
 from loadtests.engine.harness import RunStats
 from loadtests.engine.histogram import LatencyHistogram
 from loadtests.engine.recorder import Recorder
-from loadtests.engine.verdict import GeneratorLoad, judge_run  # one verdict for every run
 from loadtests.locust_integration.support import LATENCY_NS_KEY, REPLY_KEY
 from loadtests.results.result import Verdict
+from loadtests.results.verdict import GeneratorLoad, judge_run  # one verdict for every run
 
 WIRE_VERSION: Final = 1
 WIRE_KEY: Final = "servelab"  # our key in Locust's report dicts

@@ -32,7 +32,6 @@ from loadtests.engine.harness import RunStats
 from loadtests.engine.histogram import IntArray
 from loadtests.engine.recorder import ERROR_SHIFT, SCHEMA_BAD_BIT, Recorder
 from loadtests.engine.records import WIRE_UNSEEN, Outcome
-from loadtests.engine.verdict import judge_run
 from loadtests.errors import ResultFileError
 from loadtests.results.result import (
     ResultDocument,
@@ -40,6 +39,7 @@ from loadtests.results.result import (
     Verdict,
     build_result,
 )
+from loadtests.results.verdict import judge_run
 
 if TYPE_CHECKING:
     pass

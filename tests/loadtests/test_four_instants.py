@@ -19,10 +19,10 @@ from loadtests.engine.harness import Harness, LoadPlan
 from loadtests.engine.histogram import IntArray
 from loadtests.engine.records import WIRE_UNSEEN, Outcome, RequestRecord
 from loadtests.engine.schedule import RateProfile
-from loadtests.engine.verdict import judge_run
 from loadtests.engine.workload import PayloadGenerator, PayloadSpec
 from loadtests.results.events import EventLog, read_events, recompute_result
 from loadtests.results.result import RunInfo, build_result
+from loadtests.results.verdict import judge_run
 
 MS = 1_000_000
 

@@ -16,9 +16,9 @@ from loadtests.engine.clock import run_virtual
 from loadtests.engine.harness import Harness, LoadPlan, lateness_over
 from loadtests.engine.histogram import LatencyHistogram
 from loadtests.engine.schedule import RateProfile
-from loadtests.engine.verdict import judge_run
 from loadtests.engine.workload import Payload, PayloadGenerator, PayloadSpec
 from loadtests.results.result import RunInfo, Verdict, build_result, load_result, write_result
+from loadtests.results.verdict import judge_run
 from targets.spec import load_model
 
 LOGNORMAL = "synthetic:lognormal:5ms:0.5"

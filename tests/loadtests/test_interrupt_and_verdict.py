@@ -9,9 +9,9 @@ from pathlib import Path
 
 from loadtests.engine.harness import RunStats
 from loadtests.engine.recorder import Recorder
-from loadtests.engine.verdict import judge_run
 from loadtests.results.environment import process_tree_cpu_s
 from loadtests.results.result import load_result
+from loadtests.results.verdict import judge_run
 from tests.conftest import ServelabCli
 
 
@@ -82,7 +82,7 @@ def test_a_run_with_no_requests_is_invalid() -> None:
 def test_a_busy_polling_generator_is_not_called_generator_bound() -> None:
     from loadtests.engine.harness import RunStats
     from loadtests.engine.recorder import Recorder
-    from loadtests.engine.verdict import judge_run
+    from loadtests.results.verdict import judge_run
 
     recorder = Recorder()
     recorder.record(0, 0, 1_000_000)

@@ -14,8 +14,8 @@ from loadtests.engine.harness import RunStats
 from loadtests.engine.histogram import LatencyHistogram
 from loadtests.engine.recorder import Recorder
 from loadtests.engine.records import WIRE_UNSEEN
-from loadtests.engine.verdict import judge_run
 from loadtests.results.result import RunInfo, build_result
+from loadtests.results.verdict import judge_run
 from reports.buckets import Buckets, FloatArray, buckets_of
 from reports.stats import RunSample
 
@@ -105,6 +105,9 @@ def recorded_result(
         profile="laptop",
         label=label,
     )
-    return build_result(
-        run, recorder, window_s=window_ns / 1e9, verdict=verdict, environment={"hostname": "t"}
+    # a plain dict: the tests read and edit it as the JSON it becomes
+    return dict[str, Any](
+        build_result(
+            run, recorder, window_s=window_ns / 1e9, verdict=verdict, environment={"hostname": "t"}
+        )
     )
