@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import glob
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -44,7 +44,7 @@ def _number(value: object) -> str:
     return _text(value)
 
 
-def load_level(run: RunBlock) -> str:
+def load_level(run: Mapping[str, object]) -> str:
     """The load a run was under, as people write it: ``closed c=8``, ``open 500/s poisson``,
     plus ``batch 256`` / ``window 5ms`` where they were set."""
     mode = _text(run.get("mode")) or "?"

@@ -38,16 +38,16 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
-from loadtests.results.result import SummaryBlock
 from loadtests.results.thresholds import PERCENTILES, lower_is_better, metric_value
 from reports.buckets import RELATIVE_RESOLUTION, Buckets, merge_buckets
+from reports.resample import percentile_replicates, rate_factors, repeat_weights, widen
 from reports.tdist import small_sample_scale
 
 FloatArray = npt.NDArray[np.float64]
@@ -63,7 +63,6 @@ NO_DIFFERENCE: Final = "no significant difference"
 _PERCENT: Final = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p999": 99.9}
 # metric prefix -> the RunSample histogram it is read from (no prefix: latency)
 _HISTOGRAMS: Final = {"service_": "service", "client_queue_": "client_queue", "latency_": "latency"}
-_CHUNK_CELLS: Final = 2_000_000  # replicate-by-bucket matrix cells per chunk (~16 MB of floats)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +70,7 @@ class RunSample:
     """What the statistics need of one run: its summary, histograms and per-second successes
     (``client_queue`` None where the driver could not see the wire)."""
 
-    summary: SummaryBlock
+    summary: Mapping[str, Any]  # a result's summary; a synthetic sample gives what it needs
     latency: Buckets | None = None
     service: Buckets | None = None
     per_second_successes: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
@@ -136,62 +135,9 @@ def _mean_source(metric: str) -> str | None:
     return {f"{prefix}mean": source for prefix, source in _HISTOGRAMS.items()}.get(metric)
 
 
-def _repeat_weights(runs: int, rng: np.random.Generator, resamples: int) -> IntArray:
-    """How often each repeat is drawn in each replicate (the top level of the bootstrap)."""
-    if runs == 1:
-        return np.ones((resamples, 1), dtype=np.int64)
-    weights: IntArray = rng.multinomial(runs, np.full(runs, 1.0 / runs), size=resamples)
-    return weights
-
-
-def _percentile_replicates(
-    parts: Sequence[Buckets], percentile: float, weights: IntArray, rng: np.random.Generator
-) -> FloatArray:
-    """Bootstrap replicates of a percentile of the (re-weighted) union of ``parts``.
-
-    Each replicate's CDF is a mixture of the parts' CDFs weighted by how often it drew each
-    repeat; replicates that drew the same repeats share one (5 repeats allow only 126 draws),
-    and one ``searchsorted`` over the stacked CDFs (row r shifted by 2r) finds every index."""
-    grid = merge_buckets(parts).upper_ms
-    cumulative = np.zeros((len(parts), grid.size))
-    for row, part in enumerate(parts):
-        cumulative[row, np.searchsorted(grid, part.upper_ms)] = part.counts
-    cumulative = np.cumsum(cumulative, axis=1)
-    totals = np.array([p.total for p in parts], dtype=np.float64)
-    draws, which = np.unique(weights, axis=0, return_inverse=True)
-    which = which.reshape(-1)
-    sizes = draws @ totals
-    ranks = np.maximum(np.floor(percentile * sizes[which] / 100 + 0.5), 1)
-    uniforms = rng.beta(ranks, sizes[which] + 1 - ranks)  # k-th order statistic of n uniforms
-    index = np.empty(uniforms.size, dtype=np.int64)
-    step = max(1, _CHUNK_CELLS // grid.size)
-    for start in range(0, len(draws), step):  # chunks of distinct draws bound the memory
-        rows = np.arange(start, min(start + step, len(draws)))
-        cdf = (draws[rows] @ cumulative) / sizes[rows, None] + 2.0 * rows[:, None]
-        mine = (which >= rows[0]) & (which <= rows[-1])
-        found = np.searchsorted(cdf.ravel(), uniforms[mine] + 2.0 * which[mine])
-        index[mine] = found - (which[mine] - rows[0]) * grid.size
-    replicates: FloatArray = grid[np.clip(index, 0, grid.size - 1)]
-    return replicates
-
-
 def _rate_factors(sample: RunSample, rng: np.random.Generator, resamples: int) -> FloatArray:
-    """Replicates of (resampled rate / observed rate) for one run, from its per-second series.
-
-    The last second is usually partial, so it is dropped when there are at least three; with
-    fewer than two seconds, successes are taken as Poisson."""
-    seconds = sample.per_second_successes.astype(np.float64)
-    if seconds.size >= 3:
-        seconds = seconds[:-1]
-    if seconds.size >= 2 and seconds.mean() > 0:
-        picks = rng.integers(0, seconds.size, size=(resamples, seconds.size))
-        factors: FloatArray = seconds[picks].mean(axis=1) / seconds.mean()
-        return factors
     successes = float(sample.summary.get("successes") or 0)
-    if successes > 0:
-        poisson: FloatArray = rng.poisson(successes, size=resamples) / successes
-        return poisson
-    return np.ones(resamples)
+    return rate_factors(sample.per_second_successes, successes, rng, resamples)
 
 
 def _proportion(sample: RunSample, metric: str) -> tuple[float, int]:
@@ -247,14 +193,14 @@ def estimate(
     if len(group) < 2 or raw.exact:
         return raw
     factor = math.sqrt(len(group) / (len(group) - 1))
-    widened = _widen(raw.value, raw.replicates, factor)
+    widened = widen(raw.value, raw.replicates, factor)
     return Estimate(metric, raw.value, widened, exact=False, runs=len(group))
 
 
 def _estimate(
     group: Sequence[RunSample], metric: str, rng: np.random.Generator, resamples: int
 ) -> Estimate:
-    weights = _repeat_weights(len(group), rng, resamples)
+    weights = repeat_weights(len(group), rng, resamples)
     chosen = weights.sum(axis=1).astype(np.float64)
     latency, mean_source = _latency_source(metric), _mean_source(metric)
     source = latency[0] if latency is not None else mean_source
@@ -265,7 +211,7 @@ def _estimate(
         buckets = [p for p in parts if p is not None]
         if latency is not None:
             value = merge_buckets(buckets).percentile_ms(latency[1])
-            replicates = _percentile_replicates(buckets, latency[1], weights, rng)
+            replicates = percentile_replicates(buckets, latency[1], weights, rng)
             return Estimate(metric, value, replicates, exact=False)
         sizes = np.array([b.total for b in buckets], dtype=np.float64)
         means = np.array([b.mean_ms() for b in buckets])
@@ -293,14 +239,6 @@ def _estimate(
             return Estimate(metric, 1.0 - rate, 1.0 - replicates, exact=False)
         return Estimate(metric, rate, replicates, exact=False)
     return _exact(group, metric, resamples)
-
-
-def _widen(value: float, replicates: FloatArray, factor: float) -> FloatArray:
-    """Scale replicates' log-deviations from ``value`` by ``factor`` (positive values only)."""
-    if factor == 1.0 or not value > 0 or not math.isfinite(value) or np.any(replicates <= 0):
-        return replicates
-    widened: FloatArray = value * np.exp(factor * np.log(replicates / value))
-    return widened
 
 
 def _bounds(

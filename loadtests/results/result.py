@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final, cast
@@ -184,8 +185,9 @@ def build_result(
     }
 
 
-def write_result(path: str | Path, result: ResultDocument) -> None:
-    """Write atomically (temp file + rename): a crash leaves no half-written result."""
+def write_result(path: str | Path, result: Mapping[str, Any]) -> None:
+    """Write atomically (temp file + rename): a crash leaves no half-written result. Any
+    mapping: the writer does not read the blocks (tests write mangled documents too)."""
     write_atomic(path, orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -78,7 +79,7 @@ def test_page_header_states_each_runs_duration_warmup_load_and_date(tmp_path: Pa
 
 
 def _run(**fields: object) -> Run:
-    document = golden("batch-laptop.json")
+    document: Any = golden("batch-laptop.json")  # raw JSON, its run block edited
     document["run"].update(fields)
     return Run("x.json", document)
 

@@ -19,10 +19,10 @@ import pytest
 
 from loadtests.engine.histogram import LatencyHistogram
 from reports.buckets import buckets_of, merge_buckets
+from reports.resample import percentile_replicates as _percentile_replicates
 from reports.stats import (
     NO_DIFFERENCE,
     RunSample,
-    _percentile_replicates,
     compare_groups,
     interval,
     verdict_for,
