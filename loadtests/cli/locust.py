@@ -65,6 +65,7 @@ def _own_parser() -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace) -> int:
     from loadtests.cli.display import print_summary
+    from loadtests.locust_integration.document import default_result_path
     from loadtests.locust_integration.runner import (
         add_cost,
         option_value,
@@ -72,7 +73,6 @@ def main(args: argparse.Namespace) -> int:
         plan_locustfiles,
         run_with_targets,
     )
-    from loadtests.locust_integration.document import default_result_path
     from loadtests.results.result import ResultFileError, load_result
 
     own, rest = _own_parser().parse_known_args(args.locust_args)

@@ -20,6 +20,7 @@ import orjson
 
 from loadtests.engine.histogram import LatencyHistogram
 from loadtests.engine.recorder import Recorder
+from loadtests.errors import ResultFileError
 from loadtests.results.document import (
     HistogramsBlock,
     LatencyMs,
@@ -51,10 +52,6 @@ __all__ = [
 
 SCHEMA_VERSION: Final = 2
 KIND: Final = "servelab-result"
-
-
-class ResultFileError(ValueError):
-    """A file that cannot be used as a result; the message names the file and the problem."""
 
 
 @dataclass(frozen=True, slots=True)

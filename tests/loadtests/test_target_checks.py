@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from loadtests.jobs import target_checks
 from loadtests.cli.app import main
 from loadtests.engine.harness import LoadPlan
 from loadtests.engine.loop import run as run_on_loop
+from loadtests.jobs import target_checks
 from loadtests.jobs.run import execute
 from loadtests.jobs.settings import RunSettings
 from loadtests.jobs.target_checks import TargetUnusable, check_target_options
