@@ -3,8 +3,10 @@
 Batch scoring costs more than a model call: the job reads a file, validates every row, calls
 the model once per batch and writes its outputs atomically (temp file, fsync, rename). So each
 ``send`` runs the target's real path, ``targets.batch.score_file``: it writes the batch as a
-JSONL input file in a private temp directory, scores it into an output and an errors file, and
-reads both back to judge them, all inside the measured time. The files are deleted afterwards.
+JSONL input file in a folder of its own inside a private temp directory, scores it into an output
+and an errors file, and reads both back to judge them, all inside the measured time. The files
+are deleted afterwards. ``run_batch_job`` is that job, and Locust's ``BatchUser`` runs it too
+(``score_batch``).
 
 **Rows from payloads.** A payload carries one row (v1) or a few (v2); a batch is ``batch_size``
 rows built by cycling that payload's rows, one ``{"instances": row}`` line each (the batch
@@ -27,6 +29,8 @@ before it deletes the directory that batch is still writing into.
 from __future__ import annotations
 
 import asyncio
+import errno
+import functools
 import itertools
 import json
 import shutil
@@ -111,6 +115,72 @@ def check_output(data: bytes) -> tuple[int, int]:
     return lines, bad
 
 
+def run_batch_job(
+    payload: Payload,
+    *,
+    model: Model,
+    batch_size: int,
+    directory: Path,
+    name: str,
+    clock_ns: Callable[[], int] | None = None,
+) -> ScoredBatch:
+    """One batch job through the batch target's real path: write the payload's batch as an input
+    file, ``score_file`` it into an output and an errors file, read both back, delete them.
+
+    Each job has a folder of its own (``directory / name``), so concurrent jobs never see each
+    other's files (``score_file`` clears stale temp files beside its outputs). ``clock_ns``, when
+    given, stamps when the job started (``ScoredBatch.started_ns``). Blocking: run it in a worker
+    thread. Raises what the job raised (``batch_failure`` names it).
+    """
+    started_ns = None if clock_ns is None else clock_ns()
+    job = directory / name
+    source, output, errors = job / "input.jsonl", job / "out.jsonl", job / "errors.jsonl"
+    try:
+        job.mkdir()
+        data = batch_input(payload, batch_size)
+        source.write_bytes(data)
+        report = score_file(source, output, model=model, batch_size=batch_size, errors_path=errors)
+        answer, refused = output.read_bytes(), errors.read_bytes()
+    finally:
+        shutil.rmtree(job, ignore_errors=True)
+    output_lines, schema_bad = check_output(answer)
+    return ScoredBatch(
+        output_lines=output_lines,
+        schema_bad=schema_bad,
+        error_lines=sum(1 for line in refused.splitlines() if line.strip()),
+        bytes_in=len(data),
+        bytes_out=len(answer) + len(refused),
+        score_file_s=report.elapsed_s,
+        model_calls_s=report.batch_latencies_s,
+        started_ns=started_ns,
+    )
+
+
+def batch_failure(exc: Exception) -> Reply:
+    """The reply for a job that raised (nothing was committed): ``model_error`` for a model
+    that raised, else ``batch_<Type>`` — and a bare ``OSError``, whose type says nothing, is
+    named by its errno too (``batch_OSError_ENOSPC``)."""
+    if isinstance(exc, ModelFailure):
+        return Reply.failure(ModelFailure.code)
+    name = type(exc).__name__
+    reason = errno.errorcode.get(exc.errno or 0) if type(exc) is OSError else None
+    return Reply.failure(f"batch_{name}_{reason}" if reason else f"batch_{name}")
+
+
+def score_batch(
+    payload: Payload, *, model: Model, batch_size: int, directory: Path, name: str
+) -> tuple[Reply, ScoredBatch | None]:
+    """``run_batch_job``, judged: the reply, and what the job's files held (``None`` when it
+    raised). Blocking (Locust's ``BatchUser`` runs it in gevent's thread pool)."""
+    try:
+        scored = run_batch_job(
+            payload, model=model, batch_size=batch_size, directory=directory, name=name
+        )
+    except Exception as exc:  # the job failed outright; reported, never raised
+        return batch_failure(exc), None
+    return judge_batch(payload, batch_size, scored), scored
+
+
 class BatchDriver(DriverBase):
     """Scores one batch file per ``send``; see the module docstring.
 
@@ -180,34 +250,6 @@ class BatchDriver(DriverBase):
         if self._executor is None:
             self._executor = ThreadPoolExecutor(self.threads, thread_name_prefix="servelab-batch")
 
-    def _score(self, directory: Path, name: str, payload: Payload) -> ScoredBatch:
-        """In a worker thread: write, score, read back and delete one batch's files."""
-        started_ns = self.stamps.now_ns()
-        source = directory / f"{name}.jsonl"
-        output = directory / f"{name}.out.jsonl"
-        errors = directory / f"{name}.errors.jsonl"
-        try:
-            data = batch_input(payload, self.batch_size)
-            source.write_bytes(data)
-            report = score_file(
-                source, output, model=self.model, batch_size=self.batch_size, errors_path=errors
-            )
-            answer, refused = output.read_bytes(), errors.read_bytes()
-        finally:
-            for path in (source, output, errors):
-                path.unlink(missing_ok=True)
-        output_lines, schema_bad = check_output(answer)
-        return ScoredBatch(
-            output_lines=output_lines,
-            schema_bad=schema_bad,
-            error_lines=sum(1 for line in refused.splitlines() if line.strip()),
-            bytes_in=len(data),
-            bytes_out=len(answer) + len(refused),
-            score_file_s=report.elapsed_s,
-            model_calls_s=report.batch_latencies_s,
-            started_ns=started_ns,
-        )
-
     async def send(self, payload: Payload) -> Reply:
         directory, executor = self.directory, self._executor
         if directory is None or executor is None:
@@ -221,14 +263,16 @@ class BatchDriver(DriverBase):
         scored: ScoredBatch | None = None
         try:
             loop = asyncio.get_running_loop()
-            scored = await loop.run_in_executor(executor, self._score, directory, name, payload)
+            job = functools.partial(
+                run_batch_job, payload, model=self.model, batch_size=self.batch_size,
+                directory=directory, name=name, clock_ns=self.stamps.now_ns,
+            )  # fmt: skip
+            scored = await loop.run_in_executor(executor, job)
             if scored.started_ns is not None:
                 self.stamps.stamp(scored.started_ns)
             reply = judge_batch(payload, self.batch_size, scored)
-        except ModelFailure:
-            reply = Reply.failure(ModelFailure.code)
         except Exception as exc:  # the job failed outright: no output was committed
-            reply = Reply.failure(f"batch_{type(exc).__name__}")
+            reply = batch_failure(exc)
         finally:
             ended_ns = self._clock_ns()
             measured = epoch == self._epoch

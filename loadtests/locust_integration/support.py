@@ -12,10 +12,7 @@ the event's ``context`` (``REPLY_KEY``), with the exact latency in ns (``LATENCY
 from __future__ import annotations
 
 import argparse
-import errno
 import re
-import shutil
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import orjson
@@ -29,7 +26,6 @@ from loadtests.results.thresholds import ThresholdError, parse_threshold
 from targets.units import parse_duration_s
 
 if TYPE_CHECKING:
-    from targets.models import Model
     from targets.rpc import predict_pb2 as pb
 
 REPLY_KEY: Final = "servelab_reply"
@@ -224,46 +220,6 @@ def judge_rpc_error(payload: Payload, error: Exception) -> Reply:
     if isinstance(code, grpc.StatusCode):
         return reply_for_status(payload, code)
     return Reply.failure(f"client_{type(error).__name__}")
-
-
-def score_batch(
-    payload: Payload, *, model: Model, batch_size: int, directory: Path, name: str
-) -> tuple[Reply, int]:
-    """One batch job through the batch target's real path (``score_file``: input file, scoring,
-    atomic outputs), judged as ``BatchDriver`` judges it; returns the reply and the rows scored.
-    Blocking — the locustfile runs it in gevent's thread pool."""
-    from loadtests.drivers.batch import ScoredBatch, batch_input, check_output, judge_batch
-    from targets.batch import score_file
-    from targets.errors import ModelFailure
-
-    job = directory / name  # a folder per job: concurrent jobs never see each other's files
-    source, output, errors = job / "input.jsonl", job / "out.jsonl", job / "errors.jsonl"
-    try:
-        job.mkdir()
-        data = batch_input(payload, batch_size)
-        source.write_bytes(data)
-        report = score_file(source, output, model=model, batch_size=batch_size, errors_path=errors)
-        answer, refused = output.read_bytes(), errors.read_bytes()
-    except ModelFailure:
-        return Reply.failure(ModelFailure.code), 0
-    except OSError as exc:  # the job failed outright: nothing was committed
-        reason = errno.errorcode.get(exc.errno or 0, "")
-        return Reply.failure(f"batch_{type(exc).__name__}{'_' + reason if reason else ''}"), 0
-    except Exception as exc:
-        return Reply.failure(f"batch_{type(exc).__name__}"), 0
-    finally:
-        shutil.rmtree(job, ignore_errors=True)
-    lines, schema_bad = check_output(answer)
-    scored = ScoredBatch(
-        output_lines=lines,
-        schema_bad=schema_bad,
-        error_lines=sum(1 for line in refused.splitlines() if line.strip()),
-        bytes_in=len(data),
-        bytes_out=len(answer) + len(refused),
-        score_file_s=report.elapsed_s,
-        model_calls_s=report.batch_latencies_s,
-    )
-    return judge_batch(payload, batch_size, scored), batch_size
 
 
 # -- pacing (the constant-arrival-rate shape) ---------------------------------------------------

@@ -40,6 +40,7 @@ from locust.env import Environment
 from locust.exception import StopUser
 
 from loadtests.drivers.base import Reply, judge_http
+from loadtests.drivers.batch import score_batch
 from loadtests.drivers.edge import judge_edge
 from loadtests.drivers.grpc import judge_response
 from loadtests.drivers.http_errors import http_error_class
@@ -55,7 +56,6 @@ from loadtests.locust_integration.support import (
     pacing_wait_s,
     request_name,
     request_timeout_s,
-    score_batch,
 )
 
 JSON_HEADERS = {"content-type": "application/json"}
@@ -283,7 +283,7 @@ class BatchUser(ServelabUser):
         name = f"job-{id(self):x}-{self.jobs}"
         size = int(option(self.servelab.options, "batch_size", 256))
         started_s, started_ns = self.started()
-        reply, rows = gevent.get_hub().threadpool.apply(
+        reply, scored = gevent.get_hub().threadpool.apply(
             score_batch,
             (payload,),
             {"model": self.servelab.model(), "batch_size": size,
@@ -292,7 +292,7 @@ class BatchUser(ServelabUser):
         latency_ns = time.perf_counter_ns() - started_ns
         side = self.servelab.side()
         side.count("batch_jobs")
-        side.count("batch_rows", rows)
+        side.count("batch_rows", size if scored is not None else 0)
         fire(self, "batch", request_name("score_file", payload), started_s, latency_ns, 0, reply)
 
 
