@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import uvloop
 
-from loadtests.drivers.base import Reply
+from loadtests.drivers.base import DriverBase, Reply
 from loadtests.drivers.rest import RestDriver
 from loadtests.engine.harness import LoadPlan
 from loadtests.engine.records import Outcome
@@ -44,7 +44,7 @@ MODEL = "synthetic:fixed:50ms"
 READY_TIMEOUT_S = 30.0
 
 
-class ServedTally:
+class ServedTally(DriverBase):
     """Wraps the REST driver: per-second counts by answer, and send-to-answer time of successes.
 
     The harness's own latency histogram mixes the fast 503s with the served requests; the
@@ -52,6 +52,7 @@ class ServedTally:
     """
 
     def __init__(self, driver: RestDriver) -> None:
+        super().__init__()
         self.driver = driver
         self.transport = driver.transport
         self.wire = driver.wire

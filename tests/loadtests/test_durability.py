@@ -29,7 +29,7 @@ async def _logged_run(tmp_path: Path) -> tuple[dict[str, object], Path]:
     )
     events = tmp_path / "events.jsonl"
     output = await execute(settings, out=tmp_path / "run.json", events=events)
-    return output.result, events
+    return dict[str, object](output.result), events
 
 
 async def test_a_recomputed_result_equals_the_measured_one(tmp_path: Path) -> None:

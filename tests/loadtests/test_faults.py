@@ -51,7 +51,7 @@ CLIENTS = pytest.mark.parametrize("client", ["fast", "aiohttp"])
 
 async def _run(settings: RunSettings, out: Path) -> dict[str, object]:
     await asyncio.wait_for(execute(settings, out=out), RUN_LIMIT_S)
-    return load_result(out)  # the file on disk, not the object in memory
+    return dict[str, object](load_result(out))  # the file on disk, not the object in memory
 
 
 @pytest.mark.parametrize(

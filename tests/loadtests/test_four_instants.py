@@ -157,7 +157,7 @@ def test_event_log_carries_the_wire_and_recompute_gives_the_same_histograms(
     log.close()
     contents = read_events(path)
     assert contents.lines == 300
-    recomputed = recompute_result(path)
+    recomputed = dict[str, Any](recompute_result(path))
     assert recomputed["histograms"]["client_queue"] == harness.recorder.client_queue.encode()
     assert recomputed["histograms"]["service_latency"] == harness.recorder.service.encode()
     assert recomputed["summary"]["client_queue_ms"]["p50"] > 0

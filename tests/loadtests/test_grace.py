@@ -4,6 +4,7 @@ open then are cut, counted as timeouts at the time they took — never as fast, 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -93,7 +94,7 @@ def test_servelab_run_says_what_the_grace_waits_for_and_cuts_it(
     err = capsys.readouterr().err
     assert "2 request(s) still in flight after the run; waiting up to 0.3 s (--grace)" in err
     assert code == 1  # the default gate: nothing succeeded
-    result = load_result(out)
+    result = dict[str, Any](load_result(out))
     assert result["errors"] == {CUT_BY_GRACE: 2}
     # each timeout took the run's second plus the grace, and is recorded at that time
     assert result["summary"]["failure_latency_ms"]["min"] >= 1300

@@ -53,7 +53,7 @@ def _write_and_reload(harness: Harness, tmp_path: Path) -> dict[str, Any]:
     )
     path = tmp_path / "result.json"
     write_result(path, result)
-    return load_result(path)
+    return dict[str, Any](load_result(path))
 
 
 def test_percentiles_from_the_result_file_match_replayed_service_times(tmp_path: Path) -> None:

@@ -131,7 +131,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Finished]:
                 except subprocess.TimeoutExpired:
                     process.kill()
                     _, stderr = process.communicate()
-                finished[name] = Finished(process.returncode, stderr, load_result(out), target.seen)
+                finished[name] = Finished(
+                    process.returncode, stderr, dict[str, Any](load_result(out)), target.seen
+                )
     return finished
 
 

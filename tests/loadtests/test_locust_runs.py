@@ -64,7 +64,7 @@ class Finished:
 
     @property
     def result(self) -> dict[str, Any]:
-        return load_result(self.result_path)
+        return dict[str, Any](load_result(self.result_path))
 
     def explain(self) -> str:
         return f"exit {self.returncode}\n{self.stderr[-4000:]}"

@@ -37,8 +37,10 @@ def _result() -> dict[str, Any]:
     recorder.record(0, 0, 30_000_000, Outcome.FAILURE, failure, 0, False)
     recorder.record(0, 0, 1_000_000, Outcome.EXPECTED_REJECTION, 0, 0, True)
     run = RunInfo(target="rest", transport="rest", mode="closed", model="reference", seed=1)
-    return build_result(
-        run, recorder, window_s=1.0, verdict=Verdict(True, (), ("w",)), environment={"os": "x"}
+    return dict[str, Any](
+        build_result(
+            run, recorder, window_s=1.0, verdict=Verdict(True, (), ("w",)), environment={"os": "x"}
+        )
     )
 
 
@@ -90,7 +92,7 @@ def test_golden_files_still_load(golden: Path) -> None:
 
 
 def test_v1_file_is_upgraded_to_the_current_layout_with_client_queue_absent() -> None:
-    upgraded = load_result(GOLDEN_V1)
+    upgraded = dict[str, Any](load_result(GOLDEN_V1))
     fresh = _result()
     for block in ("run", "summary", "verdict", "cost", "histograms"):
         assert set(upgraded[block]) == set(fresh[block]), block
