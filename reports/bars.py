@@ -179,49 +179,9 @@ def summary_bars(cells: Sequence[CellStats]) -> Figure:
     panels = figure.subplots(1, 4, sharey=True)
     p50, p99, throughput, schema = (panels[i] for i in range(4))
     p99.sharex(p50)
-
-    for axes, figures in ((p50, [s.p50_ms for s in ordered]), (p99, [s.p99_ms for s in ordered])):
-        _draw(axes, y, figures, colours, 0.8, [number(f.value) for f in figures])
-    latencies = [*_bounds([s.p50_ms for s in ordered]), *_bounds([s.p99_ms for s in ordered])]
-    p50.set_xscale("log")
-    p50.set_xlim(*log_limits(latencies, 0.25))
-
-    requests = [s.throughput_rps for s in ordered]
-    scored = {i: f for i, s in enumerate(ordered) if (f := s.rows_per_s) is not None}
-    _draw(  # a cell that scores rows shares its row: requests above, rows below
-        throughput,
-        [row - 0.2 if i in scored else row for i, row in enumerate(y)],
-        requests,
-        colours,
-        [0.4 if i in scored else 0.8 for i in range(len(y))],
-        [f"{number(f.value)} req/s" for f in requests],
-    )
-    rates = list(scored.values())
-    if scored:
-        _draw(
-            throughput,
-            [y[i] + 0.2 for i in scored],
-            rates,
-            [colours[i] for i in scored],
-            0.4,
-            [f"{number(f.value)} rows/s" for f in rates],
-            hatch=ROWS_HATCH,
-        )
-    throughput.set_xscale("log")
-    throughput.set_xlim(*log_limits([*_bounds(requests), *_bounds(rates)], 0.4))
-
-    shares = [100 * s.schema_success_rate for s in ordered]
-    _draw(
-        schema,
-        y,
-        [Interval(v, v, v) for v in shares],
-        colours,
-        0.8,
-        [percent(s.schema_success_rate) for s in ordered],
-    )
-    low = min([*(v for v in shares if math.isfinite(v)), 100.0]) * 0.98
-    schema.set_xlim(low, 100 + 0.4 * (100 - low))
-
+    _latency_panels(p50, p99, ordered, y, colours)
+    scored = _throughput_panel(throughput, ordered, y, colours)
+    _schema_panel(schema, ordered, y, colours)
     for axes, title, unit in zip((p50, p99, throughput, schema), TITLES, XLABELS, strict=True):
         if axes is not schema:
             plain_log_axis(axes)
@@ -245,3 +205,62 @@ def summary_bars(cells: Sequence[CellStats]) -> Figure:
         handles=handles, title="hardware profile", loc="outside right upper", fontsize="small"
     )
     return figure
+
+
+def _latency_panels(
+    p50: Axes, p99: Axes, ordered: Sequence[CellStats], y: Sequence[float], colours: list[str]
+) -> None:
+    """p50 and p99 bars on one shared log axis."""
+    for axes, figures in ((p50, [s.p50_ms for s in ordered]), (p99, [s.p99_ms for s in ordered])):
+        _draw(axes, y, figures, colours, 0.8, [number(f.value) for f in figures])
+    latencies = [*_bounds([s.p50_ms for s in ordered]), *_bounds([s.p99_ms for s in ordered])]
+    p50.set_xscale("log")
+    p50.set_xlim(*log_limits(latencies, 0.25))
+
+
+def _throughput_panel(
+    throughput: Axes, ordered: Sequence[CellStats], y: Sequence[float], colours: list[str]
+) -> bool:
+    """Requests per second; a cell that scores rows shares its row: requests above, rows
+    (hatched) below. True when some cell scores rows."""
+    requests = [s.throughput_rps for s in ordered]
+    scored = {i: f for i, s in enumerate(ordered) if (f := s.rows_per_s) is not None}
+    _draw(
+        throughput,
+        [row - 0.2 if i in scored else row for i, row in enumerate(y)],
+        requests,
+        colours,
+        [0.4 if i in scored else 0.8 for i in range(len(y))],
+        [f"{number(f.value)} req/s" for f in requests],
+    )
+    rates = list(scored.values())
+    if scored:
+        _draw(
+            throughput,
+            [y[i] + 0.2 for i in scored],
+            rates,
+            [colours[i] for i in scored],
+            0.4,
+            [f"{number(f.value)} rows/s" for f in rates],
+            hatch=ROWS_HATCH,
+        )
+    throughput.set_xscale("log")
+    throughput.set_xlim(*log_limits([*_bounds(requests), *_bounds(rates)], 0.4))
+    return bool(scored)
+
+
+def _schema_panel(
+    schema: Axes, ordered: Sequence[CellStats], y: Sequence[float], colours: list[str]
+) -> None:
+    """Schema success in %, the axis starting just below the lowest share."""
+    shares = [100 * s.schema_success_rate for s in ordered]
+    _draw(
+        schema,
+        y,
+        [Interval(v, v, v) for v in shares],
+        colours,
+        0.8,
+        [percent(s.schema_success_rate) for s in ordered],
+    )
+    low = min([*(v for v in shares if math.isfinite(v)), 100.0]) * 0.98
+    schema.set_xlim(low, 100 + 0.4 * (100 - low))

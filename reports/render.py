@@ -122,44 +122,62 @@ def render_html(
     title: str,
     generated_at: str,
 ) -> str:
-    runs = sum(len(c.runs) + len(c.invalid) for c in analysis.cells)
-    invalid = analysis.invalid_runs
-    cost_chart = [c for c in charts if c.slug == "cost-vs-freshness"]
-    other_charts = [c for c in charts if c.slug != "cost-vs-freshness"]
     parts = [
-        "<!doctype html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{esc(title)}</title><style>{STYLE}</style></head><body>",
-        f"<h1>{esc(title)}</h1>",
-        f'<p class="meta">{runs} run(s) in {len(analysis.cells)} cell(s) · {len(invalid)} '
-        f"invalid · {len(warnings)} input(s) skipped · generated {esc(generated_at)} · "
-        "intervals are 95 % bootstrap intervals (seeded)</p>",
-        f'<p class="meta">{esc(conditions_line(analysis))}</p>',
-        '<nav><a href="#runs">Runs</a><a href="#cells">Cells</a>'
-        '<a href="#comparisons">Comparisons</a><a href="#landscape">Landscape</a>'
-        '<a href="#charts">Charts</a></nav>',
+        *_head(analysis, warnings, title=title, generated_at=generated_at),
         '<h2 id="runs">Runs</h2>',
         _table(RUN_HEADERS, run_rows(analysis), numeric={3, 4}),
     ]
     if warnings:
         items = "".join(f"<li>{esc(w)}</li>" for w in warnings)
         parts.append(f'<h2 id="skipped">Skipped inputs</h2><ul class="warnings">{items}</ul>')
-    rows = cell_rows(analysis)
-    parts += [
+    parts += _cells(analysis)
+    parts += _comparisons(analysis)
+    parts += _landscape(claims, charts)
+    if analysis.notes:
+        items = "".join(f"<li>{esc(note)}</li>" for note in analysis.notes)
+        parts.append(f"<h2>Notes</h2><ul>{items}</ul>")
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def _head(
+    analysis: Analysis, warnings: Sequence[str], *, title: str, generated_at: str
+) -> list[str]:
+    """The document head, the title, what the report covers and the navigation."""
+    runs = sum(len(c.runs) + len(c.invalid) for c in analysis.cells)
+    return [
+        "<!doctype html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{esc(title)}</title><style>{STYLE}</style></head><body>",
+        f"<h1>{esc(title)}</h1>",
+        f'<p class="meta">{runs} run(s) in {len(analysis.cells)} cell(s) · '
+        f"{len(analysis.invalid_runs)} invalid · {len(warnings)} input(s) skipped · generated "
+        f"{esc(generated_at)} · intervals are 95 % bootstrap intervals (seeded)</p>",
+        f'<p class="meta">{esc(conditions_line(analysis))}</p>',
+        '<nav><a href="#runs">Runs</a><a href="#cells">Cells</a>'
+        '<a href="#comparisons">Comparisons</a><a href="#landscape">Landscape</a>'
+        '<a href="#charts">Charts</a></nav>',
+    ]
+
+
+def _cells(analysis: Analysis) -> list[str]:
+    """The cell table, then the invalid runs (shown, never compared)."""
+    parts = [
         '<h2 id="cells">Cells</h2>',
         "<p>A cell is one configuration (target, model, load, hardware profile, label); "
         "its repeats are pooled. Invalid runs are never pooled or compared.</p>",
         f"<p>{esc(CELL_LEGEND)}</p>",
         _table(
             CELL_HEADERS,
-            rows,
+            cell_rows(analysis),
             numeric=_NUMERIC_CELL_COLUMNS,
             badge_column=_STATUS_COLUMN,
             invalid=[not cell.valid for cell in analysis.cells],
         ),
     ]
+    invalid = analysis.invalid_runs
     if invalid:
         parts += [
             '<h2 id="invalid">Invalid runs <span class="badge bad">INVALID</span></h2>',
@@ -171,14 +189,24 @@ def render_html(
                 invalid=[True] * len(invalid),
             ),
         ]
+    return parts
+
+
+def _comparisons(analysis: Analysis) -> list[str]:
     comparisons = comparison_rows(analysis)
-    parts.append('<h2 id="comparisons">Comparisons</h2>')
-    parts.append(
+    return [
+        '<h2 id="comparisons">Comparisons</h2>',
         _table(COMPARISON_HEADERS, comparisons, numeric={3, 4, 5}, badge_column=6)
         if comparisons
-        else "<p>No two cells differ in only transport, hardware profile or label.</p>"
-    )
-    parts += [
+        else "<p>No two cells differ in only transport, hardware profile or label.</p>",
+    ]
+
+
+def _landscape(claims: Sequence[Claim], charts: Sequence[Chart]) -> list[str]:
+    """The lesson's claims with the cost chart beside them, then every other chart."""
+    cost_chart = [c for c in charts if c.slug == "cost-vs-freshness"]
+    other_charts = [c for c in charts if c.slug != "cost-vs-freshness"]
+    return [
         '<h2 id="landscape">The measured serving landscape</h2>',
         "<p>The lesson's table of deployment patterns, checked on the runs at hand: each "
         "pattern at its best measured configuration per hardware profile.</p>",
@@ -189,8 +217,3 @@ def render_html(
         '<h2 id="charts">Charts</h2>',
         *(_figure(chart) for chart in other_charts),
     ]
-    if analysis.notes:
-        items = "".join(f"<li>{esc(note)}</li>" for note in analysis.notes)
-        parts.append(f"<h2>Notes</h2><ul>{items}</ul>")
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"

@@ -16,7 +16,7 @@ import orjson
 from reports.analysis import Analysis, CellStats, Interval
 from reports.conditions import RUN_HEADERS, conditions_line, run_records, run_rows
 from reports.landscape import Claim
-from reports.load import Run
+from reports.load import Cell, Run
 
 REPORT_KIND: Final = "servelab-report"
 REPORT_SCHEMA_VERSION: Final = 1
@@ -332,41 +332,6 @@ def render_json(
     generated_at: str,
 ) -> bytes:
     """``comparison.json``: versioned, everything the other outputs show, numbers unrounded."""
-    cells = []
-    for cell in analysis.cells:
-        key, stats = cell.key, analysis.stats.get(cell.key)
-        entry: dict[str, Any] = {
-            "name": key.name,
-            "target": key.target,
-            "transport": key.transport,
-            "model": key.model,
-            "load": key.load,
-            "hardware": key.hardware,
-            "label": key.label,
-            "valid": cell.valid,
-            "files": [run.path for run in cell.runs],
-            "invalid_files": [run.path for run in cell.invalid],
-        }
-        if stats is not None:
-            entry.update(
-                {
-                    "repeats": list(stats.repeats),
-                    "p50_ms": _interval(stats.p50_ms),
-                    "p99_ms": _interval(stats.p99_ms),
-                    "throughput_rps": _interval(stats.throughput_rps),
-                    "rows_per_s": None if stats.rows_per_s is None else _interval(stats.rows_per_s),
-                    "service_p50_ms": stats.service_p50_ms,
-                    "service_p99_ms": stats.service_p99_ms,
-                    "client_queue_p50_ms": stats.client_queue_p50_ms,  # null: not seen, not 0
-                    "client_queue_p99_ms": stats.client_queue_p99_ms,
-                    "success_rate": stats.success_rate,
-                    "schema_success_rate": stats.schema_success_rate,
-                    "requests": stats.requests,
-                    "cpu_s_per_1k_predictions": stats.cost_per_1k,
-                    "cost_scope": stats.cost_scope,
-                }
-            )
-        cells.append(entry)
     document = {
         "kind": REPORT_KIND,
         "schema_version": REPORT_SCHEMA_VERSION,
@@ -375,7 +340,7 @@ def render_json(
         "skipped_inputs": list(warnings),
         "notes": list(analysis.notes),
         "runs": run_records(analysis),
-        "cells": cells,
+        "cells": [cell_record(cell, analysis.stats.get(cell.key)) for cell in analysis.cells],
         "invalid_runs": [
             {"file": run.path, "cell": run.key.name, "reasons": run.reasons}
             for run in analysis.invalid_runs
@@ -396,3 +361,38 @@ def render_json(
         "charts": list(charts),
     }
     return orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n"
+
+
+def cell_record(cell: Cell, stats: CellStats | None) -> dict[str, Any]:
+    """One cell of ``comparison.json``: its key and files, and its figures when it has any."""
+    key = cell.key
+    entry: dict[str, Any] = {
+        "name": key.name,
+        "target": key.target,
+        "transport": key.transport,
+        "model": key.model,
+        "load": key.load,
+        "hardware": key.hardware,
+        "label": key.label,
+        "valid": cell.valid,
+        "files": [run.path for run in cell.runs],
+        "invalid_files": [run.path for run in cell.invalid],
+    }
+    if stats is None:
+        return entry
+    return entry | {
+        "repeats": list(stats.repeats),
+        "p50_ms": _interval(stats.p50_ms),
+        "p99_ms": _interval(stats.p99_ms),
+        "throughput_rps": _interval(stats.throughput_rps),
+        "rows_per_s": None if stats.rows_per_s is None else _interval(stats.rows_per_s),
+        "service_p50_ms": stats.service_p50_ms,
+        "service_p99_ms": stats.service_p99_ms,
+        "client_queue_p50_ms": stats.client_queue_p50_ms,  # null: not seen, not 0
+        "client_queue_p99_ms": stats.client_queue_p99_ms,
+        "success_rate": stats.success_rate,
+        "schema_success_rate": stats.schema_success_rate,
+        "requests": stats.requests,
+        "cpu_s_per_1k_predictions": stats.cost_per_1k,
+        "cost_scope": stats.cost_scope,
+    }
