@@ -30,7 +30,7 @@ import orjson
 
 from loadtests.engine.harness import RunStats
 from loadtests.engine.histogram import IntArray
-from loadtests.engine.recorder import ERROR_SHIFT, SCHEMA_BAD_BIT, Recorder
+from loadtests.engine.recorder import Recorder, decode_flags
 from loadtests.engine.records import WIRE_UNSEEN, Outcome
 from loadtests.errors import ResultFileError
 from loadtests.results.result import (
@@ -105,15 +105,16 @@ class EventLog:
     ) -> None:
         self._header(start_ns)
         names: list[str | None] = [None, *error_names]
+        outcomes, error_codes, schema_ok = decode_flags(flags)
         rows = zip(
             scheduled.tolist(),
             dispatched.tolist(),
             [None if value == WIRE_UNSEEN else value for value in wire.tolist()],
             ended.tolist(),
-            (flags & 3).tolist(),
-            (flags >> ERROR_SHIFT).tolist(),
+            outcomes.tolist(),
+            error_codes.tolist(),
             predictions.tolist(),
-            ((flags & SCHEMA_BAD_BIT) == 0).tolist(),
+            schema_ok.tolist(),
             strict=True,
         )
         data = b"".join(
