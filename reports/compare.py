@@ -217,6 +217,19 @@ def main(args: argparse.Namespace) -> int:
         confidence=args.confidence,
         seed=args.seed,
     )
+    failed = _print_comparison(args, baseline, candidate, found, results)
+    return EXIT_REGRESSION if failed else EXIT_PASS
+
+
+def _print_comparison(
+    args: argparse.Namespace,
+    baseline: Sequence[Run],
+    candidate: Sequence[Run],
+    found: Sequence[Comparison],
+    results: Sequence[GateResult],
+) -> list[GateResult]:
+    """The comparison table, the gates and the verdict line, plain or Markdown; the gates that
+    failed."""
     headers, rows = comparison_table(found)
     gate_headers = ["threshold", "result", "detail"]
     gate_rows = [[r.expression, r.outcome, r.detail] for r in results]
@@ -239,4 +252,4 @@ def main(args: argparse.Namespace) -> int:
     failed = [r for r in results if r.failed]
     verdict = "regression: " + ", ".join(r.expression for r in failed) if failed else "pass"
     print(f"\n{'**' + verdict + '**' if args.markdown else verdict}")
-    return EXIT_REGRESSION if failed else EXIT_PASS
+    return failed
