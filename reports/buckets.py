@@ -13,7 +13,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from loadtests.engine.histogram import SIGNIFICANT_FIGURES, LatencyHistogram
+from loadtests.engine.histogram import SIGNIFICANT_FIGURES, LatencyHistogram, hdr_ranks
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -40,14 +40,15 @@ class Buckets:
         return int(self.counts.sum())
 
     def percentiles_ms(self, percentiles: Sequence[float] | FloatArray) -> FloatArray:
-        """Values at ``percentiles`` (0..100) by HdrHistogram's rule: the bucket holding the
-        k-th smallest value, k = max(round-half-up(p·n/100), 1)."""
+        """Values at ``percentiles`` (0..100) by HdrHistogram's rule (``hdr_ranks``): the bucket
+        holding the k-th smallest value."""
         wanted = np.asarray(percentiles, dtype=np.float64)
         if self.counts.size == 0:
             return np.zeros_like(wanted)
         cumulative = np.cumsum(self.counts)
-        ranks = np.maximum(np.floor(wanted * self.total / 100 + 0.5), 1)
-        index = np.minimum(np.searchsorted(cumulative, ranks), cumulative.size - 1)
+        index = np.minimum(
+            np.searchsorted(cumulative, hdr_ranks(wanted, self.total)), cumulative.size - 1
+        )
         values: FloatArray = self.upper_ms[index]
         return values
 

@@ -18,6 +18,7 @@ from typing import cast
 
 import numpy as np
 
+from loadtests.engine.histogram import LATENCY_KEYS
 from loadtests.results.result import (
     LatencyMs,
     ResultDocument,
@@ -30,7 +31,6 @@ from loadtests.results.result import (
 from reports.buckets import Buckets, decode_buckets
 from reports.stats import RunSample
 
-_LATENCY_KEYS = ("min", "mean", "p50", "p90", "p95", "p99", "p999", "max")
 _SUMMARY_KEYS = ("requests", "successes", "success_rate", "throughput_rps")
 
 
@@ -264,13 +264,13 @@ def check_blocks(path: str, document: ResultDocument) -> None:
     for name in ("latency_ms", "service_latency_ms"):
         values = summary.get(name)
         if not isinstance(values, dict) or not all(
-            isinstance(values.get(key), int | float) for key in _LATENCY_KEYS
+            isinstance(values.get(key), int | float) for key in LATENCY_KEYS
         ):
             raise ResultFileError(f"{path}: malformed result, summary.{name} is incomplete")
     queue = summary.get("client_queue_ms")
     if queue is not None and not (
         isinstance(queue, dict)
-        and all(isinstance(queue.get(key), int | float) for key in _LATENCY_KEYS)
+        and all(isinstance(queue.get(key), int | float) for key in LATENCY_KEYS)
     ):
         raise ResultFileError(f"{path}: malformed result, summary.client_queue_ms is incomplete")
     missing = [key for key in _SUMMARY_KEYS if not isinstance(summary.get(key), int | float)]

@@ -17,6 +17,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+from loadtests.engine.histogram import hdr_ranks
 from reports.buckets import Buckets, merge_buckets
 
 FloatArray = npt.NDArray[np.float64]
@@ -50,7 +51,7 @@ def percentile_replicates(
     draws, which = np.unique(weights, axis=0, return_inverse=True)
     which = which.reshape(-1)
     sizes = draws @ totals
-    ranks = np.maximum(np.floor(percentile * sizes[which] / 100 + 0.5), 1)
+    ranks = hdr_ranks(percentile, sizes[which])
     uniforms = rng.beta(ranks, sizes[which] + 1 - ranks)  # k-th order statistic of n uniforms
     index = np.empty(uniforms.size, dtype=np.int64)
     step = max(1, CHUNK_CELLS // grid.size)

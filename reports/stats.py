@@ -45,7 +45,8 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from loadtests.results.thresholds import PERCENTILES, lower_is_better, metric_value
+from loadtests.engine.histogram import PERCENTILES
+from loadtests.results.thresholds import lower_is_better, metric_value
 from reports.buckets import RELATIVE_RESOLUTION, Buckets, merge_buckets
 from reports.resample import percentile_replicates, rate_factors, repeat_weights, widen
 from reports.tdist import small_sample_scale
@@ -60,7 +61,6 @@ RATE_METRICS: Final = ("throughput_rps", "predictions_per_s")
 PROPORTIONS: Final = ("success_rate", "fail_ratio", "schema_success_rate")
 HIGHER_IS_BETTER: Final = (*RATE_METRICS, "success_rate", "schema_success_rate", "successes")
 NO_DIFFERENCE: Final = "no significant difference"
-_PERCENT: Final = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p999": 99.9}
 # metric prefix -> the RunSample histogram it is read from (no prefix: latency)
 _HISTOGRAMS: Final = {"service_": "service", "client_queue_": "client_queue", "latency_": "latency"}
 
@@ -128,7 +128,7 @@ def _latency_source(metric: str) -> tuple[str, float] | None:
         if metric.startswith(prefix):
             name, source = metric.removeprefix(prefix), histogram
             break
-    return (source, _PERCENT[name]) if name in PERCENTILES else None
+    return (source, PERCENTILES[name]) if name in PERCENTILES else None
 
 
 def _mean_source(metric: str) -> str | None:

@@ -189,7 +189,9 @@ def p50_p99(
     samples: array[int] | array[float], scale: float = 1.0
 ) -> tuple[float | None, float | None]:
     """Median and 99th percentile of a driver's raw samples, times ``scale``, as sample values
-    (``inverted_cdf``, as the recorder's per-second series); ``None`` for no samples. The numpy
+    (numpy's ``inverted_cdf``: the k-th smallest, k = ceil(p·n/100)); ``None`` for no samples.
+    Exact samples, not histogram buckets, so not ``histogram.hdr_ranks``' rule (which rounds
+    p·n/100 half up): the ``extra`` figures keep the rule they were published with. The numpy
     view is dropped on return, so the array can grow again (an exported buffer cannot resize)."""
     if not samples:
         return None, None

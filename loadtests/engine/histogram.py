@@ -9,7 +9,9 @@ filled vectorised.
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Final
 
 import numpy as np
@@ -21,6 +23,21 @@ HIGHEST_NS: Final = 2 * 3600 * 10**9  # 2 h: anything slower is clamped and coun
 SIGNIFICANT_FIGURES: Final = 3
 
 IntArray = npt.NDArray[np.int64]
+
+# The latency percentiles servelab reports, by the name a summary block and a threshold use.
+PERCENTILES: Final[Mapping[str, float]] = MappingProxyType(
+    {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p999": 99.9}
+)
+LATENCY_KEYS: Final = ("min", "mean", *PERCENTILES, "max")  # a summary latency block's keys
+
+
+def hdr_ranks(percentiles: npt.ArrayLike, total: npt.ArrayLike) -> IntArray:
+    """HdrHistogram's percentile rule: the value at percentile ``p`` of ``total`` values is the
+    k-th smallest, k = max(round-half-up(p·total/100), 1), with ``p`` capped at 100. Every
+    reader of a histogram (this module, ``reports``) ranks with it, so figures agree."""
+    capped = np.minimum(np.asarray(percentiles, dtype=np.float64), 100.0)
+    ranks: IntArray = np.maximum(np.floor(capped * total / 100 + 0.5), 1).astype(np.int64)
+    return ranks
 
 
 @dataclass(slots=True)
@@ -161,8 +178,7 @@ class LatencyHistogram:
             return [0] * len(percentiles)
         hdr = self.hdr
         cumulative = np.cumsum(self._counts)
-        targets = [max(int(min(p, 100.0) * total / 100 + 0.5), 1) for p in percentiles]
-        indices = np.searchsorted(cumulative, np.asarray(targets, dtype=np.int64)).tolist()
+        indices = np.searchsorted(cumulative, hdr_ranks(percentiles, total)).tolist()
         values = []
         for percentile, index in zip(percentiles, indices, strict=True):
             value = hdr.get_value_from_index(int(index))
@@ -176,21 +192,18 @@ class LatencyHistogram:
         return self.percentiles_ns([percentile])[0]
 
     def summary_ms(self) -> dict[str, float]:
-        """min, mean, p50, p90, p95, p99, p999, max in milliseconds (zeros when empty)."""
+        """``LATENCY_KEYS`` (min, mean, the ``PERCENTILES``, max) in milliseconds (zeros when
+        empty)."""
         if not self.total:
-            return dict.fromkeys(("min", "mean", "p50", "p90", "p95", "p99", "p999", "max"), 0.0)
+            return dict.fromkeys(LATENCY_KEYS, 0.0)
         hdr = self.hdr
-        p50, p90, p95, p99, p999 = self.percentiles_ns([50, 90, 95, 99, 99.9])
-        return {
-            "min": hdr.get_min_value() / 1e6,
-            "mean": hdr.get_mean_value() / 1e6,
-            "p50": p50 / 1e6,
-            "p90": p90 / 1e6,
-            "p95": p95 / 1e6,
-            "p99": p99 / 1e6,
-            "p999": p999 / 1e6,
-            "max": hdr.get_max_value() / 1e6,
-        }
+        values_ns = self.percentiles_ns(list(PERCENTILES.values()))
+        summary = {"min": hdr.get_min_value() / 1e6, "mean": hdr.get_mean_value() / 1e6}
+        summary.update(
+            (name, value / 1e6) for name, value in zip(PERCENTILES, values_ns, strict=True)
+        )
+        summary["max"] = hdr.get_max_value() / 1e6
+        return summary
 
     def encode(self) -> str:
         """The standard compressed, base64 HdrHistogram encoding (readable by any HDR port)."""

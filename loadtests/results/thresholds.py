@@ -21,10 +21,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from loadtests.engine.histogram import PERCENTILES
 from loadtests.errors import LoadOptionError
 from targets.units import parse_duration_s
 
-PERCENTILES: Final = ("p50", "p90", "p95", "p99", "p999")
 STATS: Final = ("min", "mean", "max")
 SUMMARY_FIELDS: Final = (
     "requests", "successes", "failures", "expected_rejections", "success_rate",
