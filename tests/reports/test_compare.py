@@ -13,7 +13,8 @@ import pytest
 
 from loadtests import InProcessDriver, LoadPlan, run_load_test
 from loadtests.cli.app import main
-from loadtests.results.thresholds import PERCENTILES, SUMMARY_FIELDS, known_metric, metric_value
+from loadtests.engine.histogram import PERCENTILES
+from loadtests.results.thresholds import SUMMARY_FIELDS, known_metric, metric_value
 from reports.compare import pseudo_summary
 from targets import load_model
 from tests.reports.factory import golden, write_document
