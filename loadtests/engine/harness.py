@@ -25,6 +25,7 @@ from loadtests.engine.recorder import Recorder
 from loadtests.engine.records import WIRE_UNSEEN, Outcome
 from loadtests.engine.schedule import Arrival, RateProfile, open_loop_offsets_ns
 from loadtests.engine.workload import PayloadGenerator
+from loadtests.errors import LoadOptionError
 
 Mode = Literal["closed", "open"]
 CUT_BY_GRACE = "timeout"  # still in flight when the grace after the run ran out
@@ -57,23 +58,23 @@ class LoadPlan:
 
     def __post_init__(self) -> None:
         if self.duration_s is None and self.requests is None:
-            raise ValueError("a run needs a duration or a request count")
+            raise LoadOptionError("a run needs a duration or a request count")
         if self.duration_s is not None and not (
             self.duration_s > 0 and math.isfinite(self.duration_s)
         ):
-            raise ValueError("duration must be a positive number of seconds")
+            raise LoadOptionError("duration must be a positive number of seconds")
         if self.requests is not None and self.requests < 1:
-            raise ValueError("requests must be a positive int")
+            raise LoadOptionError("requests must be a positive int")
         if self.warmup_s < 0 or self.think_time_s < 0:
-            raise ValueError("warm-up and think time must be >= 0")
+            raise LoadOptionError("warm-up and think time must be >= 0")
         if self.mode == "closed" and self.concurrency < 1:
-            raise ValueError("concurrency must be a positive int")
+            raise LoadOptionError("concurrency must be a positive int")
         if self.mode == "open" and self.profile is None and self.trace_offsets_ns is None:
-            raise ValueError("an open-loop run needs a rate profile or a trace")
+            raise LoadOptionError("an open-loop run needs a rate profile or a trace")
         if self.max_in_flight < 1:
-            raise ValueError("max_in_flight must be a positive int")
+            raise LoadOptionError("max_in_flight must be a positive int")
         if not (self.drain_timeout_s >= 0 and math.isfinite(self.drain_timeout_s)):
-            raise ValueError("the grace must be a finite number of seconds >= 0")
+            raise LoadOptionError("the grace must be a finite number of seconds >= 0")
 
 
 @dataclass(slots=True)

@@ -18,6 +18,7 @@ from typing import Literal
 import numpy as np
 
 from loadtests.engine.histogram import IntArray
+from loadtests.errors import ConfigError, LoadOptionError
 
 Arrival = Literal["constant", "poisson"]
 CHUNK = 256  # offsets made per step: small, so making them never stalls the dispatcher long
@@ -33,11 +34,11 @@ class Segment:
 
     def __post_init__(self) -> None:
         if not (self.duration_s > 0 and math.isfinite(self.duration_s)):
-            raise ValueError("stage duration must be positive")
+            raise LoadOptionError("stage duration must be positive")
         if min(self.start_rate, self.end_rate) < 0 or not math.isfinite(
             self.start_rate + self.end_rate
         ):
-            raise ValueError("rates must be finite and >= 0")
+            raise LoadOptionError("rates must be finite and >= 0")
 
     @property
     def events(self) -> float:
@@ -63,14 +64,14 @@ class RateProfile:
     @classmethod
     def constant(cls, rate_per_s: float) -> RateProfile:
         if not (rate_per_s > 0 and math.isfinite(rate_per_s)):
-            raise ValueError(f"rate must be a positive number, got {rate_per_s}")
+            raise LoadOptionError(f"rate must be a positive number, got {rate_per_s}")
         return cls((Segment(3600.0 * 24, rate_per_s, rate_per_s),))
 
     @classmethod
     def steps(cls, stages: Sequence[tuple[float, float]], *, ramp: bool = False) -> RateProfile:
         """``[(duration_s, rate), ...]``: held steps, or linear ramps between them (``ramp``)."""
         if not stages:
-            raise ValueError("stages must not be empty")
+            raise LoadOptionError("stages must not be empty")
         segments, previous = [], 0.0
         for duration_s, rate in stages:
             start = previous if ramp else rate
@@ -102,7 +103,7 @@ def open_loop_offsets_ns(
 ) -> Iterator[IntArray]:
     """Intended-start offsets in ns, in chunks, until ``limit_s`` (or forever)."""
     if arrival not in ("constant", "poisson"):
-        raise ValueError(f"arrival must be constant or poisson, got {arrival!r}")
+        raise LoadOptionError(f"arrival must be constant or poisson, got {arrival!r}")
     rng = np.random.default_rng(seed)
     done = 0.0
     while True:
@@ -128,7 +129,7 @@ def read_trace(path: str | Path) -> IntArray:
     try:
         lines = Path(path).read_text().splitlines()
     except OSError as exc:
-        raise OSError(f"cannot read trace {path}: {exc.strerror or exc}") from exc
+        raise ConfigError(f"cannot read trace {path}: {exc.strerror or exc}") from exc
     for number, line in enumerate(lines, 1):
         text = line.split("#", 1)[0].strip()
         if not text:
@@ -136,12 +137,12 @@ def read_trace(path: str | Path) -> IntArray:
         try:
             value = float(text)
         except ValueError:
-            raise ValueError(f"trace {path} line {number}: {text!r} is not a number") from None
+            raise ConfigError(f"trace {path} line {number}: {text!r} is not a number") from None
         if not math.isfinite(value):
-            raise ValueError(f"trace {path} line {number}: {text!r} is not finite")
+            raise ConfigError(f"trace {path} line {number}: {text!r} is not finite")
         values.append(value)
     if not values:
-        raise ValueError(f"trace {path} has no timestamps")
+        raise ConfigError(f"trace {path} has no timestamps")
     ordered = np.sort(np.asarray(values, dtype=np.float64))
     offsets: IntArray = np.round((ordered - ordered[0]) * 1e9).astype(np.int64)
     return offsets

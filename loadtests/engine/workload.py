@@ -16,6 +16,8 @@ from typing import Any, Final, Literal
 
 import numpy as np
 
+from loadtests.errors import LoadOptionError
+
 ApiName = Literal["v1", "v2"]
 INVALID_BODIES: Final[tuple[dict[str, Any], ...]] = (
     {"instances": ["not-a-number"]},
@@ -72,18 +74,18 @@ class PayloadSpec:
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_instances <= self.max_instances:
-            raise ValueError("instances must satisfy 0 <= min <= max")
+            raise LoadOptionError("instances must satisfy 0 <= min <= max")
         if self.rows_per_request < 1:
-            raise ValueError("rows_per_request must be a positive int")
+            raise LoadOptionError("rows_per_request must be a positive int")
         if not 0.0 <= self.invalid_fraction <= 1.0:
-            raise ValueError("invalid_fraction must be between 0 and 1")
+            raise LoadOptionError("invalid_fraction must be between 0 and 1")
         for share in (self.v2_share_start, self.v2_share_end):
             if share is not None and not 0.0 <= share <= 1.0:
-                raise ValueError("v2 share must be between 0 and 1")
+                raise LoadOptionError("v2 share must be between 0 and 1")
         if self.distinct < 1:
-            raise ValueError("distinct must be a positive int")
+            raise LoadOptionError("distinct must be a positive int")
         if not (math.isfinite(self.value_mean) and math.isfinite(self.value_std)):
-            raise ValueError("value mean and std must be finite")
+            raise LoadOptionError("value mean and std must be finite")
 
     @classmethod
     def from_options(

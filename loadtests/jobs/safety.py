@@ -6,8 +6,10 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import urlsplit
 
+from loadtests.errors import LoadOptionError
 
-class RemoteTargetRefused(ValueError):
+
+class RemoteTargetRefused(LoadOptionError):
     """The target is not a literal loopback address; the message says how to allow it."""
 
 
@@ -32,7 +34,7 @@ def host_of(target: str) -> str:
     if "://" in target:
         host = urlsplit(target).hostname
         if not host:
-            raise ValueError(f"{target!r} has no host")
+            raise RemoteTargetRefused(f"{target!r} has no host")
         return host
     if target.startswith("["):
         return target[1 : target.index("]")] if "]" in target else target

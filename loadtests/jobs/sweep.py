@@ -23,6 +23,7 @@ from typing import Any
 
 from loadtests.drivers.registry import target
 from loadtests.engine.loop import run as run_on_loop
+from loadtests.errors import LoadOptionError
 from loadtests.jobs.launch import LaunchedTarget, launch_for
 from loadtests.jobs.run import execute
 from loadtests.jobs.settings import RunSettings, load_plan
@@ -58,9 +59,9 @@ class SweepSettings:
 
     def __post_init__(self) -> None:
         if self.slo_p99_ms <= 0 or self.start_rate <= 0 or self.max_rate < self.start_rate:
-            raise ValueError("sweep needs slo > 0 and 0 < start rate <= max rate")
+            raise LoadOptionError("sweep needs slo > 0 and 0 < start rate <= max rate")
         if self.windows < 2 or self.attempts < 1 or not 0 < self.precision < 1:
-            raise ValueError("sweep needs windows >= 2, attempts >= 1, 0 < precision < 1")
+            raise LoadOptionError("sweep needs windows >= 2, attempts >= 1, 0 < precision < 1")
 
 
 @dataclass(slots=True)

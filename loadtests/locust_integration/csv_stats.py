@@ -22,6 +22,7 @@ from typing import Final
 
 from loadtests.engine.histogram import LatencyHistogram
 from loadtests.engine.recorder import Recorder
+from loadtests.errors import ResultFileError
 from loadtests.results.document import ResultDocument
 from loadtests.results.result import RunInfo, Verdict, build_result
 
@@ -47,21 +48,23 @@ def _rows(path: Path, *, required: bool) -> list[dict[str, str]] | None:
             rows = list(csv.DictReader(handle))
     except FileNotFoundError:
         if required:
-            raise ValueError(f"{path}: no such file (expected Locust's --csv output)") from None
+            raise ResultFileError(
+                f"{path}: no such file (expected Locust's --csv output)"
+            ) from None
         return None
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise ValueError(f"{path}: cannot read as CSV: {exc}") from None
+        raise ResultFileError(f"{path}: cannot read as CSV: {exc}") from None
     return rows
 
 
 def _number(row: Mapping[str, str], column: str, path: Path) -> float:
     text = row.get(column)
     if text is None:
-        raise ValueError(f"{path}: missing column {column!r} (not a Locust stats CSV?)")
+        raise ResultFileError(f"{path}: missing column {column!r} (not a Locust stats CSV?)")
     try:
         return float(text)
     except ValueError:
-        raise ValueError(f"{path}: column {column!r} holds {text!r}, not a number") from None
+        raise ResultFileError(f"{path}: column {column!r} holds {text!r}, not a number") from None
 
 
 def rebuild_histogram(points_ms: list[tuple[float, float]], total: int) -> LatencyHistogram:
@@ -92,7 +95,7 @@ def import_locust_csv(prefix: str | Path) -> ResultDocument:
     stats = _rows(stats_path, required=True) or []
     aggregated = next((row for row in stats if row.get("Name") == "Aggregated"), None)
     if aggregated is None:
-        raise ValueError(f"{stats_path}: no 'Aggregated' row (not a Locust stats CSV?)")
+        raise ResultFileError(f"{stats_path}: no 'Aggregated' row (not a Locust stats CSV?)")
     for column in REQUIRED:
         _number(aggregated, column, stats_path)
     requests = int(_number(aggregated, "Request Count", stats_path))

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from loadtests.errors import LoadOptionError
 from targets.units import parse_duration_s
 
 Tick = tuple[int, float] | None
@@ -33,7 +34,7 @@ def _users(text: str, spec: str) -> int:
     except ValueError:
         value = -1
     if value < 0:
-        raise ValueError(f"shape {spec!r}: {text!r} is not a user count (an integer >= 0)")
+        raise LoadOptionError(f"shape {spec!r}: {text!r} is not a user count (an integer >= 0)")
     return value
 
 
@@ -41,9 +42,9 @@ def _duration(text: str, spec: str) -> float:
     try:
         value = parse_duration_s(text)
     except ValueError:
-        raise ValueError(f"shape {spec!r}: {text!r} is not a duration (e.g. 10s)") from None
+        raise LoadOptionError(f"shape {spec!r}: {text!r} is not a duration (e.g. 10s)") from None
     if value <= 0:
-        raise ValueError(f"shape {spec!r}: durations must be > 0, got {text!r}")
+        raise LoadOptionError(f"shape {spec!r}: durations must be > 0, got {text!r}")
     return value
 
 
@@ -136,7 +137,9 @@ def parse_shape(spec: str) -> ShapePlan:
         for step in rest.split(","):
             duration, _, count = step.partition(":")
             if not count:
-                raise ValueError(f"shape {spec!r}: steps are DURATION:USERS[,DURATION:USERS...]")
+                raise LoadOptionError(
+                    f"shape {spec!r}: steps are DURATION:USERS[,DURATION:USERS...]"
+                )
             steps.append((_duration(duration, spec), _users(count, spec)))
         return StepPlan(tuple(steps))
     if kind == "ramp" and len(parts) in (3, 4):
@@ -154,12 +157,12 @@ def parse_shape(spec: str) -> ShapePlan:
         except ValueError:
             rate = math.nan
         if not (rate > 0 and math.isfinite(rate)):
-            raise ValueError(f"shape {spec!r}: {parts[0]!r} is not a rate (requests/s > 0)")
+            raise LoadOptionError(f"shape {spec!r}: {parts[0]!r} is not a rate (requests/s > 0)")
         users = _users(parts[1], spec)
         if users < 1:
-            raise ValueError(f"shape {spec!r}: arrival needs at least one user")
+            raise LoadOptionError(f"shape {spec!r}: arrival needs at least one user")
         return ArrivalPlan(rate, users, _duration(parts[2], spec))
-    raise ValueError(
+    raise LoadOptionError(
         f"shape {spec!r} is malformed: expected step:D:U[,D:U...], ramp:FROM:TO:D[:HOLD], "
         "spike:BASE:PEAK:AT:LENGTH:TOTAL or arrival:RATE:USERS:D"
     )
