@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loadtests.errors import ConfigError
+from loadtests.errors import LoadOptionError
 
 THREAD_CAP_VARIABLES = (
     "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
@@ -32,18 +32,18 @@ class HardwareProfile:
 
     def __post_init__(self) -> None:
         if not self.name or any(ch in self.name for ch in "/\\\n"):
-            raise ConfigError(
+            raise LoadOptionError(
                 f"profile name {self.name!r} must be non-empty, without / or newlines"
             )
         if self.workers < 1:
-            raise ConfigError(f"profile {self.name!r}: workers must be >= 1")
+            raise LoadOptionError(f"profile {self.name!r}: workers must be >= 1")
         if self.threads is not None and self.threads < 1:
-            raise ConfigError(f"profile {self.name!r}: threads must be >= 1")
+            raise LoadOptionError(f"profile {self.name!r}: threads must be >= 1")
         if self.cpus is not None:
             available = os.sched_getaffinity(0)
             missing = sorted(set(self.cpus) - available)
             if not self.cpus or missing:
-                raise ConfigError(
+                raise LoadOptionError(
                     f"profile {self.name!r}: cpus {list(self.cpus)} not available here "
                     f"(this machine offers {sorted(available)})"
                 )
