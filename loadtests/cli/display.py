@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from loadtests.engine.harness import RunStats
+from loadtests.engine.histogram import LATENCY_KEYS
 from loadtests.engine.recorder import Recorder
 from loadtests.results.document import ResultDocument, SummaryBlock
 
@@ -54,14 +55,15 @@ class LiveProgress:
         )
 
 
-PERCENTILES = ("p50", "p90", "p99", "p999", "max")
+# The summary table shows these of a latency block (``LATENCY_KEYS``): a terminal is narrow.
+SHOWN = tuple(key for key in LATENCY_KEYS if key in ("p50", "p90", "p99", "p999", "max"))
 UNSEEN = "— (no successful request, or this client cannot see when its bytes left)"
 
 
 def _row(name: str, block: dict[str, float] | None) -> list[str]:
     if block is None:  # never shown as 0: the instant was not observed
-        return [name] + ["—"] * len(PERCENTILES)
-    return [name] + [f"{block[key]:.3f}" for key in PERCENTILES]
+        return [name] + ["—"] * len(SHOWN)
+    return [name] + [f"{block[key]:.3f}" for key in SHOWN]
 
 
 def latency_blocks(summary: SummaryBlock) -> list[tuple[str, dict[str, float] | None]]:
@@ -83,7 +85,7 @@ def summary_table(result: ResultDocument) -> Table:
     run, summary = result["run"], result["summary"]
     title = f"{run['target']} · {run['mode']} · {run['model']}"
     table = Table(title=title, show_header=True)
-    for column in ("latency (ms)", "p50", "p90", "p99", "p99.9", "max"):
+    for column in ("latency (ms)", *(key.replace("p999", "p99.9") for key in SHOWN)):
         table.add_column(column, justify="right")
     for name, block in latency_blocks(summary):
         table.add_row(*_row(name, block))
@@ -135,7 +137,7 @@ def print_summary(result: ResultDocument, path: str | None, *, as_json: bool, ri
             console.print(line, highlight=False)
         return
     for name, block in latency_blocks(result["summary"]):
-        figures = UNSEEN if block is None else " ".join(f"{k}={block[k]:.3f}" for k in PERCENTILES)
+        figures = UNSEEN if block is None else " ".join(f"{k}={block[k]:.3f}" for k in SHOWN)
         print(f"{'latency ms, ' + name + ':':<40} {figures}")
     for line in summary_lines(result, path):
         print(line)

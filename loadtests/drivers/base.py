@@ -76,6 +76,10 @@ class DriverBase(Driver):
 
     in_process: ClassVar[bool] = False
     client: ClassVar[str | None] = None
+    # The batching the driver used, for the result's ``run`` block (``None``: it does not batch,
+    # and the run records what was asked).
+    batch_size: int | None = None
+    window_ms: float | None = None
 
     def __init__(self) -> None:
         self.bytes_sent = 0

@@ -192,6 +192,8 @@ class BatchDriver(DriverBase):
     file and the output and errors files.
     """
 
+    batch_size: int  # rows per job, always set
+
     transport = "batch"
     in_process = True
     wire: WireView = "stamped"  # when a scoring thread takes the batch, after any queue for one

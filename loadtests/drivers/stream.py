@@ -77,8 +77,8 @@ class StreamDriver(DriverBase):
         self.config = BatchingConfig(
             max_batch_rows=batch_size, window_s=window_ms / 1e3, queue_size=queue_size
         )
-        self.window_ms = window_ms
         super().__init__()
+        self.batch_size, self.window_ms = batch_size, window_ms
         self._clock = clock
         self._consumer: StreamConsumer | None = None  # kept after close, for extra()
         self._accepting = False

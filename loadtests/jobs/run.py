@@ -54,13 +54,6 @@ def make_driver(settings: RunSettings, server: LaunchedTarget | None) -> DriverB
     return settings.spec.make_driver(settings.driver_options(server))
 
 
-def _used(driver: DriverBase, name: str, asked: Any) -> Any:
-    """The setting a driver actually used (its default when none was asked for)."""
-    if name == "batch_size" and hasattr(driver, "config"):
-        return getattr(driver.config, "max_batch_rows", asked)
-    return getattr(driver, name, asked)
-
-
 class _Cost:
     """CPU seconds of the target over the measured window: its process tree when servelab
     started it (``started``) or ``--target-pid`` names it (``target-pid``), this process for an
@@ -110,8 +103,8 @@ def _run_info(settings: RunSettings, driver: DriverBase, started: bool) -> RunIn
         duration_s=settings.plan.duration_s,
         requests_limit=settings.plan.requests,
         warmup_s=settings.plan.warmup_s,
-        batch_size=_used(driver, "batch_size", settings.batch_size),
-        window_ms=_used(driver, "window_ms", settings.window_ms),
+        batch_size=settings.batch_size if driver.batch_size is None else driver.batch_size,
+        window_ms=settings.window_ms if driver.window_ms is None else driver.window_ms,
         api=settings.api,
         profile=settings.profile,
         label=settings.label,
