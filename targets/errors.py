@@ -4,6 +4,8 @@ Each transport translates these at its own boundary, and only there::
 
     ServelabError
     ├── SpecError              bad --model SPEC (CLI: exit 2, one line)
+    ├── InputError             a file or option value a command cannot use (CLI: exit 2, one line)
+    ├── AddressUnavailable     a server cannot listen on --host/--port (CLI: exit 2, one line)
     ├── RequestError           the client's mistake            REST   gRPC
     │   ├── MalformedRequest       body is not JSON / not decodable 400    INVALID_ARGUMENT
     │   ├── UnsupportedMediaType   not application/json             415    -
@@ -15,6 +17,12 @@ Each transport translates these at its own boundary, and only there::
     ├── ModelFailure           the model raised: a server fault   500    INTERNAL
     └── TargetStartError       a target servelab started did not come up (CLI: one line,
                                exit 2: nothing was measured)
+
+What the user can cause is a ``ServelabError``; the servelab CLI (``loadtests.cli.app``) and an
+edge bundle (``targets.edge.runtime.run_bundled``) print exactly those as one line. Anything else
+that escapes a command — a full disk, a bug — keeps its traceback. ``SpecError`` and
+``InputError`` are also ``ValueError``s and ``AddressUnavailable`` is also an ``OSError``, so
+callers of the Python API that caught those keep working.
 
 ``Overloaded`` is neither the client's mistake nor a fault: the request was fine and may succeed
 if sent again later (REST adds ``Retry-After``). It is kept apart from RESOURCE_EXHAUSTED, which
@@ -30,6 +38,19 @@ class ServelabError(Exception):
 
 class SpecError(ServelabError, ValueError):
     """A model SPEC (``--model``) that cannot be understood or loaded."""
+
+
+class InputError(ServelabError, ValueError):
+    """A file or option value a command cannot use; the message names it and says why.
+
+    An INPUT that is missing, unreadable or of an unsupported type, an output path (``--out``,
+    ``--errors``, ``--ready-file``) that cannot be created or written, an option value out of
+    range or in conflict with another."""
+
+
+class AddressUnavailable(ServelabError, OSError):
+    """A serving target cannot listen on the address it was given: the port is taken, or the
+    host is not one of this machine's."""
 
 
 class RequestError(ServelabError):

@@ -24,6 +24,7 @@ ApiVersion = Literal["v1", "v2"]
 API_VERSIONS: Final[tuple[ApiVersion, ...]] = ("v1", "v2")
 DEFAULT_MAX_INSTANCES: Final = 10_000
 DEFAULT_MAX_BODY_BYTES: Final = 1 << 20
+MIN_BODY_BYTES: Final = 64  # the smallest body limit a target accepts
 MAX_REQUEST_ID_CHARS: Final = 128
 MAX_PRECISION: Final = 12
 KNOWN_OPTIONS: Final = frozenset({"precision"})
@@ -43,8 +44,8 @@ class Limits:
     def __post_init__(self) -> None:
         if self.max_instances < 1:
             raise ValueError("max_instances must be a positive int")
-        if self.max_body_bytes < 64:
-            raise ValueError("max_body_bytes must be at least 64")
+        if self.max_body_bytes < MIN_BODY_BYTES:
+            raise ValueError(f"max_body_bytes must be at least {MIN_BODY_BYTES}")
 
 
 @dataclass(frozen=True, slots=True)

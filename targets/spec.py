@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -63,9 +64,12 @@ def _bad(spec: str, problem: str) -> SpecError:
 
 def _duration(spec: str, text: str, what: str) -> float:
     try:
-        return parse_duration_s(text, what=what)
+        seconds = parse_duration_s(text, what=what)
     except ValueError as exc:
         raise _bad(spec, str(exc)) from exc
+    if not math.isfinite(seconds):  # so many digits that the float overflows
+        raise _bad(spec, f"{what} {text!r} is too long")
+    return seconds
 
 
 def parse_synthetic(spec: str) -> SyntheticSpec:

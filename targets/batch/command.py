@@ -17,8 +17,9 @@ EXIT_MODEL_FAILURE: Final = 1
 def main(args: argparse.Namespace) -> int:
     """Score ``args.input``; 0 on success (bad rows included), 1 when the model fails.
 
-    Bad input (missing INPUT, unsupported type, bad SPEC) is raised as ``ValueError``/``OSError``
-    for ``loadtests.cli.app`` to print as one line with exit 2.
+    Bad input (a missing or unreadable INPUT, an unsupported type, an output that cannot be
+    written, a bad SPEC) is raised as ``InputError``/``SpecError`` for ``loadtests.cli.app`` to
+    print as one line with exit 2.
     """
     model = load_model(args.model)
 

@@ -33,7 +33,8 @@ from targets.batch.scoring import (
     remove_stale_temps,
     score_file,
 )
-from targets.files import write_atomic
+from targets.errors import InputError
+from targets.files import user_path, write_atomic
 from targets.models import Model
 from targets.schema import Limits
 
@@ -53,16 +54,18 @@ Notify = Callable[[str], None]
 
 
 def list_partitions(directory: Path) -> list[Path]:
-    """The partition files of ``directory`` in sorted name order; ``ValueError`` when a file is
+    """The partition files of ``directory`` in sorted name order; ``InputError`` when a file is
     of an unsupported type (better than silently leaving data unscored) or there are none."""
+    with user_path("read", "input directory", directory):
+        entries = sorted(directory.iterdir(), key=lambda path: path.name)
     partitions = []
-    for entry in sorted(directory.iterdir(), key=lambda path: path.name):
+    for entry in entries:
         if entry.name.startswith((".", "_")) or entry.is_dir():
             continue
         input_kind(entry)
         partitions.append(entry)
     if not partitions:
-        raise ValueError(f"input directory {str(directory)!r} holds no .jsonl or .csv partitions")
+        raise InputError(f"input directory {str(directory)!r} holds no .jsonl or .csv partitions")
     return partitions
 
 
@@ -82,12 +85,13 @@ def exclusive_lock(lock_path: Path, directory: Path) -> Iterator[None]:
     except ImportError:  # Windows: no flock; one job per output directory is then on the user
         yield
         return
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+    with user_path("write", "--out", directory):
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise ValueError(f"another batch job is writing {str(directory)!r}") from None
+            raise InputError(f"another batch job is writing {str(directory)!r}") from None
         yield
     finally:
         os.close(fd)
@@ -164,16 +168,16 @@ class _Partition:
 def _plan(source: Path, out_dir: Path, errors_dir: Path) -> list[_Partition]:
     for directory, what in ((out_dir, "--out"), (errors_dir, "--errors")):
         if directory.exists() and not directory.is_dir():
-            raise ValueError(f"{what} {str(directory)!r} must be a directory when INPUT is one")
+            raise InputError(f"{what} {str(directory)!r} must be a directory when INPUT is one")
         if directory.resolve() == source.resolve():
-            raise ValueError(f"{what} {str(directory)!r} must not be the input directory")
+            raise InputError(f"{what} {str(directory)!r} must not be the input directory")
     plan = [_Partition(path, out_dir, errors_dir) for path in list_partitions(source)]
     targets = [target for part in plan for target in (part.output, part.errors)]
     seen: set[Path] = set()
     for target in targets:
         if target in seen:
             names = [part.source.name for part in plan if target in (part.output, part.errors)]
-            raise ValueError(f"partitions {', '.join(names)} would all write {str(target)!r}")
+            raise InputError(f"partitions {', '.join(names)} would all write {str(target)!r}")
         seen.add(target)
     return plan
 
@@ -195,8 +199,10 @@ def score_directory(
     started = clock()
     say = notify or (lambda message: None)
     plan = _plan(input_dir, out_dir, errors_dir or out_dir)
-    (out_dir / DONE_DIR).mkdir(parents=True, exist_ok=True)
-    (errors_dir or out_dir).mkdir(parents=True, exist_ok=True)
+    with user_path("write", "--out", out_dir):
+        (out_dir / DONE_DIR).mkdir(parents=True, exist_ok=True)
+    with user_path("write", "--errors", errors_dir or out_dir):
+        (errors_dir or out_dir).mkdir(parents=True, exist_ok=True)
     reports: list[BatchReport] = []
     with exclusive_lock(out_dir / DONE_DIR / "lock", out_dir):
         directories = {out_dir, errors_dir or out_dir, out_dir / DONE_DIR}
@@ -204,6 +210,7 @@ def score_directory(
         if removed:
             say(f"removed {removed} temp file(s) an interrupted run left behind")
         for part in plan:
+            check_input_file(part.source)  # identity() reads it before score_file checks it
             identity = part.identity(model)
             marker = part.recorded(identity)
             if marker is not None:

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from targets.errors import InvalidRequest, MalformedRequest, RequestError
+from targets.errors import InputError, InvalidRequest, MalformedRequest, RequestError
+from targets.files import user_path
 from targets.schema import PredictRequest, check_body_size
 from targets.service import PredictionService
 
@@ -63,10 +64,10 @@ InputRow = GoodRow | BadRow
 
 
 def input_kind(path: Path) -> InputKind:
-    """``jsonl`` or ``csv`` from the file name; ``ValueError`` naming the file otherwise."""
+    """``jsonl`` or ``csv`` from the file name; ``InputError`` naming the file otherwise."""
     kind = INPUT_KINDS.get(path.suffix.lower())
     if kind is None:
-        raise ValueError(
+        raise InputError(
             f"unsupported input file type {str(path)!r}: expected {', '.join(INPUT_KINDS)}"
         )
     return kind
@@ -106,7 +107,9 @@ def _jsonl_row(line: int, text: bytes, service: PredictionService) -> InputRow:
 
 def _jsonl_rows(path: Path, service: PredictionService) -> Iterator[InputRow]:
     # Binary lines, decoded one at a time, so one line of bad bytes is one bad row, not a crash.
-    with path.open("rb") as handle:
+    with user_path("read", "input", path):
+        handle = path.open("rb")
+    with handle:
         for line, raw in enumerate(handle, start=1):
             text = raw.rstrip(b"\r\n")
             if line == 1 and text.startswith(codecs.BOM_UTF8):
@@ -170,7 +173,9 @@ class _CsvLayout:
 def _csv_rows(path: Path, service: PredictionService) -> Iterator[InputRow]:
     # errors="replace": undecodable bytes become U+FFFD, so the cell fails as "not a number"
     # on its own row instead of aborting the whole file.
-    with path.open(newline="", encoding="utf-8-sig", errors="replace") as handle:
+    with user_path("read", "input", path):
+        handle = path.open(newline="", encoding="utf-8-sig", errors="replace")
+    with handle:
         reader = csv.reader(handle)
         layout: _CsvLayout | None = None
         while True:

@@ -21,8 +21,8 @@ from typing import Any, Final
 
 from targets.batch.report import BatchReport, PartitionReport
 from targets.batch.rows import BadRow, GoodRow, InputRow, input_kind, read_rows
-from targets.errors import ModelFailure
-from targets.files import TMP_PREFIX
+from targets.errors import InputError, ModelFailure
+from targets.files import TMP_PREFIX, user_path
 from targets.models import Model
 from targets.schema import Limits
 from targets.service import PredictionService
@@ -76,13 +76,15 @@ class AtomicLineFile:
     """Lines streamed into a temp file beside ``target``; ``commit`` fsyncs and renames it.
 
     Leaving the ``with`` block without ``commit`` (an exception) deletes the temp file. The temp
-    file is created with ``os.open(..., 0o666)`` so the umask applies, as for a plain ``open``.
+    file is created with ``os.open(..., 0o666)`` so the umask applies, as for a plain ``open``;
+    ``InputError`` naming ``what`` when ``target``'s directory does not let it be created.
     """
 
-    def __init__(self, target: Path) -> None:
+    def __init__(self, target: Path, what: str = "output") -> None:
         self.target = target
         self.temp = target.with_name(f"{TMP_PREFIX}{target.name}.{os.urandom(4).hex()}{TMP_SUFFIX}")
-        fd = os.open(self.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with user_path("write", what, target):
+            fd = os.open(self.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         self._handle = os.fdopen(fd, "wb", buffering=1 << 16)
         self.committed = False
 
@@ -180,13 +182,19 @@ class _Scorer:
 
 
 def check_input_file(path: Path) -> None:
-    """``ValueError`` naming ``path`` when it is not a readable, supported input file."""
+    """``InputError`` naming ``path`` when it is not a readable, supported input file."""
     if not path.exists():
-        raise ValueError(f"input {str(path)!r} does not exist")
+        raise InputError(f"input {str(path)!r} does not exist")
     if not path.is_file():
-        raise ValueError(f"input {str(path)!r} is not a regular file or a directory")
+        raise InputError(f"input {str(path)!r} is not a regular file or a directory")
     if not os.access(path, os.R_OK):
-        raise ValueError(f"input {str(path)!r} is not readable")
+        raise InputError(f"input {str(path)!r} is not readable")
+
+
+def check_output_file(path: Path, what: str) -> None:
+    """``InputError`` naming ``path`` (the ``what``) when it is a directory, not a file."""
+    if path.is_dir():
+        raise InputError(f"{what} {str(path)!r} is a directory, expected a file")
 
 
 def score_file(
@@ -202,27 +210,31 @@ def score_file(
     """Score one JSONL/CSV file into ``output_path`` (one response line per valid row, in order)
     and ``errors_path`` (default ``OUTPUT.errors.jsonl``; one line per bad row).
 
-    Raises ``ValueError`` for a missing or unsupported input, ``ModelFailure`` when the model
-    raises (and then writes nothing).
+    Raises ``InputError`` (a ``ValueError``) for a missing, unreadable or unsupported input or an
+    output that cannot be written, ``ModelFailure`` when the model raises (and then writes
+    nothing).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size}")
     source, output = Path(input_path), Path(output_path)
-    errors = Path(errors_path) if errors_path is not None else default_errors_path(output)
     check_input_file(source)
     input_kind(source)
-    for target, what in ((output, "output"), (errors, "errors file")):
-        if target.is_dir():
-            raise ValueError(f"{what} {str(target)!r} is a directory, expected a file")
+    check_output_file(output, "output")  # first: default_errors_path needs a file name
+    errors = Path(errors_path) if errors_path is not None else default_errors_path(output)
+    check_output_file(errors, "errors file")
     if len({source.resolve(), output.resolve(), errors.resolve()}) != 3:
-        raise ValueError(f"input, output and errors file must differ, got {str(output)!r}")
+        raise InputError(f"input, output and errors file must differ, got {str(output)!r}")
     started = clock()
     service = PredictionService(model, transport=TRANSPORT, limits=limits)
     scorer = _Scorer(service, source.name, batch_size, clock)
-    for target in (output, errors):
-        target.parent.mkdir(parents=True, exist_ok=True)
+    for target, what in ((output, "output"), (errors, "errors file")):
+        with user_path("write", what, target):
+            target.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(target.parent, target.name)
-    with AtomicLineFile(output) as output_file, AtomicLineFile(errors) as errors_file:
+    with (
+        AtomicLineFile(output, "output") as output_file,
+        AtomicLineFile(errors, "errors file") as errors_file,
+    ):
         scorer.run(read_rows(source, service), output_file, errors_file)
         errors_file.commit()
         output_file.commit()

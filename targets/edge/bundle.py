@@ -22,7 +22,8 @@ from typing import Final
 
 from targets.edge.config import EdgeConfig
 from targets.edge.remote import RemoteClient
-from targets.files import write_atomic
+from targets.errors import InputError
+from targets.files import user_path, write_atomic
 from targets.spec import is_stdlib_model, load_model
 
 # The import closure of targets.edge.runtime (a test runs the archive on a bare Python to prove
@@ -70,9 +71,9 @@ sys.exit(run_bundled(config, sys.argv[1:]))
 
 
 def check_bundleable(config: EdgeConfig) -> None:
-    """``ValueError`` (one line, naming the option) unless ``config`` can ship in a bundle."""
+    """``InputError`` (one line, naming the option) unless ``config`` can ship in a bundle."""
     if not is_stdlib_model(config.model):
-        raise ValueError(
+        raise InputError(
             f"--model {config.model!r} cannot be bundled: an edge bundle runs on a bare Python, "
             "so only 'reference' and 'synthetic:...' models ship"
         )
@@ -110,14 +111,17 @@ def build_archive(config: EdgeConfig) -> bytes:
 
 def write_bundle(out: str | os.PathLike[str], config: EdgeConfig) -> int:
     """Write the zipapp to ``out`` atomically, executable; returns its size in bytes."""
+    if Path(out).is_dir():
+        raise InputError(f"--out {str(out)!r} is a directory, expected a file")
     data = build_archive(config)
-    write_atomic(out, data)
-    os.chmod(out, 0o755)  # noqa: S103 - a program to run, as zipapp makes them
+    with user_path("write", "--out", out):
+        write_atomic(out, data)
+        os.chmod(out, 0o755)  # noqa: S103 - a program to run, as zipapp makes them
     return len(data)
 
 
 def main(args: argparse.Namespace) -> int:
-    """``servelab edge bundle``: bad options raise ``ValueError``/``SpecError`` for the CLI."""
+    """``servelab edge bundle``: bad options raise ``InputError``/``SpecError`` for the CLI."""
     config = EdgeConfig.from_mapping(vars(args))
     size_bytes = write_bundle(args.out, config)
     print(

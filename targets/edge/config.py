@@ -15,6 +15,7 @@ from typing import Any
 
 from targets.edge.breaker import DEFAULT_COOLDOWN_S, DEFAULT_FAILURE_THRESHOLD
 from targets.edge.quantize import parse_quant
+from targets.errors import InputError
 from targets.spec import DEFAULT_MODEL_SPEC
 
 
@@ -32,17 +33,17 @@ class EdgeConfig:
     drift_every: int = 1
 
     def __post_init__(self) -> None:
-        parse_quant(self.quant)  # raises ValueError naming --quant
+        parse_quant(self.quant)  # raises InputError naming --quant
         for name in ("cache_size", "failure_threshold", "drift_every"):
             value = getattr(self, name)
             least = 1 if name == "failure_threshold" else 0
             if type(value) is not int or value < least:
                 option = "--" + name.replace("_", "-")
-                raise ValueError(f"{option} must be an integer >= {least}, got {value!r}")
+                raise InputError(f"{option} must be an integer >= {least}, got {value!r}")
         if not (isinstance(self.timeout_ms, int | float) and 0 < self.timeout_ms < math.inf):
-            raise ValueError(f"--timeout-ms must be a number > 0, got {self.timeout_ms!r}")
+            raise InputError(f"--timeout-ms must be a number > 0, got {self.timeout_ms!r}")
         if not (isinstance(self.cooldown_s, int | float) and 0 <= self.cooldown_s < math.inf):
-            raise ValueError(f"--cooldown-s must be a number >= 0, got {self.cooldown_s!r}")
+            raise InputError(f"--cooldown-s must be a number >= 0, got {self.cooldown_s!r}")
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> EdgeConfig:

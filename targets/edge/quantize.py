@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from targets.errors import InputError
+
 QuantMode = Literal["int8", "fixed"]
 INT8_MAX: Final = 127
 MAX_FIXED_BITS: Final = 52  # a double has 52 fraction bits: more cannot change any value
@@ -53,12 +55,12 @@ class Quantizer:
         return [quantize(value) for value in row]
 
 
-def _bad(text: str, problem: str) -> ValueError:
-    return ValueError(f"--quant {text!r}: {problem}; expected {QUANT_FORMS}")
+def _bad(text: str, problem: str) -> InputError:
+    return InputError(f"--quant {text!r}: {problem}; expected {QUANT_FORMS}")
 
 
 def parse_quant(text: str) -> Quantizer:
-    """Parse ``int8:RANGE`` or ``fixed:BITS``; ``ValueError`` naming ``--quant`` otherwise."""
+    """Parse ``int8:RANGE`` or ``fixed:BITS``; ``InputError`` naming ``--quant`` otherwise."""
     mode, sep, param = text.strip().partition(":")
     if not sep or not param:
         raise _bad(text, "missing the mode or its parameter")

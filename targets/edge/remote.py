@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urlsplit
 
+from targets.errors import InputError
 from targets.schema import ApiVersion, response_problem
 
 ConnectionFactory = Callable[[str, int, float], http.client.HTTPConnection]
@@ -79,11 +80,11 @@ class RemoteClient:
             parts = urlsplit(base_url)
             port = parts.port
         except ValueError as exc:
-            raise ValueError(f"--remote {base_url!r}: {exc}") from None
+            raise InputError(f"--remote {base_url!r}: {exc}") from None
         if parts.scheme != "http" or not parts.hostname or parts.query or parts.fragment:
-            raise ValueError(f"--remote {base_url!r}: expected http://HOST[:PORT][/PREFIX]")
+            raise InputError(f"--remote {base_url!r}: expected http://HOST[:PORT][/PREFIX]")
         if not timeout_s > 0:
-            raise ValueError(f"--timeout-ms must be > 0, got {timeout_s * 1000:g}")
+            raise InputError(f"--timeout-ms must be > 0, got {timeout_s * 1000:g}")
         self.base_url = base_url
         self._host = parts.hostname
         self._port = port or 80

@@ -364,7 +364,7 @@ def run(
 
 
 def main(args: argparse.Namespace) -> int:
-    """``servelab edge run``: bad options raise ``ValueError``/``SpecError`` for the CLI."""
+    """``servelab edge run``: bad options raise ``InputError``/``SpecError`` for the CLI."""
     return run(EdgeConfig.from_mapping(vars(args)))
 
 
@@ -374,7 +374,7 @@ def run_bundled(baked_config: Mapping[str, Any], argv: Sequence[str]) -> int:
         defaults = EdgeConfig.from_mapping(baked_config)
         config = EdgeConfig.from_mapping(vars(build_parser(defaults).parse_args(argv)))
         return run(config)
-    except (ServelabError, ValueError, OSError) as exc:  # one line, as the servelab CLI does
+    except ServelabError as exc:  # one line, as the servelab CLI does; a bug keeps its traceback
         print(f"edge: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -31,11 +31,12 @@ from fastapi import FastAPI
 from uvicorn.supervisors import Multiprocess
 
 from targets.admission import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_QUEUE, AdmissionGate
+from targets.errors import AddressUnavailable, InputError
 from targets.files import write_ready_file
 from targets.logs import JsonLogger
 from targets.rest.app import create_app
 from targets.rest.metrics import MULTIPROC_ENV, RestMetrics
-from targets.schema import Limits
+from targets.schema import MIN_BODY_BYTES, Limits
 from targets.service import PredictionService
 from targets.spec import load_model
 
@@ -100,7 +101,7 @@ def app_from_env() -> FastAPI:
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
-    """Bind and listen; ``OSError`` naming the address when it is taken or invalid."""
+    """Bind and listen; ``AddressUnavailable`` naming the address when it is taken or invalid."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
@@ -109,7 +110,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
         sock.listen(2048)
     except OSError as exc:
         sock.close()
-        raise OSError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+        raise AddressUnavailable(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
     sock.set_inheritable(True)
     return sock
 
@@ -220,4 +221,7 @@ def run(settings: RestSettings) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
+    """``servelab serve rest``: the options ``loadtests.cli.serve`` defines for it."""
+    if args.max_body_bytes < MIN_BODY_BYTES:
+        raise InputError(f"--max-body-bytes must be at least {MIN_BODY_BYTES}")
     return run(RestSettings.from_args(args))

@@ -26,6 +26,7 @@ from grpc_reflection.v1alpha import reflection
 
 from targets.admission import AdmissionGate
 from targets.batching import BatchingConfig, MicroBatcher
+from targets.errors import AddressUnavailable, InputError
 from targets.files import write_ready_file
 from targets.logs import JsonLogger
 from targets.rpc import predict_pb2 as pb
@@ -44,7 +45,7 @@ from targets.rpc.status import (
     Failure,
     translate,
 )
-from targets.schema import Limits
+from targets.schema import MIN_BODY_BYTES, Limits
 from targets.service import PredictionService
 from targets.spec import load_model
 
@@ -91,15 +92,16 @@ class GrpcTarget:
         self.address: str | None = None  # HOST:PORT once started
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
-        """Bind ``host:port`` (0 = a free port), start serving, report SERVING; the bound port."""
+        """Bind ``host:port`` (0 = a free port), start serving, report SERVING; the bound port.
+        ``AddressUnavailable`` when the address is taken or not this host's."""
         try:
             bound: int = self.server.add_insecure_port(format_address(host, port))
         except RuntimeError as exc:  # grpc raises RuntimeError when it cannot bind
-            raise OSError(
+            raise AddressUnavailable(
                 f"cannot bind gRPC server to {format_address(host, port)}: {exc}"
             ) from exc
         if not bound:
-            raise OSError(f"cannot bind gRPC server to {format_address(host, port)}")
+            raise AddressUnavailable(f"cannot bind gRPC server to {format_address(host, port)}")
         self.batcher.start()
         await self.server.start()
         for name in ("", SERVICE_NAME):
@@ -241,9 +243,9 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 def main(args: argparse.Namespace) -> int:
-    """``servelab serve grpc``: the options ``loadtests.cli.app`` defines for it."""
-    if args.max_message_bytes < 64:
-        raise ValueError("--max-message-bytes must be at least 64")
+    """``servelab serve grpc``: the options ``loadtests.cli.serve`` defines for it."""
+    if args.max_message_bytes < MIN_BODY_BYTES:
+        raise InputError(f"--max-message-bytes must be at least {MIN_BODY_BYTES}")
     logger = JsonLogger(level=args.log_level)
     service = PredictionService(
         load_model(args.model),

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import BinaryIO, Final
 
 from targets.batching import BatchingConfig
+from targets.errors import InputError
+from targets.files import user_path
 from targets.models import Model
 from targets.spec import load_model
 from targets.streaming.consumer import StreamConsumer, StreamReport
@@ -32,13 +34,13 @@ def format_summary(report: StreamReport) -> str:
 
 def _check_args(args: argparse.Namespace) -> None:
     if not (math.isfinite(args.idle_exit_s) and args.idle_exit_s > 0):
-        raise ValueError(
+        raise InputError(
             f"--idle-exit-s must be a positive number of seconds, got {args.idle_exit_s}"
         )
     if args.follow and args.input == STDIO:
-        raise ValueError("--follow needs --input FILE (stdin is read as it arrives without it)")
+        raise InputError("--follow needs --input FILE (stdin is read as it arrives without it)")
     if args.input != STDIO and not Path(args.input).is_file():
-        raise ValueError(f"--input {args.input!r} does not exist or is not a regular file")
+        raise InputError(f"--input {args.input!r} does not exist or is not a regular file")
 
 
 async def _consume(
@@ -50,7 +52,8 @@ async def _consume(
 
 def main(args: argparse.Namespace) -> int:
     """Consume ``--input`` into ``--out``; 0 when done (bad events included), 1 when the model
-    failed on any event. Bad options and unreadable files are raised for ``loadtests.cli.app``."""
+    failed on any event. Bad options and files that cannot be opened are raised as
+    ``InputError``/``SpecError`` for ``loadtests.cli.app``."""
     _check_args(args)
     config = BatchingConfig(
         max_batch_rows=args.batch_size,
@@ -62,11 +65,13 @@ def main(args: argparse.Namespace) -> int:
         if args.input == STDIO:
             source = LineSource(sys.stdin.buffer.fileno(), in_thread=True)
         else:
-            handle = stack.enter_context(Path(args.input).open("rb"))
+            with user_path("read", "--input", args.input):
+                handle = stack.enter_context(Path(args.input).open("rb"))
             source = LineSource(handle.fileno(), follow=args.follow, idle_exit_s=args.idle_exit_s)
         out: BinaryIO = sys.stdout.buffer
         if args.out != STDIO:
-            out = stack.enter_context(Path(args.out).open("wb"))
+            with user_path("write", "--out", args.out):
+                out = stack.enter_context(Path(args.out).open("wb"))
         # Live input (a followed file, stdin) gets live output: one flush per line.
         sink = JsonLinesSink(out, flush_each_line=args.follow or args.input == STDIO)
         report = asyncio.run(_consume(model, config, source, sink))
