@@ -13,7 +13,7 @@ import argparse
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, NoReturn, TypeAlias, TypeVar
+from typing import Any, Literal, NoReturn, TypeAlias
 
 from loadtests.errors import UsageError
 from targets.admission import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_QUEUE
@@ -22,7 +22,6 @@ from targets.schema import DEFAULT_MAX_INSTANCES
 from targets.spec import DEFAULT_MODEL_SPEC
 from targets.units import parse_duration_s
 
-N = TypeVar("N", int, float)
 Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
@@ -193,26 +192,6 @@ WINDOW_MS = Range("float", low=0, high=60_000, what="milliseconds 0..60000")
 TIMEOUT_MS = Range("float", low=0, high=60_000, low_open=True, what="milliseconds (0, 60000]")
 
 
-def bounded(
-    convert: Callable[[str], N], ok: Callable[[N], bool], expected: str
-) -> Callable[[str], N]:
-    """An argparse ``type`` for parsers outside ``servelab``'s own (Locust's, in
-    ``loadtests.locust_integration.support``); ``servelab``'s options declare a ``Range``
-    instead, which the tests can read back. ``convert`` the text, check ``ok``, else one line
-    saying what was expected (NaN fails every comparison, so it is refused too)."""
-
-    def parse(text: str) -> N:
-        try:
-            value = convert(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
-        if not ok(value):
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
-        return value
-
-    return parse
-
-
 # -- the serving commands' options ---------------------------------------------------------
 
 
@@ -332,7 +311,7 @@ INSTANCES = RangePair(NON_NEGATIVE_INT, names=("MIN", "MAX"), ordered=True)
 PAYLOAD_OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("--api", {"choices": ["v1", "v2"], "default": "v1", "help": "the payloads' API"}),
     ("--instances", {
-        "type": INSTANCES, "default": (8, 8), "metavar": "N[:M]",
+        "type": INSTANCES, "default": "8", "metavar": "N[:M]",
         "help": "features per row: N, or uniform in N..M (default 8)",
     }),
     ("--rows-per-request", {
@@ -350,7 +329,22 @@ PAYLOAD_OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
 )  # fmt: skip
 
 
-def add_payload_options(add: Callable[..., Any], *, help_prefix: str = "") -> None:
-    """Declare ``PAYLOAD_OPTIONS`` through ``add`` (a parser's ``add_argument``, or Locust's)."""
+def add_payload_options(
+    add: Callable[..., Any], *, help_prefix: str = "", as_text: bool = False
+) -> None:
+    """Declare ``PAYLOAD_OPTIONS`` through ``add`` (a parser's ``add_argument``, or Locust's).
+    ``as_text``: an ``N[:M]`` value is checked but kept as written (Locust's master sends its
+    options to the workers, and keeps them plain); ``INSTANCES`` reads it there."""
     for name, spec in PAYLOAD_OPTIONS:
-        add(name, **{**spec, "help": help_prefix + str(spec["help"])})
+        declared = {**spec, "help": help_prefix + str(spec["help"])}
+        if as_text and isinstance(spec.get("type"), RangePair):
+            declared["type"] = _checked_text(spec["type"])
+        add(name, **declared)
+
+
+def _checked_text(parse: Callable[[str], object]) -> Callable[[str], str]:
+    def check(text: str) -> str:
+        parse(text)
+        return text
+
+    return check

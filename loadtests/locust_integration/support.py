@@ -12,7 +12,6 @@ the event's ``context`` (``REPLY_KEY``), with the exact latency in ns (``LATENCY
 from __future__ import annotations
 
 import argparse
-import re
 from typing import TYPE_CHECKING, Any, Final
 
 import orjson
@@ -20,10 +19,15 @@ import orjson
 from loadtests.drivers.base import Reply
 from loadtests.engine.workload import Payload, PayloadGenerator, PayloadSpec, derive_seeds
 from loadtests.locust_integration.shape_plans import ArrivalPlan, ShapePlan, parse_shape
-from loadtests.options import SEED, bounded
+from loadtests.options import (
+    INSTANCES,
+    POSITIVE_DURATION,
+    POSITIVE_INT,
+    SEED,
+    add_payload_options,
+)
 from loadtests.results.gates import DEFAULT_GATE
 from loadtests.results.thresholds import ThresholdError, parse_threshold
-from targets.units import parse_duration_s
 
 if TYPE_CHECKING:
     from targets.rpc import predict_pb2 as pb
@@ -31,7 +35,6 @@ if TYPE_CHECKING:
 REPLY_KEY: Final = "servelab_reply"
 LATENCY_NS_KEY: Final = "servelab_latency_ns"
 REQUEST_TIMEOUT_S: Final = 30.0  # as `servelab run --timeout`'s default
-_INSTANCES = re.compile(r"^\s*(\d+)\s*(?::\s*(\d+)\s*)?$")
 
 
 # -- options ------------------------------------------------------------------------------------
@@ -47,35 +50,12 @@ def threshold_option(text: str) -> str:
     return text
 
 
-def instances_option(text: str) -> str:
-    """argparse type: ``N`` or ``MIN:MAX`` features per row, kept as text."""
-    match = _INSTANCES.match(text)
-    if match is None or int(match.group(1)) > int(match.group(2) or match.group(1)):
-        raise argparse.ArgumentTypeError(f"expected N or MIN:MAX with MIN <= MAX, got {text!r}")
-    return text
-
-
-def timeout_option(text: str) -> float:
-    """argparse type: a positive duration (``300ms``, ``30s``) in seconds."""
-    try:
-        seconds = parse_duration_s(text, what="--request-timeout")
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if seconds <= 0:
-        raise argparse.ArgumentTypeError(f"--request-timeout must be positive, got {text!r}")
-    return seconds
-
-
 def shape_option(text: str) -> str:
     try:
         parse_shape(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
-
-
-_fraction = bounded(float, lambda value: 0.0 <= value <= 1.0, "a number 0..1")
-_positive_int = bounded(int, lambda value: value >= 1, "a positive integer")
 
 
 def add_arguments(parser: Any) -> None:
@@ -89,23 +69,17 @@ def add_arguments(parser: Any) -> None:
         parser.add_argument(*names, **kwargs)
 
     add("--seed", type=SEED, default=42, help="servelab: workload seed (payloads)")
-    add("--api", choices=["v1", "v2"], default="v1", help="servelab: REST/gRPC API version")
-    add("--instances", type=instances_option, default="8", metavar="N[:M]",
-        help="servelab: features per row")  # fmt: skip
-    add("--rows-per-request", type=_positive_int, default=1, metavar="N",
-        help="servelab: rows in a v2 request")  # fmt: skip
-    add("--invalid-fraction", type=_fraction, default=0.0, metavar="F",
-        help="servelab: share of deliberately invalid payloads (expected rejections)")  # fmt: skip
-    add("--distinct", type=_positive_int, default=4096, metavar="N",
-        help="servelab: distinct payloads cycled")  # fmt: skip
+    add_payload_options(
+        add, help_prefix="servelab: ", as_text=True
+    )  # as `servelab run` declares them
     add("--model", default=None, metavar="SPEC",
         help="servelab: model of BatchUser/EdgeUser (default reference), recorded as run.model; "
         "a --host servelab did not start records no model unless named")  # fmt: skip
-    add("--batch-size", type=_positive_int, default=256, metavar="N",
+    add("--batch-size", type=POSITIVE_INT, default=256, metavar="N",
         help="servelab: rows per BatchUser job")  # fmt: skip
     add("--grpc-host", default=None, metavar="HOST:PORT",
         help="servelab: gRPC target of GrpcUser/GrpcStreamUser (default: --host)")  # fmt: skip
-    add("--request-timeout", type=timeout_option, default=REQUEST_TIMEOUT_S, metavar="D",
+    add("--request-timeout", type=POSITIVE_DURATION, default=REQUEST_TIMEOUT_S, metavar="D",
         help="servelab: per-request timeout of every servelab user, e.g. 2s")  # fmt: skip
     add("--allow-remote", action="store_true", default=False,
         help="servelab: allow a target that is not a loopback address")  # fmt: skip
@@ -150,13 +124,13 @@ def grpc_address(options: object, host: str | None) -> str:
 
 
 def payload_spec(options: object) -> PayloadSpec:
-    low, _, high = str(option(options, "instances", "8")).partition(":")
-    return PayloadSpec(
-        min_instances=int(low),
-        max_instances=int(high or low),
+    """The payloads the options name, built as ``servelab run`` builds them (the defaults when
+    Locust runs as a library, without parsed options)."""
+    return PayloadSpec.from_options(
+        api=str(option(options, "api", "v1")),
+        instances=INSTANCES(str(option(options, "instances", "8"))),
         rows_per_request=int(option(options, "rows_per_request", 1)),
         invalid_fraction=float(option(options, "invalid_fraction", 0.0)),
-        v2_share_start=1.0 if option(options, "api", "v1") == "v2" else 0.0,
         distinct=int(option(options, "distinct", 4096)),
     )
 
