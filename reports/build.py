@@ -9,12 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from loadtests.errors import ResultFileError
 from reports.analysis import Analysis, analyse
 from reports.landscape import Claim, cost_vs_freshness, landscape
 from reports.load import group_cells, load_runs
 from reports.render import Chart, render_html
 from reports.tables import render_csv, render_json, render_markdown
-from targets.files import write_atomic
+from targets.files import user_path, write_atomic
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 OUTPUTS = ("index.html", "summary.md", "comparison.csv", "comparison.json")
 
 
-class NoUsableInput(ValueError):
+class NoUsableInput(ResultFileError):
     """Nothing readable among the inputs (the CLI turns it into one line and exit 2)."""
 
 
@@ -135,7 +136,8 @@ def build_report(
         if chart.png is not None:
             written[chart.filename] = chart.png
     files = []
-    for name, data in written.items():
-        write_atomic(out / name, data)
-        files.append(out / name)
+    with user_path("write", "--out", out):
+        for name, data in written.items():
+            write_atomic(out / name, data)
+            files.append(out / name)
     return Report(analysis, claims, charts, loaded.warnings, files)

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from loadtests.errors import LoadOptionError
 from loadtests.results.gates import EXIT_BREACH, EXIT_INVALID, EXIT_OK, with_default_gate
 from loadtests.results.result import ResultFileError
 from loadtests.results.thresholds import (
@@ -177,7 +178,7 @@ def main(args: argparse.Namespace) -> int:
     expressions = gate_expressions(args.threshold, default_gate=not args.no_default_gate)
     thresholds = parse_thresholds(expressions)  # ThresholdError: one line, exit 2
     if not 0 < args.confidence < 1:
-        raise ValueError(f"--confidence must be between 0 and 1, got {args.confidence}")
+        raise LoadOptionError(f"--confidence must be between 0 and 1, got {args.confidence}")
     try:
         baseline = read_group(args.baseline, "baseline", include_invalid=args.include_invalid)
         candidate = read_group(args.candidate, "candidate", include_invalid=args.include_invalid)

@@ -86,7 +86,7 @@ def dispatch(
     except UsageError as exc:
         print(exc, file=sys.stderr)
         return EXIT_BAD_INPUT
-    except (ServelabError, ValueError, OSError) as exc:  # TRANSITION: narrowed to ServelabError
+    except ServelabError as exc:
         # includes TargetStartError: refused arguments, crashed or never ready — nothing was
         # measured (README "Exit codes")
         print(f"servelab: {exc}", file=sys.stderr)

@@ -38,6 +38,7 @@ from loadtests.engine.driver import (
 )
 from loadtests.engine.records import Outcome
 from loadtests.engine.workload import Payload
+from loadtests.errors import LoadOptionError
 from targets.schema import response_problem
 
 __all__ = [
@@ -158,7 +159,7 @@ class FakeDriver(DriverBase):
         connections: int | None = None,
     ) -> None:
         if connections is not None and connections < 1:
-            raise ValueError("connections must be a positive int")
+            raise LoadOptionError("connections must be a positive int")
         super().__init__()
         self.service_time_s = service_time_s
         self.answer = answer or (lambda p: Reply.ok(p.expected_predictions))

@@ -52,6 +52,7 @@ from loadtests.drivers.base import (
 )
 from loadtests.engine.records import Outcome
 from loadtests.engine.workload import Payload
+from loadtests.errors import LoadOptionError
 from targets.batch import score_file
 from targets.batch.scoring import DEFAULT_BATCH_SIZE, encode_line
 from targets.errors import ModelFailure
@@ -208,9 +209,9 @@ class BatchDriver(DriverBase):
         clock_ns: Callable[[], int] = time.perf_counter_ns,
     ) -> None:
         if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+            raise LoadOptionError(f"batch_size must be a positive int, got {batch_size!r}")
         if threads is not None and threads < 1:
-            raise ValueError(f"threads must be a positive int, got {threads!r}")
+            raise LoadOptionError(f"threads must be a positive int, got {threads!r}")
         self.model = load_model(model) if isinstance(model, str) else model
         self.batch_size = batch_size
         self.workdir = workdir

@@ -25,6 +25,7 @@ import grpc
 
 from loadtests.drivers.base import DriverBase, Reply, WireView, judge_answer
 from loadtests.engine.workload import Payload
+from loadtests.errors import LoadOptionError
 from targets.rpc import convert, predict_pb2_grpc
 from targets.rpc import predict_pb2 as pb
 
@@ -103,7 +104,7 @@ class MessageCache:
 
     def __init__(self, limit: int = MESSAGE_CACHE_LIMIT) -> None:
         if limit < 1:
-            raise ValueError("limit must be a positive int")
+            raise LoadOptionError("limit must be a positive int")
         self.limit = limit
         self._entries: dict[int, tuple[Payload, pb.PredictRequest, int]] = {}
 
@@ -180,7 +181,7 @@ def check_timeout(timeout_s: float | None, *, optional: bool = False) -> None:
     if timeout_s is None and optional:
         return
     if timeout_s is None or not (timeout_s > 0 and math.isfinite(timeout_s)):
-        raise ValueError(f"timeout_s must be a positive number of seconds, got {timeout_s}")
+        raise LoadOptionError(f"timeout_s must be a positive number of seconds, got {timeout_s}")
 
 
 # -- unary over the network --------------------------------------------------------------------
@@ -201,7 +202,7 @@ class GrpcUnaryDriver(DriverBase):
 
     def __init__(self, address: str, *, channels: int = 1, timeout_s: float = 30.0) -> None:
         if channels < 1:
-            raise ValueError("channels must be a positive int")
+            raise LoadOptionError("channels must be a positive int")
         check_timeout(timeout_s)
         self.address = address
         self.channels = channels

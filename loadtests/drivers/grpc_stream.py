@@ -36,6 +36,7 @@ from loadtests.drivers.grpc import (
 )
 from loadtests.engine.histogram import LatencyHistogram
 from loadtests.engine.workload import Payload
+from loadtests.errors import LoadOptionError
 from targets.rpc import predict_pb2 as pb
 from targets.rpc import predict_pb2_grpc
 
@@ -103,9 +104,9 @@ class GrpcStreamDriver(DriverBase):
         max_reopens: int = 64,
     ) -> None:
         if streams < 1:
-            raise ValueError("streams must be a positive int")
+            raise LoadOptionError("streams must be a positive int")
         if max_reopens < 0:
-            raise ValueError("max_reopens must be an int >= 0")
+            raise LoadOptionError("max_reopens must be an int >= 0")
         check_timeout(timeout_s)
         self.address = address
         self.streams = streams

@@ -29,6 +29,7 @@ from loadtests.drivers.http_errors import (
     lost_connection_class,
 )
 from loadtests.engine.workload import Payload
+from loadtests.errors import LoadOptionError
 
 _Answer = tuple[int, bytes]  # status, body
 MAX_BODY_BYTES: Final = 64 * 1024 * 1024  # an answer larger than this is a protocol failure
@@ -159,12 +160,12 @@ class Http1Driver(DriverBase):
         max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
         if connections < 1:
-            raise ValueError("connections must be a positive int")
+            raise LoadOptionError("connections must be a positive int")
         if timeout_s <= 0:
-            raise ValueError("timeout_s must be positive")
+            raise LoadOptionError("timeout_s must be positive")
         parts = urlsplit(base_url)
         if parts.scheme != "http" or not parts.hostname:
-            raise ValueError(
+            raise LoadOptionError(
                 f"the fast REST client speaks plain http://HOST:PORT, not {base_url!r}"
             )
         self.host = parts.hostname

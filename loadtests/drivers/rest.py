@@ -11,6 +11,7 @@ import orjson
 from loadtests.drivers.base import DriverBase, Reply, WireView, judge_http
 from loadtests.drivers.http_errors import http_error_class
 from loadtests.engine.workload import Payload
+from loadtests.errors import LoadOptionError
 
 JSON_HEADERS = {"content-type": "application/json"}
 
@@ -24,7 +25,7 @@ class RestDriver(DriverBase):
 
     def __init__(self, base_url: str, *, connections: int = 64, timeout_s: float = 30.0) -> None:
         if connections < 1:
-            raise ValueError("connections must be a positive int")
+            raise LoadOptionError("connections must be a positive int")
         self.base_url = base_url.rstrip("/")
         self.connections = connections
         self.timeout_s = timeout_s

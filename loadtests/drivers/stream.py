@@ -29,6 +29,7 @@ from typing import Any, Final
 from loadtests.drivers.base import DriverBase, Reply, WireView, judge_answer, p50_p99
 from loadtests.engine.clock import clock_for_running_loop
 from loadtests.engine.workload import Payload
+from loadtests.errors import LoadOptionError
 from targets.batching import BatchingConfig
 from targets.errors import ModelFailure
 from targets.models import Model
@@ -68,11 +69,11 @@ class StreamDriver(DriverBase):
         clock: Callable[[], float] | None = None,
     ) -> None:
         if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+            raise LoadOptionError(f"batch_size must be a positive int, got {batch_size!r}")
         if not (math.isfinite(window_ms) and 0 <= window_ms <= 60_000):
-            raise ValueError(f"window_ms must be between 0 and 60000 ms, got {window_ms!r}")
+            raise LoadOptionError(f"window_ms must be between 0 and 60000 ms, got {window_ms!r}")
         if not isinstance(queue_size, int) or queue_size < 1:
-            raise ValueError(f"queue_size must be a positive int, got {queue_size!r}")
+            raise LoadOptionError(f"queue_size must be a positive int, got {queue_size!r}")
         self.model = load_model(model) if isinstance(model, str) else model
         self.config = BatchingConfig(
             max_batch_rows=batch_size, window_s=window_ms / 1e3, queue_size=queue_size

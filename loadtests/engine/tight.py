@@ -22,6 +22,7 @@ from loadtests.engine.harness import LoadPlan, RunStats
 from loadtests.engine.histogram import IntArray
 from loadtests.engine.recorder import Recorder, encode_flags
 from loadtests.engine.records import Outcome
+from loadtests.errors import LoadOptionError
 
 if TYPE_CHECKING:
     from targets.models import Model
@@ -61,9 +62,9 @@ def run_tight(
 ) -> None:
     """Call ``predict_row`` on ``rows`` (cycled) ``requests`` times, recording each call."""
     if requests < 1:
-        raise ValueError("requests must be a positive int")
+        raise LoadOptionError("requests must be a positive int")
     if not rows:
-        raise ValueError("rows must not be empty")
+        raise LoadOptionError("rows must not be empty")
     period = len(rows)
     block = _cycled(rows, min(chunk, requests))
     offset = 0
@@ -107,12 +108,12 @@ class TightHarness:
         clock: Callable[[], int] = time.perf_counter_ns,
     ) -> None:
         if plan.mode != "closed" or plan.concurrency != 1 or plan.think_time_s or plan.warmup_s:
-            raise ValueError(
+            raise LoadOptionError(
                 "--loop tight runs one back-to-back caller: use --concurrency 1, "
                 "no --rate, --think-time or --warmup"
             )
         if not rows:
-            raise ValueError("rows must not be empty")
+            raise LoadOptionError("rows must not be empty")
         self.model = model
         self.rows = rows
         self.plan = plan

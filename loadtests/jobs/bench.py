@@ -32,6 +32,7 @@ from loadtests.jobs.settings import RunSettings, load_plan
 from loadtests.results.document import ResultDocument, SummaryBlock
 from loadtests.results.gates import EXIT_INTERRUPTED, combine, result_exit_code, with_default_gate
 from loadtests.results.thresholds import parse_thresholds
+from targets.files import user_path
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +183,8 @@ def run_bench(
     gates = with_default_gate(list(config.thresholds), default_gate=default_gate)
     parse_thresholds(gates, allow_relative=False)
     outcome = BenchOutcome([], False, [])
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with user_path("create", "--out", out_dir):
+        out_dir.mkdir(parents=True, exist_ok=True)
     console.print(f"servelab bench: {len(runs)} runs from {config.source} → {out_dir}")
     with contextlib.ExitStack() as stack:
         pool = ServerPool(stack)

@@ -29,7 +29,7 @@ from loadtests.jobs.run import execute
 from loadtests.jobs.settings import RunSettings, load_plan
 from loadtests.results.document import ResultDocument, SummaryBlock
 from loadtests.results.gates import EXIT_BREACH, EXIT_INVALID, EXIT_OK
-from targets.files import write_atomic
+from targets.files import user_path, write_atomic
 
 STABLE_SPREAD = 0.10
 LOW_SAMPLE_WINDOW = 1000
@@ -205,7 +205,8 @@ class Sweep:
 
 
 def run_sweep(settings: SweepSettings, out_dir: Path) -> dict[str, Any]:
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with user_path("create", "--out", out_dir):
+        out_dir.mkdir(parents=True, exist_ok=True)
     spec = target(settings.target)
     launched = launch_for(
         spec, url=settings.url, address=settings.address, model_spec=settings.model

@@ -32,6 +32,7 @@ from typing import ClassVar
 
 from locust import LoadTestShape
 
+from loadtests.errors import LoadOptionError
 from loadtests.locust_integration.shape_plans import (
     ArrivalPlan,
     RampPlan,
@@ -114,7 +115,7 @@ class ShapeFromOptions(PlanShape):
     def plan_for(self, options: object) -> ShapePlan:
         spec = option(options, "shape")
         if not spec:
-            raise ValueError(
+            raise LoadOptionError(
                 "loadtests/locust_integration/shapes.py in -f needs --shape SPEC "
                 "(e.g. --shape ramp:0:50:30s)"
             )

@@ -18,6 +18,7 @@ import orjson
 
 from loadtests.drivers.base import Reply
 from loadtests.engine.workload import Payload, PayloadGenerator, PayloadSpec, derive_seeds
+from loadtests.errors import LoadOptionError
 from loadtests.locust_integration.shape_plans import ArrivalPlan, ShapePlan, parse_shape
 from loadtests.options import (
     INSTANCES,
@@ -113,10 +114,10 @@ def grpc_address(options: object, host: str | None) -> str:
     """``HOST:PORT`` for gRPC users: ``--grpc-host``, else ``--host`` (``grpc://`` optional)."""
     target = option(options, "grpc_host") or host
     if not target:
-        raise ValueError("gRPC users need --grpc-host HOST:PORT (or --host grpc://HOST:PORT)")
+        raise LoadOptionError("gRPC users need --grpc-host HOST:PORT (or --host grpc://HOST:PORT)")
     address = str(target).removeprefix("grpc://").rstrip("/")
     if "://" in address:
-        raise ValueError(f"gRPC target {target!r} must be HOST:PORT or grpc://HOST:PORT")
+        raise LoadOptionError(f"gRPC target {target!r} must be HOST:PORT or grpc://HOST:PORT")
     return address
 
 

@@ -40,6 +40,7 @@ from loadtests.results.result import (
     build_result,
 )
 from loadtests.results.verdict import judge_run
+from targets.files import user_path
 
 if TYPE_CHECKING:
     pass
@@ -67,11 +68,12 @@ class EventLog:
         environment: Mapping[str, Any] | None = None,
     ) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with user_path("write", "--events", self.path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle: IO[bytes] | None = self.path.open("wb")
         self.lines = 0
         self._run = dict(run)
         self._environment = dict(environment or {})
-        self._handle: IO[bytes] | None = self.path.open("wb")
         self._header_written = False
 
     def _write(self, data: bytes) -> None:

@@ -29,7 +29,7 @@ from loadtests.results.document import (
     SummaryBlock,
     VerdictBlock,
 )
-from targets.files import write_atomic
+from targets.files import user_path, write_atomic
 
 __all__ = [
     "KIND",
@@ -185,7 +185,8 @@ def build_result(
 def write_result(path: str | Path, result: Mapping[str, Any]) -> None:
     """Write atomically (temp file + rename): a crash leaves no half-written result. Any
     mapping: the writer does not read the blocks (tests write mangled documents too)."""
-    write_atomic(path, orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
+    with user_path("write", "result file", path):  # a path that will not do: one line, exit 2
+        write_atomic(path, orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
 
 
 def upgrade(document: dict[str, Any]) -> ResultDocument:
