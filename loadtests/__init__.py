@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from loadtests.drivers.base import Driver, FakeDriver
+    from loadtests.drivers.base import Driver, DriverBase, FakeDriver
     from loadtests.drivers.inprocess import AsgiDriver, InProcessDriver
     from loadtests.drivers.rest import RestDriver
     from loadtests.engine.harness import LoadPlan
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "AsgiDriver": "loadtests.drivers.inprocess",
     "Driver": "loadtests.drivers.base",
+    "DriverBase": "loadtests.drivers.base",
     "FakeDriver": "loadtests.drivers.base",
     "InProcessDriver": "loadtests.drivers.inprocess",
     "LoadPlan": "loadtests.engine.harness",
@@ -35,6 +36,7 @@ _EXPORTS = {
 __all__ = [
     "AsgiDriver",
     "Driver",
+    "DriverBase",
     "FakeDriver",
     "InProcessDriver",
     "LoadPlan",

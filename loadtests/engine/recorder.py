@@ -222,28 +222,7 @@ class Recorder:
         if ended.size == 0:
             return
         size = int(flags.size)
-        self.requests += size
-        ok: np.ndarray | None = None
-        if not flags.any():  # every request a clean success (the common case): no masks needed
-            counted = None
-            self.successes += size
-            self.predictions += int(predictions.sum())
-            self.schema_checked += size
-            self.schema_ok += size
-            failed = None
-        else:
-            outcome, error_codes, schema_ok = decode_flags(flags)
-            counted = outcome != Outcome.EXPECTED_REJECTION
-            ok = outcome == Outcome.OK
-            failed = outcome == Outcome.FAILURE
-            self.successes += int(ok.sum())
-            self.failures += int(failed.sum())
-            self.expected_rejections += int((~counted).sum())
-            self.predictions += int(predictions[ok].sum())
-            checked = ok | ~schema_ok  # answers whose body was checked
-            self.schema_checked += int(checked.sum())
-            self.schema_ok += int((ok & schema_ok).sum())
-            self._count_errors(error_codes)
+        counted, ok, failed = self._count_outcomes(flags, predictions)
         first, last = int(sent.min()), int(ended.max())
         self.first_sent_ns = first if self.first_sent_ns is None else min(self.first_sent_ns, first)
         self.last_ended_ns = last if self.last_ended_ns is None else max(self.last_ended_ns, last)
@@ -271,6 +250,33 @@ class Recorder:
             failed = None if failed is None else failed[counted]
             keep = None if keep is None else keep[counted]
         self._fold_seconds(ended, prepared, failed, keep)
+
+    def _count_outcomes(
+        self, flags: IntArray, predictions: IntArray
+    ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+        """Count the requests by outcome; their (counted, ok, failed) masks — ``None`` each when
+        every request was a clean success (the common case: no masks needed)."""
+        size = int(flags.size)
+        self.requests += size
+        if not flags.any():
+            self.successes += size
+            self.predictions += int(predictions.sum())
+            self.schema_checked += size
+            self.schema_ok += size
+            return None, None, None
+        outcome, error_codes, schema_ok = decode_flags(flags)
+        counted = outcome != Outcome.EXPECTED_REJECTION
+        ok = outcome == Outcome.OK
+        failed = outcome == Outcome.FAILURE
+        self.successes += int(ok.sum())
+        self.failures += int(failed.sum())
+        self.expected_rejections += int((~counted).sum())
+        self.predictions += int(predictions[ok].sum())
+        checked = ok | ~schema_ok  # answers whose body was checked
+        self.schema_checked += int(checked.sum())
+        self.schema_ok += int((ok & schema_ok).sum())
+        self._count_errors(error_codes)
+        return counted, ok, failed
 
     def _fold_wire(
         self,
