@@ -22,7 +22,11 @@ Distribution = Literal["fixed", "uniform", "exponential", "lognormal"]
 
 @runtime_checkable
 class Model(Protocol):
-    """Rows of features in, one prediction per row out."""
+    """Rows of features in, one prediction per row out.
+
+    A model may also declare ``features: int | None``, the width of every row it takes (``None``:
+    any width); the service refuses rows of another width. Read it with ``input_width``.
+    """
 
     @property
     def name(self) -> str: ...
@@ -37,6 +41,14 @@ class Model(Protocol):
     async def predict_async(self, rows: Rows) -> list[float]:
         """Prediction for async servers; must not block the loop longer than the model computes."""
         ...
+
+
+def input_width(model: Model) -> int | None:
+    """The row width ``model`` declares in ``features``, or ``None`` when it takes any."""
+    features = getattr(model, "features", None)
+    if isinstance(features, int) and not isinstance(features, bool) and features >= 0:
+        return features
+    return None
 
 
 _MEAN_SCALE = 2.0**-64  # exact scaling; 10**4 values of the largest double still fit
@@ -58,6 +70,7 @@ class ReferenceModel:
 
     name = "reference"
     version = "1.0"
+    features: int | None = None  # any width
 
     def predict(self, rows: Rows) -> list[float]:
         return [reference_prediction(row) for row in rows]
@@ -152,6 +165,7 @@ class SyntheticModel:
     """
 
     version = "1.0"
+    features: int | None = None  # any width, as the reference model
 
     def __init__(
         self,
@@ -207,6 +221,8 @@ class SyntheticModel:
 
 class CallableModel:
     """A user's model: an object with ``predict(rows)`` or a plain function of rows."""
+
+    features: int | None = None
 
     def __init__(self, predict: Callable[[Rows], Sequence[float]], *, name: str, version: str):
         self._predict = predict

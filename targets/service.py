@@ -6,8 +6,13 @@ import itertools
 import os
 from typing import Any
 
-from targets.errors import ApiVersionDisabled, ModelFailure, ModelVersionMismatch
-from targets.models import Model
+from targets.errors import (
+    ApiVersionDisabled,
+    InvalidRequest,
+    ModelFailure,
+    ModelVersionMismatch,
+)
+from targets.models import Model, input_width
 from targets.schema import ApiVersion, Limits, PredictRequest, build_response, validate_request
 
 
@@ -29,6 +34,7 @@ class PredictionService:
         self.transport = transport
         self.limits = limits or Limits()
         self.enable_v2 = enable_v2
+        self.features = input_width(model)
         self._id_prefix = f"{transport}-{os.getpid():x}-{os.urandom(3).hex()}-"
         self._ids = itertools.count(1)
 
@@ -46,7 +52,22 @@ class PredictionService:
                 f"this server runs {self.model.name} {self.model.version}",
                 "model_version",
             )
+        if self.features is not None:
+            self._check_width(request, body)
         return request
+
+    def _check_width(self, request: PredictRequest, body: object) -> None:
+        """Rows of another width than the model's are the client's mistake, not a model fault."""
+        for index, row in enumerate(request.rows):
+            if len(row) != self.features:
+                where = (
+                    f"rows[{index}]" if isinstance(body, dict) and "rows" in body else "instances"
+                )
+                raise InvalidRequest(
+                    f"model {self.model.name} takes rows of {self.features} features, "
+                    f"got {len(row)} in {where}",
+                    where,
+                )
 
     def respond(self, request: PredictRequest, predictions: list[float]) -> dict[str, Any]:
         """The canonical response to ``request`` given the model's ``predictions``."""

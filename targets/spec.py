@@ -8,8 +8,15 @@
 ``synthetic:cpu:2ms``                computes for 2 ms of CPU time
 Options after the parameters, on any synthetic model: ``:row=0.1ms`` adds a per-row cost,
 ``:seed=7`` seeds the service-time draws (default 0), e.g. ``synthetic:fixed:1ms:row=50us``.
+``digits``                           the built-in real model: scikit-learn LogisticRegression on
+                                     load_digits (64 features), trained at first use and cached
+``sklearn:PATH``                     a joblib file holding a fitted estimator with ``predict``
+``onnx:PATH``                        an ONNX graph run by onnxruntime (threads: OMP_NUM_THREADS)
 ``package.module:callable``          a user's model: an object with ``predict(rows)``, a class
                                      building one with no arguments, or a function of rows.
+
+The ``digits``, ``sklearn:`` and ``onnx:`` models live in ``targets.learned``, imported only for
+those SPECs: the rest of this module, and ``targets.models``, need the standard library alone.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from targets.units import parse_duration_s
 _ARITY: dict[str, int] = {"fixed": 1, "uniform": 2, "exponential": 1, "lognormal": 2, "cpu": 1}
 _IMPORT_PATH = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 DEFAULT_MODEL_SPEC = "reference"
+LEARNED_KINDS = ("sklearn", "onnx")  # SPEC prefixes served by targets.learned
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +129,8 @@ def _load_user_model(spec: str) -> Model:
     if not _IMPORT_PATH.match(spec):
         raise _bad(
             spec,
-            "expected 'reference', 'synthetic:KIND:...' or 'package.module:callable'",
+            "expected 'reference', 'synthetic:KIND:...', 'digits', 'sklearn:PATH', "
+            "'onnx:PATH' or 'package.module:callable'",
         )
     module_name, _, attr_path = spec.partition(":")
     try:
@@ -150,6 +159,24 @@ def _load_user_model(spec: str) -> Model:
     )
 
 
+def _load_learned_model(spec: str) -> Model:
+    """``digits``, ``sklearn:PATH`` or ``onnx:PATH``, through ``targets.learned`` (imported here
+    only, so the core stays stdlib-only)."""
+    kind, _, path = spec.partition(":")
+    try:
+        from targets import learned
+    except ImportError as exc:  # a bare Python (an edge bundle's) has no scikit-learn
+        raise _bad(spec, f"{kind} models need {exc.name or 'scikit-learn'} installed") from exc
+    try:
+        if kind == "digits":
+            return learned.load_digits_model()
+        if kind == "sklearn":
+            return learned.load_sklearn_model(path)
+        return learned.load_onnx_model(path)
+    except SpecError as exc:
+        raise _bad(spec, str(exc)) from exc
+
+
 def load_model(spec: str = DEFAULT_MODEL_SPEC) -> Model:
     """Build the model a SPEC names; ``SpecError`` (one line, naming the problem) otherwise."""
     spec = spec.strip()
@@ -157,6 +184,8 @@ def load_model(spec: str = DEFAULT_MODEL_SPEC) -> Model:
         return ReferenceModel()
     if spec == "synthetic" or spec.startswith("synthetic:"):
         return parse_synthetic(spec).build()
+    if spec == "digits" or spec.partition(":")[0] in LEARNED_KINDS:
+        return _load_learned_model(spec)
     return _load_user_model(spec)
 
 
