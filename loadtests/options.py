@@ -13,14 +13,14 @@ import argparse
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, NoReturn, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeAlias
 
 from loadtests.errors import UsageError
-from targets.admission import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_QUEUE
-from targets.logs import LEVELS
-from targets.schema import DEFAULT_MAX_INSTANCES
 from targets.spec import DEFAULT_MODEL_SPEC
 from targets.units import parse_duration_s
+
+if TYPE_CHECKING:
+    from loadtests.protocols.registry import ProtocolOptions
 
 Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
@@ -192,69 +192,6 @@ WINDOW_MS = Range("float", low=0, high=60_000, what="milliseconds 0..60000")
 TIMEOUT_MS = Range("float", low=0, high=60_000, low_open=True, what="milliseconds (0, 60000]")
 
 
-# -- the serving commands' options ---------------------------------------------------------
-
-
-def add_model_option(parser: argparse.ArgumentParser) -> None:
-    """--model SPEC of a serving command."""
-    parser.add_argument(
-        "--model",
-        default=DEFAULT_MODEL_SPEC,
-        metavar="SPEC",
-        help="reference | synthetic:KIND:... | package.module:callable (default: reference)",
-    )
-
-
-def add_server_options(parser: argparse.ArgumentParser, default_port: int) -> None:
-    """What ``serve rest`` and ``serve grpc`` share: address, readiness, logs, limits."""
-    parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
-    parser.add_argument("--port", type=PORT, default=default_port, help="0 picks a free port")
-    parser.add_argument("--ready-file", metavar="FILE", help="write the bound address once serving")
-    parser.add_argument(
-        "--log-level", choices=list(LEVELS), default="info",
-        help="JSON log lines on stderr, one per request at debug and info",
-    )  # fmt: skip
-    parser.add_argument("--disable-v2", action="store_true", help="serve API v1 only")
-    parser.add_argument(
-        "--max-instances", type=POSITIVE_INT, default=DEFAULT_MAX_INSTANCES, metavar="N",
-        help="features per row (instances) a request may carry; more is refused (422)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--max-in-flight",
-        type=POSITIVE_INT,
-        default=DEFAULT_MAX_IN_FLIGHT,
-        metavar="N",
-        help="predictions served at once (per worker); past it and the queue, REST answers 503 "
-        f"with Retry-After, gRPC UNAVAILABLE (default {DEFAULT_MAX_IN_FLIGHT})",
-    )
-    parser.add_argument(
-        "--max-queue",
-        type=NON_NEGATIVE_INT,
-        default=DEFAULT_MAX_QUEUE,
-        metavar="N",
-        help=f"requests allowed to wait for an in-flight slot (default {DEFAULT_MAX_QUEUE})",
-    )
-    add_model_option(parser)
-
-
-def add_batching_options(
-    parser: argparse.ArgumentParser, batch_size: int, window_ms: float
-) -> None:
-    """Micro-batching of ``serve grpc`` (PredictStream) and ``stream``."""
-    parser.add_argument(
-        "--batch-size", type=POSITIVE_INT, default=batch_size, metavar="ROWS",
-        help="micro-batching: at most this many rows per model call",
-    )  # fmt: skip
-    parser.add_argument(
-        "--window-ms", type=WINDOW_MS, default=window_ms, metavar="MS",
-        help="micro-batching: how long the first row of a batch waits for more",
-    )  # fmt: skip
-    parser.add_argument(
-        "--queue-size", type=POSITIVE_INT, default=1024, metavar="N",
-        help="events waiting for a batch; when full, reading stops (backpressure)",
-    )  # fmt: skip
-
-
 # -- option groups more than one command declares --------------------------------------------
 
 
@@ -348,3 +285,56 @@ def _checked_text(parse: Callable[[str], object]) -> Callable[[str], str]:
         return text
 
     return check
+
+
+def add_protocol_options(parser: argparse.ArgumentParser) -> None:
+    """--protocol and what each protocol needs: the same on run and sweep."""
+    from loadtests.protocols.registry import PROTOCOLS
+
+    group = parser.add_argument_group("protocol (any model server)")
+    group.add_argument(
+        "--protocol", choices=list(PROTOCOLS), default="servelab",
+        help="the wire contract: servelab's own, the Open Inference Protocol (oip: MLServer, "
+        "KServe V2, Triton), kserve-v1, bentoml, or a --request-template",
+    )  # fmt: skip
+    group.add_argument("--model-name", metavar="NAME", help="oip, kserve-v1: the model's name")
+    group.add_argument("--model-version", metavar="V", help="oip: the model's version")
+    group.add_argument(
+        "--tensor", action="append", default=[], metavar="NAME:DATATYPE:SHAPE",
+        help="oip: an input tensor, e.g. input-0:FP64:-1,64 (repeatable; default: the model's "
+        "metadata)",
+    )  # fmt: skip
+    group.add_argument(
+        "--header", action="append", default=[], metavar="NAME:VALUE",
+        help="a header on every request (repeatable; gRPC metadata on gRPC)",
+    )  # fmt: skip
+    group.add_argument(
+        "--request-template", metavar="FILE",
+        help="template: the request and response check, in TOML or JSON (README)",
+    )  # fmt: skip
+    group.add_argument(
+        "--bentoml-api", default="predict", metavar="API", help="bentoml: the API to call"
+    )
+    group.add_argument(
+        "--raw-tensors", action="store_true",
+        help="oip over gRPC: send raw_input_contents instead of typed contents",
+    )  # fmt: skip
+    group.add_argument("--cacert", metavar="FILE", help="https / TLS: trust this CA bundle")
+    group.add_argument(
+        "--insecure", action="store_true", help="https / TLS: do not verify the certificate"
+    )
+
+
+def protocol_options(args: argparse.Namespace) -> ProtocolOptions:
+    """The protocol options of ``add_protocol_options``, as the settings take them."""
+    from loadtests.protocols.registry import ProtocolOptions
+
+    return ProtocolOptions(
+        model_name=args.model_name,
+        model_version=args.model_version,
+        tensors=tuple(args.tensor),
+        headers=tuple(args.header),
+        template=args.request_template,
+        bentoml_api=args.bentoml_api,
+        raw_tensors=args.raw_tensors,
+    )

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Final
 
+from loadtests.cli.serving_options import (
+    add_model_option,
+)
 from loadtests.options import (
     NON_NEGATIVE,
     NON_NEGATIVE_INT,
@@ -12,7 +15,6 @@ from loadtests.options import (
     TIMEOUT_MS,
     CommandParser,
     Subcommands,
-    add_model_option,
     examples,
 )
 

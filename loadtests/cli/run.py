@@ -26,9 +26,11 @@ from loadtests.options import (
     Subcommands,
     add_gate_options,
     add_payload_options,
+    add_protocol_options,
     add_target_options,
     examples,
     gate_expressions,
+    protocol_options,
 )
 from targets.spec import DEFAULT_MODEL_SPEC
 
@@ -66,6 +68,7 @@ def add_parser(commands: Subcommands) -> None:
         help="share of v2 payloads, or a rollout from S to E over the run (replaces --api)",
     )  # fmt: skip
     _add_transport_options(run)
+    add_protocol_options(run)
     add_gate_options(run)
     _add_output_options(run)
 
@@ -212,6 +215,10 @@ def settings_from_args(args: argparse.Namespace) -> RunSettings:
         profile=args.profile,
         target_pid=args.target_pid,
         allow_remote=args.allow_remote,
+        protocol=args.protocol,
+        protocol_options=protocol_options(args),
+        cacert=args.cacert,
+        insecure=args.insecure,
     )
 
 

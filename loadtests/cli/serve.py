@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 from typing import Final
 
+from loadtests.cli.serving_options import (
+    add_batching_options,
+    add_server_options,
+)
 from loadtests.options import (
     POSITIVE_INT,
     CommandParser,
     Subcommands,
-    add_batching_options,
-    add_server_options,
     examples,
 )
 from targets.schema import DEFAULT_MAX_BODY_BYTES

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import Final
 
+from loadtests.cli.serving_options import (
+    add_batching_options,
+    add_model_option,
+)
 from loadtests.options import (
     POSITIVE,
     Subcommands,
-    add_batching_options,
-    add_model_option,
     examples,
 )
 

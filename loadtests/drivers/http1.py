@@ -19,9 +19,8 @@ from typing import Final, cast
 from urllib.parse import urlsplit
 
 import httptools
-import orjson
 
-from loadtests.drivers.base import DriverBase, Reply, WireView, judge_http
+from loadtests.drivers.base import DriverBase, Reply, WireView
 from loadtests.drivers.http_errors import (
     PROTOCOL,
     TIMEOUT,
@@ -30,6 +29,8 @@ from loadtests.drivers.http_errors import (
 )
 from loadtests.engine.workload import Payload
 from loadtests.errors import LoadOptionError
+from loadtests.protocols.base import HttpContract
+from loadtests.protocols.servelab import ServelabHttp
 
 _Answer = tuple[int, bytes]  # status, body
 MAX_BODY_BYTES: Final = 64 * 1024 * 1024  # an answer larger than this is a protocol failure
@@ -158,6 +159,7 @@ class Http1Driver(DriverBase):
         connections: int = 64,
         timeout_s: float = 30.0,
         max_body_bytes: int = MAX_BODY_BYTES,
+        contract: HttpContract | None = None,
     ) -> None:
         if connections < 1:
             raise LoadOptionError("connections must be a positive int")
@@ -171,11 +173,9 @@ class Http1Driver(DriverBase):
         self.host = parts.hostname
         self.port = parts.port or 80
         self.prefix = parts.path.rstrip("/")
-        authority = parts.netloc.rsplit("@", 1)[-1]
-        self._head = (
-            "POST {path} HTTP/1.1\r\nHost: " + authority + "\r\n"
-            "Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
-        )
+        self._authority = parts.netloc.rsplit("@", 1)[-1]
+        self.contract = contract or ServelabHttp()
+        self._judge = self.contract.judge
         self.connections = connections
         self.timeout_s = timeout_s
         self.max_body_bytes = max_body_bytes
@@ -195,10 +195,15 @@ class Http1Driver(DriverBase):
         key = id(payload)
         data = self._requests.get(key)
         if data is None:
-            body = orjson.dumps(payload.body)
-            path = f"{self.prefix}/{payload.api}/predict"
-            head = self._head.format(path=path, length=len(body)).encode("latin-1")
-            data = self._requests[key] = head + body
+            request = self.contract.request(payload)
+            lines = [
+                f"{request.method} {self.prefix}{request.path} HTTP/1.1",
+                f"Host: {self._authority}",
+                f"Content-Length: {len(request.body)}",
+            ]
+            lines += [f"{name}: {value}" for name, value in request.headers]
+            head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+            data = self._requests[key] = head + request.body
         return data
 
     async def _connection(self) -> _Connection:
@@ -287,7 +292,7 @@ class Http1Driver(DriverBase):
             self._release(connection)
         self.bytes_sent += len(data)
         self.bytes_received += len(raw)
-        return judge_http(payload, status, raw)
+        return self._judge(payload, status, raw)
 
     async def close(self) -> None:
         for waiter in self._waiters:

@@ -15,7 +15,10 @@ from typing import TYPE_CHECKING, Final, Literal
 from loadtests.errors import LoadOptionError
 
 if TYPE_CHECKING:
+    from ssl import SSLContext
+
     from loadtests.drivers.base import DriverBase
+    from loadtests.protocols.base import HttpContract
 
 ServerKind = Literal["rest", "grpc"]
 # Options a target may accept beyond the common ones (model, load shape, payloads, gates):
@@ -38,6 +41,8 @@ class DriverOptions:
     batch_size: int | None = None
     window_ms: float | None = None
     client: str = "auto"
+    contract: HttpContract | None = None  # REST: the wire contract (servelab's own by default)
+    ssl: SSLContext | None = None  # REST over https
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,10 +102,16 @@ def _rest(options: DriverOptions) -> DriverBase:
     if options.client == "fast" or (options.client == "auto" and url.startswith("http://")):
         from loadtests.drivers.http1 import Http1Driver
 
-        return Http1Driver(url, connections=options.connections, timeout_s=options.timeout_s)
+        return Http1Driver(
+            url, connections=options.connections, timeout_s=options.timeout_s,
+            contract=options.contract,
+        )  # fmt: skip
     from loadtests.drivers.rest import RestDriver
 
-    return RestDriver(url, connections=options.connections, timeout_s=options.timeout_s)
+    return RestDriver(
+        url, connections=options.connections, timeout_s=options.timeout_s,
+        contract=options.contract, ssl=options.ssl,
+    )  # fmt: skip
 
 
 def _grpc(options: DriverOptions) -> DriverBase:

@@ -4,26 +4,35 @@ connection. (httpx.AsyncClient measured ~15x slower as a load generator; it is n
 from __future__ import annotations
 
 import asyncio
+from ssl import SSLContext
 
 import aiohttp
-import orjson
 
-from loadtests.drivers.base import DriverBase, Reply, WireView, judge_http
+from loadtests.drivers.base import DriverBase, Reply, WireView
 from loadtests.drivers.http_errors import http_error_class
 from loadtests.engine.workload import Payload
 from loadtests.errors import LoadOptionError
-
-JSON_HEADERS = {"content-type": "application/json"}
+from loadtests.protocols.base import HttpContract
+from loadtests.protocols.servelab import ServelabHttp
 
 
 class RestDriver(DriverBase):
-    """POSTs canonical payloads to ``{base_url}/v1/predict`` or ``/v2/predict``."""
+    """Sends each payload as its contract says (servelab's own by default: ``{base_url}/v1/predict``
+    or ``/v2/predict``); ``ssl``: the context for https (``--cacert`` / ``--insecure``)."""
 
     transport = "rest"
     client = "aiohttp"  # recorded as the result's extra.client
     wire: WireView = "stamped"  # by aiohttp's request-headers-sent trace signal
 
-    def __init__(self, base_url: str, *, connections: int = 64, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        connections: int = 64,
+        timeout_s: float = 30.0,
+        contract: HttpContract | None = None,
+        ssl: SSLContext | None = None,
+    ) -> None:
         if connections < 1:
             raise LoadOptionError("connections must be a positive int")
         self.base_url = base_url.rstrip("/")
@@ -31,11 +40,16 @@ class RestDriver(DriverBase):
         self.timeout_s = timeout_s
         super().__init__()
         self._session: aiohttp.ClientSession | None = None
-        self._bodies: dict[int, bytes] = {}  # payloads are pooled: encode each one once
-        self._urls = {"v1": f"{self.base_url}/v1/predict", "v2": f"{self.base_url}/v2/predict"}
+        self.contract = contract or ServelabHttp()
+        self._judge = self.contract.judge
+        self._ssl = ssl
+        # payloads are pooled: encode each one once (method, URL, headers, body)
+        self._requests: dict[int, tuple[str, str, dict[str, str], bytes]] = {}
 
     async def open(self) -> None:
-        connector = aiohttp.TCPConnector(limit=self.connections, ttl_dns_cache=None)
+        connector = aiohttp.TCPConnector(
+            limit=self.connections, ttl_dns_cache=None, ssl=self._ssl if self._ssl else True
+        )
         # aiohttp waits for a pooled connection inside ``post``; the signal fires in the
         # request's own task once the headers are written, after that wait.
         trace = aiohttp.TraceConfig()
@@ -44,32 +58,34 @@ class RestDriver(DriverBase):
             connector=connector,
             trace_configs=[trace],
             timeout=aiohttp.ClientTimeout(total=self.timeout_s),
-            headers=JSON_HEADERS,
             skip_auto_headers=("User-Agent",),
         )
 
     async def _headers_sent(self, *_: object) -> None:
         self.stamps.stamp()
 
-    def _body(self, payload: Payload) -> bytes:
+    def _request(self, payload: Payload) -> tuple[str, str, dict[str, str], bytes]:
         key = id(payload)
-        body = self._bodies.get(key)
-        if body is None:
-            body = self._bodies[key] = orjson.dumps(payload.body)
-        return body
+        request = self._requests.get(key)
+        if request is None:
+            made = self.contract.request(payload)
+            request = self._requests[key] = (
+                made.method, self.base_url + made.path, dict(made.headers), made.body
+            )  # fmt: skip
+        return request
 
     async def send(self, payload: Payload) -> Reply:
         assert self._session is not None, "RestDriver.send() before open()"
-        body = self._body(payload)
+        method, url, headers, body = self._request(payload)
         try:
-            async with self._session.post(self._urls[payload.api], data=body) as response:
+            async with self._session.request(method, url, data=body, headers=headers) as response:
                 raw = await response.read()
                 status = response.status
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             return Reply.failure(http_error_class(exc))
         self.bytes_sent += len(body)
         self.bytes_received += len(raw)
-        return judge_http(payload, status, raw)
+        return self._judge(payload, status, raw)
 
     async def close(self) -> None:
         if self._session is not None:

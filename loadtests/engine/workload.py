@@ -35,12 +35,15 @@ def derive_seeds(seed: int) -> tuple[int, int]:
 
 @dataclass(frozen=True, slots=True)
 class Payload:
-    """One request's content; ``body`` is the canonical JSON object for ``api``."""
+    """One request's content; ``body`` is the canonical JSON object for ``api``. ``slot``: its
+    place in the pool (a deliberately invalid payload's kind, for contracts other than
+    servelab's, is chosen by it)."""
 
     api: ApiName
     rows: list[list[float]]
     body: dict[str, Any]
     valid: bool = True
+    slot: int = 0
 
     @property
     def expected_predictions(self) -> int:
@@ -138,7 +141,7 @@ class PayloadGenerator:
             body = {"rows": chunk} if per > 1 else {"instances": chunk[0]}
             self._v2.append(Payload("v2", chunk, body))
         self._bad = [
-            Payload(api, [], dict(INVALID_BODIES[slot % len(INVALID_BODIES)]), valid=False)
+            Payload(api, [], dict(INVALID_BODIES[slot % len(INVALID_BODIES)]), False, slot)
             for slot in range(spec.distinct)
             for api in ("v1", "v2")
         ]

@@ -26,7 +26,7 @@ from loadtests.engine.tight import TightHarness
 from loadtests.engine.workload import Payload, PayloadGenerator, derive_seeds
 from loadtests.jobs.launch import LaunchedTarget, launch_for
 from loadtests.jobs.settings import RunSettings
-from loadtests.jobs.target_checks import probe
+from loadtests.jobs.target_checks import prepare_contract, probe
 from loadtests.results.document import ResultDocument
 from loadtests.results.environment import fingerprint, process_tree_cpu_s
 from loadtests.results.result import RunInfo, build_result, write_result
@@ -210,6 +210,20 @@ def _result(
     )
 
 
+async def _described(settings: RunSettings, server: LaunchedTarget | None) -> RunSettings:
+    """For a REST target spoken to in another protocol: its readiness checked and its model
+    described (``prepare_contract``), and the payloads as wide as a tensor with a fixed width."""
+    if settings.protocol == "servelab" or settings.spec.server != "rest":
+        return settings
+    url = settings.url or (server.url if server else "")
+    contract = await prepare_contract(url, settings.http_contract(), settings.ssl_context())
+    payloads = settings.payloads
+    width = contract.row_width()
+    if width is not None and (payloads.min_instances, payloads.max_instances) != (width, width):
+        payloads = dataclasses.replace(payloads, min_instances=width, max_instances=width)
+    return dataclasses.replace(settings, contract=contract, payloads=payloads)
+
+
 @contextlib.contextmanager
 def _stopped_by_signals(stop: Callable[[], None], install: bool) -> Iterator[None]:
     """While the load runs, SIGINT/SIGTERM call ``stop`` (the partial result is kept); then the
@@ -244,12 +258,13 @@ async def execute(
     ``gates``: threshold expressions (already validated) checked against the result and
     recorded in ``extra.thresholds``."""
     payload_seed, schedule_seed = derive_seeds(settings.seed)
-    payloads = PayloadGenerator(settings.payloads, payload_seed)
     spec = settings.spec
     launched = launch_for(
         spec, url=settings.url, address=settings.address, model_spec=settings.model
     )
     with launched as server:
+        settings = await _described(settings, server)
+        payloads = PayloadGenerator(settings.payloads, payload_seed)
         if spec.probed:
             where = settings.url or settings.address or (server.url if server else "target")
             await probe(where, lambda: make_driver(settings, server), _probe_payload(settings))

@@ -8,6 +8,7 @@ servelab started; ``driver_options`` is what the registry's driver factory gets.
 from __future__ import annotations
 
 import dataclasses
+import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -19,6 +20,8 @@ from loadtests.engine.workload import PayloadSpec
 from loadtests.errors import LoadOptionError
 from loadtests.jobs.safety import check_target_allowed
 from loadtests.jobs.target_checks import check_target_options
+from loadtests.protocols.base import HttpContract
+from loadtests.protocols.registry import ProtocolOptions, protocol
 
 if TYPE_CHECKING:
     from loadtests.jobs.launch import LaunchedTarget
@@ -104,6 +107,13 @@ class RunSettings:
     allow_remote: bool = False
     model_given: bool = True  # False: --model was left at its default (recorded as unknown
     # for a target servelab did not start)
+    protocol: str = "servelab"  # the wire contract (loadtests/protocols/registry.py)
+    protocol_options: ProtocolOptions = field(default_factory=ProtocolOptions)
+    cacert: str | None = None  # https: trust this CA bundle
+    insecure: bool = False  # https: do not verify the server's certificate
+    # The HTTP contract as the server described it (OIP metadata, BentoML's docs), set by the
+    # run before the load so the probe and the run send the same requests.
+    contract: HttpContract | None = None
 
     def __post_init__(self) -> None:
         spec = target(self.target)
@@ -124,6 +134,11 @@ class RunSettings:
             check_target_allowed(self.url, allow_remote=self.allow_remote, option="--url")
         if self.address is not None:
             check_target_allowed(self.address, allow_remote=self.allow_remote, option="--address")
+        protocol(self.protocol).check_target(self.target)
+        if (self.cacert or self.insecure) and not (self.url or "").startswith("https://"):
+            raise LoadOptionError("--cacert and --insecure go with an https:// --url")
+        if spec.server == "rest" or spec.takes("url"):
+            self.http_contract()  # a missing --model-name or a bad template: before any load
 
     @property
     def spec(self) -> Target:
@@ -149,6 +164,21 @@ class RunSettings:
             target_pid=None if self.spec.in_process else server.pid,
         )
 
+    def http_contract(self) -> HttpContract:
+        """A fresh contract for the HTTP targets (the probe and the run share one, described
+        by the server's metadata before the load)."""
+        return protocol(self.protocol).http(self.protocol_options)
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context an https target is reached with (``None``: plain http)."""
+        if not (self.url or "").startswith("https://"):
+            return None
+        context = ssl.create_default_context(cafile=self.cacert)
+        if self.insecure:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
     def driver_options(self, server: LaunchedTarget | None = None) -> DriverOptions:
         """What the target's driver factory gets (``server``: the one servelab started)."""
         kind = self.spec.server
@@ -166,6 +196,8 @@ class RunSettings:
             batch_size=self.batch_size,
             window_ms=self.window_ms,
             client=self.http_client,
+            contract=self.contract,
+            ssl=self.ssl_context(),
         )
 
     def _connections(self) -> int:

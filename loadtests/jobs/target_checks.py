@@ -14,14 +14,21 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
+import orjson
+
 from loadtests.drivers.base import Driver
+from loadtests.drivers.http_errors import http_error_class
 from loadtests.drivers.registry import target
 from loadtests.engine.records import Outcome
 from loadtests.engine.workload import Payload
 from loadtests.errors import LoadOptionError
+from loadtests.protocols.base import HttpContract
+
+if TYPE_CHECKING:
+    from ssl import SSLContext
 
 PROBE_TIMEOUT_S: Final = 5.0
 PREDICT_ROUTES: Final = ("/v1/predict", "/v2/predict", "/infer", ":predict")
@@ -121,3 +128,45 @@ async def probe(where: str, new_driver: Callable[[], Driver], payload: Payload) 
         seen = f"the connection failed ({error_class}): another protocol, or https vs http?"
     if seen is not None:
         raise TargetUnusable(f"{where}: probe request failed: {seen}")
+
+
+async def prepare_contract(
+    base_url: str, contract: HttpContract, ssl: SSLContext | None = None
+) -> HttpContract:
+    """Before the clock starts: the contract's readiness URL must answer 200 (a model that
+    failed to load is refused, not measured), and its metadata route, where it has one, is
+    read (``contract.describe``: OIP's inputs, BentoML's request field)."""
+    import aiohttp
+
+    base = base_url.rstrip("/")
+    timeout = aiohttp.ClientTimeout(total=PROBE_TIMEOUT_S)
+    headers = dict(contract.headers)
+    async with aiohttp.ClientSession(timeout=timeout, headers=headers) as session:
+        for path, needed in ((contract.ready_path, True), (contract.metadata_path, False)):
+            if path is None:
+                continue
+            try:
+                async with session.get(base + path, ssl=ssl if ssl else True) as answer:
+                    status, body = answer.status, await answer.read()
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                raise TargetUnusable(f"{base}{path}: {http_error_class(exc)}") from None
+            if status != 200:
+                if needed:
+                    raise TargetUnusable(
+                        f"{base}{path} answered HTTP {status}: the {contract.name} target is not "
+                        "ready (a wrong --model-name, or a model that did not load?)"
+                    )
+                continue
+            if path == contract.metadata_path:
+                contract.describe(_json_object(body, base + path))
+    return contract
+
+
+def _json_object(body: bytes, where: str) -> dict[str, Any]:
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise TargetUnusable(f"{where}: the metadata is not JSON") from None
+    if not isinstance(document, dict):
+        raise TargetUnusable(f"{where}: the metadata is not a JSON object")
+    return document
