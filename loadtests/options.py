@@ -248,8 +248,9 @@ INSTANCES = RangePair(NON_NEGATIVE_INT, names=("MIN", "MAX"), ordered=True)
 PAYLOAD_OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("--api", {"choices": ["v1", "v2"], "default": "v1", "help": "the payloads' API"}),
     ("--instances", {
-        "type": INSTANCES, "default": "8", "metavar": "N[:M]",
-        "help": "features per row: N, or uniform in N..M (default 8)",
+        "type": INSTANCES, "default": None, "metavar": "N[:M]",
+        "help": "features per row: N, or uniform in N..M (default: the width the model "
+        "declares, e.g. 64 for digits, else 8)",
     }),
     ("--rows-per-request", {
         "type": POSITIVE_INT, "default": 1, "metavar": "N",
@@ -276,6 +277,7 @@ def add_payload_options(
         declared = {**spec, "help": help_prefix + str(spec["help"])}
         if as_text and isinstance(spec.get("type"), RangePair):
             declared["type"] = _checked_text(spec["type"])
+            declared["default"] = "8"  # Locust's users have no model to ask
         add(name, **declared)
 
 

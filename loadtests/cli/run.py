@@ -171,7 +171,7 @@ def _add_output_options(run: argparse.ArgumentParser) -> None:
 def settings_from_args(args: argparse.Namespace) -> RunSettings:
     """``servelab run``'s options as settings, through the one builder."""
     from loadtests.engine.workload import PayloadSpec
-    from loadtests.jobs.settings import RunSettings, load_plan
+    from loadtests.jobs.settings import RunSettings, default_instances, load_plan
 
     plan = load_plan(
         concurrency=args.concurrency or (1 if args.loop == "tight" else None),
@@ -190,7 +190,7 @@ def settings_from_args(args: argparse.Namespace) -> RunSettings:
     payloads = PayloadSpec.from_options(
         api=args.api,
         v2_share=args.v2_share,
-        instances=args.instances,
+        instances=args.instances or default_instances(args.model or DEFAULT_MODEL_SPEC),
         rows_per_request=args.rows_per_request,
         invalid_fraction=args.invalid_fraction,
         distinct=args.distinct,

@@ -28,7 +28,7 @@ from loadtests.jobs.bench_config import BenchConfig, Cell
 from loadtests.jobs.launch import LaunchedTarget, launch_target
 from loadtests.jobs.profiles import HardwareProfile, generator_pinned, measure_server
 from loadtests.jobs.run import execute
-from loadtests.jobs.settings import RunSettings, load_plan
+from loadtests.jobs.settings import RunSettings, default_instances, load_plan
 from loadtests.results.document import ResultDocument, SummaryBlock
 from loadtests.results.gates import EXIT_INTERRUPTED, combine, result_exit_code, with_default_gate
 from loadtests.results.thresholds import parse_thresholds
@@ -98,7 +98,10 @@ def settings_for(
         warmup_s=cell.warmup_s,
     )
     payloads = PayloadSpec.from_options(
-        api=cell.api, invalid_fraction=cell.invalid_fraction, distinct=cell.distinct
+        api=cell.api,
+        instances=default_instances(cell.model),
+        invalid_fraction=cell.invalid_fraction,
+        distinct=cell.distinct,
     )
     return RunSettings(
         target=cell.target,

@@ -22,6 +22,8 @@ from loadtests.jobs.safety import check_target_allowed
 from loadtests.jobs.target_checks import check_target_options
 from loadtests.protocols.base import HttpContract
 from loadtests.protocols.registry import ProtocolOptions, protocol
+from targets.models import input_width
+from targets.spec import load_model
 
 if TYPE_CHECKING:
     from loadtests.jobs.launch import LaunchedTarget
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
 HTTP_CLIENTS = ("auto", "fast", "aiohttp")
 DEFAULT_DURATION_S = 10.0
 DEFAULT_CONCURRENCY = 8
+DEFAULT_INSTANCES = 8
+LEARNED_PREFIXES = ("sklearn:", "onnx:")
 
 
 def load_plan(
@@ -79,6 +83,18 @@ def load_plan(
         arrival=arrival,
         trace_offsets_ns=read_trace(trace) if trace else None,
     )
+
+
+def default_instances(model_spec: str) -> tuple[int, int]:
+    """Features per row when ``--instances`` is not given: the width a learned model declares
+    (``digits`` takes 64; ``sklearn:``/``onnx:`` files say theirs), else 8. Only those models are
+    loaded here; user code (``package.module:callable``) runs in the target alone."""
+    spec = model_spec.strip()
+    if spec == "digits" or spec.startswith(LEARNED_PREFIXES):
+        width = input_width(load_model(model_spec))
+        if width is not None:
+            return width, width
+    return DEFAULT_INSTANCES, DEFAULT_INSTANCES
 
 
 @dataclass(frozen=True, slots=True)
