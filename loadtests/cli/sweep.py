@@ -17,8 +17,10 @@ from loadtests.options import (
     SEED,
     Range,
     Subcommands,
+    add_protocol_options,
     add_target_options,
     examples,
+    protocol_options,
 )
 from targets.spec import DEFAULT_MODEL_SPEC
 
@@ -42,6 +44,7 @@ def add_parser(commands: Subcommands) -> None:
         "--target", required=True, choices=list(TARGETS), help="what to load, as for servelab run"
     )
     add_target_options(sweep)
+    add_protocol_options(sweep)
     sweep.add_argument(
         "--slo-p99", type=POSITIVE_DURATION, default=0.05, metavar="D",
         help="the p99 each rate must meet, e.g. 50ms (default 50ms)",
@@ -100,6 +103,11 @@ def sweep_settings(args: argparse.Namespace) -> SweepSettings:
         url=args.url,
         address=args.address,
         seed=args.seed,
+        allow_remote=args.allow_remote,
+        protocol=args.protocol,
+        protocol_options=protocol_options(args),
+        cacert=args.cacert,
+        insecure=args.insecure,
     )
 
 

@@ -23,10 +23,12 @@ from typing import Any
 
 from loadtests.drivers.registry import target
 from loadtests.engine.loop import run as run_on_loop
+from loadtests.engine.workload import PayloadSpec
 from loadtests.errors import LoadOptionError
 from loadtests.jobs.launch import LaunchedTarget, launch_for
 from loadtests.jobs.run import execute
-from loadtests.jobs.settings import RunSettings, load_plan
+from loadtests.jobs.settings import RunSettings, default_instances, load_plan
+from loadtests.protocols.registry import ProtocolOptions
 from loadtests.results.document import ResultDocument, SummaryBlock
 from loadtests.results.gates import EXIT_BREACH, EXIT_INVALID, EXIT_OK
 from targets.files import user_path, write_atomic
@@ -56,6 +58,11 @@ class SweepSettings:
     address: str | None = None
     seed: int = 42
     model_given: bool = True  # False: --model left at its default (unknown for a foreign target)
+    allow_remote: bool = False
+    protocol: str = "servelab"
+    protocol_options: ProtocolOptions = field(default_factory=ProtocolOptions)
+    cacert: str | None = None
+    insecure: bool = False
 
     def __post_init__(self) -> None:
         if self.slo_p99_ms <= 0 or self.start_rate <= 0 or self.max_rate < self.start_rate:
@@ -122,8 +129,14 @@ class Sweep:
             address=s.address,
             plan=plan,
             seed=s.seed,
+            payloads=PayloadSpec.from_options(instances=default_instances(s.model)),
             label=f"sweep {rate:g}/s",
             group=f"sweep|{s.target}|{s.model}",
+            allow_remote=s.allow_remote,
+            protocol=s.protocol,
+            protocol_options=s.protocol_options,
+            cacert=s.cacert,
+            insecure=s.insecure,
         ).aimed_at(self.server)
 
     def measure(self, rate: float, phase: str) -> Point:
