@@ -2,7 +2,9 @@
 
 Request bodies are read, size-checked and parsed here (orjson), then validated by the canonical
 stdlib validator, so REST answers exactly what every other transport answers. The pydantic models
-in ``api_models`` only document the contract in ``/openapi.json``.
+in ``api_models`` only document the contract in ``/openapi.json``. The app also serves the Open
+Inference Protocol (``targets.rest.oip``: ``/v2``, ``/v2/health/...``, ``/v2/models/...``) beside
+servelab's own ``/v1/predict`` and ``/v2/predict``, which keep their paths (no clash).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from targets.errors import (
     UnsupportedMediaType,
 )
 from targets.logs import JsonLogger
-from targets.rest import api_models
+from targets.rest import api_models, oip
 from targets.rest.metrics import RestMetrics
 from targets.rest.middleware import AdmissionMiddleware, ObservabilityMiddleware
 from targets.schema import ApiVersion, Limits, check_body_size
@@ -93,9 +95,12 @@ def _check_content_type(request: Request) -> None:
         raise UnsupportedMediaType(f"content type must be {JSON}, got {shown}")
 
 
-async def read_json_body(request: Request, limits: Limits) -> object:
-    """Read and decode a JSON body within the size limit; typed errors for every bad case."""
-    _check_content_type(request)
+async def read_json_body(request: Request, limits: Limits, *, untyped_ok: bool = False) -> object:
+    """Read and decode a JSON body within the size limit; typed errors for every bad case.
+
+    ``untyped_ok`` takes a body with no content type as JSON (OIP clients often send none)."""
+    if not (untyped_ok and "content-type" not in request.headers):
+        _check_content_type(request)
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit():
         check_body_size(int(declared), limits)
@@ -149,9 +154,9 @@ def _install_openapi(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
-            schema.setdefault("components", {}).setdefault("schemas", {}).update(
-                api_models.schema_components()
-            )
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(api_models.schema_components())
+            components.update(oip.schema_components())
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -188,11 +193,22 @@ def create_app(
     app.state.ready = False
     _add_predict_routes(app)
     _add_probe_routes(app, service)
+    oip.add_routes(app, service, read_body=_read_oip_body, admission=admission)
     _add_metrics_route(app, metrics)
     _add_error_handlers(app)
     _install_openapi(app)
-    _add_middleware(app, metrics=metrics, logger=logger, admission=admission)
+    _add_middleware(
+        app,
+        routes=(*ROUTES, *oip.route_paths(service.model)),
+        metrics=metrics,
+        logger=logger,
+        admission=admission,
+    )
     return app
+
+
+async def _read_oip_body(request: Request, limits: Limits) -> object:
+    return await read_json_body(request, limits, untyped_ok=True)
 
 
 def _add_predict_routes(app: FastAPI) -> None:
@@ -252,6 +268,8 @@ def _add_metrics_route(app: FastAPI, metrics: RestMetrics | None) -> None:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)  # registered for that type only
+    if oip.is_oip_path(request.url.path):  # an OIP client expects OIP's {"error": string}
+        return oip.json_response({"error": str(exc.detail)}, exc.status_code, exc.headers)
     code = "not_found" if exc.status_code == 404 else "http_error"
     return _json_response(
         {"error": {"code": code, "message": str(exc.detail)}}, exc.status_code, exc.headers
@@ -271,6 +289,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 def _add_middleware(
     app: FastAPI,
     *,
+    routes: tuple[str, ...],
     metrics: RestMetrics | None,
     logger: JsonLogger | None,
     admission: AdmissionGate | None,
@@ -284,4 +303,4 @@ def _add_middleware(
             refuse=error_response,
         )
     if metrics is not None or logger is not None:
-        app.add_middleware(ObservabilityMiddleware, routes=ROUTES, metrics=metrics, logger=logger)
+        app.add_middleware(ObservabilityMiddleware, routes=routes, metrics=metrics, logger=logger)
