@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from loadtests.drivers.registry import target
 from loadtests.engine.loop import run as run_on_loop
 from loadtests.engine.workload import PayloadSpec
 from loadtests.jobs.bench_config import BenchConfig, Cell
+from loadtests.jobs.external import ServerSpec, start_server
 from loadtests.jobs.launch import LaunchedTarget, launch_target
 from loadtests.jobs.profiles import HardwareProfile, generator_pinned, measure_server
 from loadtests.jobs.run import execute
@@ -47,7 +48,7 @@ class PlannedRun:
     @property
     def name(self) -> str:
         load = f"c{int(self.level)}" if self.mode == "closed" else f"r{self.level:g}"
-        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{self.cell.target}-{load}-{self.profile.name}")
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{_who(self.cell)}-{load}-{self.profile.name}")
         return f"{self.index:03d}-{slug}-rep{self.repeat}"
 
 
@@ -66,9 +67,22 @@ def plan_runs(config: BenchConfig) -> list[PlannedRun]:
 class ServerPool:
     """Servers shared by runs: one per (kind, model, profile), started on first use."""
 
-    def __init__(self, stack: contextlib.ExitStack) -> None:
+    def __init__(self, stack: contextlib.ExitStack, external: Sequence[ServerSpec] = ()) -> None:
         self._stack = stack
         self._servers: dict[tuple[str, str, str], LaunchedTarget] = {}
+        self._external = {spec.name: spec for spec in external}
+
+    def for_cell(self, cell: Cell, profile: HardwareProfile) -> LaunchedTarget | None:
+        """The server ``cell`` loads: its ``[[servers]]`` one, servelab's own target for its
+        transport, or none (in-process)."""
+        if cell.server is not None:
+            key = (f"external:{cell.server}", "", profile.name)
+            if key not in self._servers:
+                spec = self._external[cell.server]
+                self._servers[key] = self._stack.enter_context(start_server(spec, profile.cpus))
+            return self._servers[key]
+        kind = target(cell.target).server
+        return self.get(kind, cell.model, profile) if kind else None
 
     def get(self, kind: str, model: str, profile: HardwareProfile) -> LaunchedTarget:
         key = (kind, model, profile.name)
@@ -114,9 +128,17 @@ def settings_for(
         window_ms=cell.window_ms,
         label=cell.label,
         profile=run.profile.name,
-        group=f"{cell.target}|{cell.model}|{run.mode}:{run.level:g}|{run.profile.name}",
+        group=f"{_who(cell)}|{cell.model}|{run.mode}:{run.level:g}|{run.profile.name}",
         repeat=run.repeat,
+        protocol=cell.protocol,
+        protocol_options=cell.protocol_options,
     ).aimed_at(server)
+
+
+def _who(cell: Cell) -> str:
+    """What a cell loads, as its group names it: ``rest``, ``mlserver:rest/oip``..."""
+    who = cell.target if cell.server is None else f"{cell.server}:{cell.target}"
+    return who if cell.protocol == "servelab" else f"{who}/{cell.protocol}"
 
 
 @contextlib.contextmanager
@@ -190,11 +212,10 @@ def run_bench(
         out_dir.mkdir(parents=True, exist_ok=True)
     console.print(f"servelab bench: {len(runs)} runs from {config.source} → {out_dir}")
     with contextlib.ExitStack() as stack:
-        pool = ServerPool(stack)
+        pool = ServerPool(stack, config.servers)
         for run in runs:
-            kind = target(run.cell.target).server
             try:
-                server = pool.get(kind, run.cell.model, run.profile) if kind else None
+                server = pool.for_cell(run.cell, run.profile)
                 settings = settings_for(run, config, server)
                 path = out_dir / f"{run.name}.json"
                 console.print(f"[{run.index}/{len(runs)}] {run.name} …", highlight=False)

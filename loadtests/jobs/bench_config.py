@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from loadtests.drivers.registry import TARGETS
-from loadtests.errors import ConfigError
+from loadtests.errors import ConfigError, LoadOptionError
+from loadtests.jobs.external import ServerSpec
 from loadtests.jobs.profiles import HardwareProfile
+from loadtests.protocols.registry import PROTOCOLS, ProtocolOptions, protocol
 from loadtests.results.thresholds import parse_thresholds
 from targets.spec import load_model
 from targets.units import parse_duration_s
@@ -27,7 +29,13 @@ BENCH_KEYS = {"model", "duration", "warmup", "seed", "repeat", "thresholds", "la
 PROFILE_KEYS = {"name", "cpus", "workers", "threads"}
 CELL_KEYS = {
     "target", "model", "concurrency", "rates", "arrival", "duration", "warmup", "batch_size",
-    "window_ms", "invalid_fraction", "api", "label", "profiles", "distinct",
+    "window_ms", "invalid_fraction", "api", "label", "profiles", "distinct", "server",
+    "protocol", "model_name", "model_version", "tensor", "header", "request_template",
+    "bentoml_api",
+}  # fmt: skip
+SERVER_KEYS = {
+    "name", "argv", "env", "cwd", "files", "ready_url", "ready_address", "url", "address",
+    "start_timeout",
 }  # fmt: skip
 
 
@@ -48,6 +56,9 @@ class Cell:
     label: str | None = None
     profiles: tuple[str, ...] | None = None
     distinct: int = 4096
+    server: str | None = None  # a [[servers]] name: the third-party server the cell loads
+    protocol: str = "servelab"
+    protocol_options: ProtocolOptions = field(default_factory=ProtocolOptions)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +69,7 @@ class BenchConfig:
     repeat: int = 1
     thresholds: tuple[str, ...] = ()
     source: str = "embedded default"
+    servers: tuple[ServerSpec, ...] = ()
     notes: list[str] = field(default_factory=list)
 
     def with_overrides(self, *, repeat: int | None, thresholds: Sequence[str]) -> BenchConfig:
@@ -166,6 +178,55 @@ def _cell(reader: _Reader, raw: object, where: str, defaults: dict[str, Any]) ->
         label=opt("label", reader.string, defaults["label"]),
         profiles=tuple(profiles) if profiles is not None else None,
         distinct=opt("distinct", reader.int_, 4096),
+        server=opt("server", reader.string),
+        protocol=opt("protocol", lambda v, w: reader.string(v, w, tuple(PROTOCOLS)), "servelab"),
+        protocol_options=_protocol_options(reader, data, where),
+    )
+
+
+def _protocol_options(reader: _Reader, data: dict[str, Any], where: str) -> ProtocolOptions:
+    def strings(key: str) -> tuple[str, ...]:
+        value = data.get(key, [])
+        items = value if isinstance(value, list) else [value]
+        return tuple(reader.string(item, f"{where}.{key}") for item in items)
+
+    optional = {key: reader.string(data[key], f"{where}.{key}") for key in
+                ("model_name", "model_version", "request_template") if key in data}  # fmt: skip
+    return ProtocolOptions(
+        model_name=optional.get("model_name"),
+        model_version=optional.get("model_version"),
+        tensors=strings("tensor"),
+        headers=strings("header"),
+        template=optional.get("request_template"),
+        bentoml_api=reader.string(data.get("bentoml_api", "predict"), f"{where}.bentoml_api"),
+    )
+
+
+def _server(reader: _Reader, raw: object, where: str, root: str) -> ServerSpec:
+    data = reader.table(raw, where, SERVER_KEYS)
+    for key in ("name", "argv"):
+        if key not in data:
+            raise reader.fail(where, f"missing key {key!r}")
+    argv = data["argv"]
+    if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
+        raise reader.fail(f"{where}.argv", f"expected a list of strings, got {argv!r}")
+
+    def texts(key: str) -> dict[str, str]:
+        table = reader.table(data.get(key, {}), f"{where}.{key}", set(data.get(key, {})))
+        return {str(k): reader.string(v, f"{where}.{key}.{k}") for k, v in table.items()}
+
+    optional = {key: reader.string(data[key], f"{where}.{key}") for key in
+                ("cwd", "ready_url", "ready_address", "url", "address") if key in data}  # fmt: skip
+    if "ready_url" not in optional and "ready_address" not in optional:
+        raise reader.fail(where, "needs ready_url or ready_address (readiness is polled)")
+    return ServerSpec(
+        name=reader.string(data["name"], f"{where}.name"),
+        argv=tuple(argv),
+        env=texts("env"),
+        files=texts("files"),
+        start_timeout_s=reader.duration(data.get("start_timeout", "60s"), f"{where}.start_timeout"),
+        root=root,
+        **optional,
     )
 
 
@@ -188,9 +249,9 @@ def _profile(reader: _Reader, raw: object, where: str) -> HardwareProfile:
         raise reader.fail(where, str(exc)) from None
 
 
-def parse_config(data: dict[str, Any], source: str) -> BenchConfig:
+def parse_config(data: dict[str, Any], source: str, root: str = ".") -> BenchConfig:
     reader = _Reader(source)
-    reader.table(data, "top level", {"bench", "profiles", "cells"})
+    reader.table(data, "top level", {"bench", "profiles", "cells", "servers"})
     bench = reader.table(data.get("bench", {}), "bench", BENCH_KEYS)
     defaults = {
         "model": reader.model(bench.get("model", "reference"), "bench.model"),
@@ -216,6 +277,8 @@ def parse_config(data: dict[str, Any], source: str) -> BenchConfig:
     if not isinstance(cells_raw, list) or not cells_raw:
         raise reader.fail("cells", "expected at least one [[cells]] table")
     cells = tuple(_cell(reader, raw, f"cells[{i}]", defaults) for i, raw in enumerate(cells_raw))
+    servers = _servers(reader, data.get("servers", []), root)
+    _check_cells(reader, cells, servers)
     for index, cell in enumerate(cells):
         for name in cell.profiles or ():
             if name not in names:
@@ -227,7 +290,39 @@ def parse_config(data: dict[str, Any], source: str) -> BenchConfig:
         repeat=reader.int_(bench.get("repeat", 1), "bench.repeat"),
         thresholds=tuple(thresholds),
         source=source,
+        servers=servers,
     )
+
+
+def _servers(reader: _Reader, raw: object, root: str) -> tuple[ServerSpec, ...]:
+    if not isinstance(raw, list):
+        raise reader.fail("servers", "expected an array of tables ([[servers]])")
+    servers = tuple(_server(reader, item, f"servers[{i}]", root) for i, item in enumerate(raw))
+    if len({server.name for server in servers}) != len(servers):
+        raise reader.fail("servers", "server names must be unique")
+    return servers
+
+
+def _check_cells(reader: _Reader, cells: Sequence[Cell], servers: Sequence[ServerSpec]) -> None:
+    """Each cell's server exists and can be reached as its target needs; its protocol goes
+    with its target."""
+    by_name = {server.name: server for server in servers}
+    for index, cell in enumerate(cells):
+        where = f"cells[{index}]"
+        try:
+            protocol(cell.protocol).check_target(cell.target)
+        except LoadOptionError as exc:
+            raise reader.fail(f"{where}.protocol", str(exc)) from None
+        if cell.server is None:
+            continue
+        server = by_name.get(cell.server)
+        if server is None:
+            raise reader.fail(f"{where}.server", f"unknown server {cell.server!r}")
+        needed = "url" if TARGETS[cell.target].takes("url") else "address"
+        if TARGETS[cell.target].server is None or getattr(server, needed) is None:
+            raise reader.fail(
+                f"{where}.server", f"--target {cell.target} needs the server's {needed}"
+            )
 
 
 def load_config(path: str | Path) -> BenchConfig:
@@ -239,7 +334,7 @@ def load_config(path: str | Path) -> BenchConfig:
         data = tomllib.loads(raw.decode())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return parse_config(data, str(path))
+    return parse_config(data, str(path), root=str(Path(path).resolve().parent))
 
 
 def default_config(*, quick: bool, model: str) -> BenchConfig:
