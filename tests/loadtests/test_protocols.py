@@ -197,3 +197,19 @@ def test_protocol_options_that_cannot_work_are_one_line_exit_2(
     assert code == 2, err
     assert err.count("\n") == 1, err
     assert words in err, err
+
+
+def test_oip_against_servelabs_own_target_reads_the_metadata_and_counts_rejections(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "oip.json"
+    code = main(["run", "--target", "rest", "--protocol", "oip", "--model-name", "digits",
+                 "--model", "digits", "--requests", "400", "--invalid-fraction", "0.2",
+                 "--no-progress", "--out", str(out)])  # fmt: skip
+    result = json.loads(out.read_text())
+    assert code == 0, result["verdict"]
+    summary = result["summary"]
+    assert summary["schema_success_rate"] == 1.0
+    assert summary["failures"] == 0
+    assert summary["expected_rejections"] > 0  # wrong shape, unknown datatype, no input: 400s
+    assert summary["successes"] + summary["expected_rejections"] == 400
