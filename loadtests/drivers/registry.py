@@ -17,8 +17,11 @@ from loadtests.errors import LoadOptionError
 if TYPE_CHECKING:
     from ssl import SSLContext
 
+    import grpc
+
     from loadtests.drivers.base import DriverBase
     from loadtests.protocols.base import HttpContract
+    from loadtests.protocols.oip_grpc import OipGrpc
 
 ServerKind = Literal["rest", "grpc"]
 # Options a target may accept beyond the common ones (model, load shape, payloads, gates):
@@ -43,6 +46,8 @@ class DriverOptions:
     client: str = "auto"
     contract: HttpContract | None = None  # REST: the wire contract (servelab's own by default)
     ssl: SSLContext | None = None  # REST over https
+    grpc_contract: OipGrpc | None = None  # gRPC: the OIP contract (None: servelab's Predictor)
+    credentials: grpc.ChannelCredentials | None = None  # gRPC over TLS
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +122,13 @@ def _rest(options: DriverOptions) -> DriverBase:
 def _grpc(options: DriverOptions) -> DriverBase:
     from loadtests.drivers.grpc import GrpcUnaryDriver
 
+    if options.grpc_contract is not None:
+        from loadtests.drivers.grpc_oip import GrpcOipDriver
+
+        return GrpcOipDriver(
+            options.address or "", options.grpc_contract, channels=options.channels or 1,
+            timeout_s=options.timeout_s, credentials=options.credentials,
+        )  # fmt: skip
     # One HTTP/2 connection multiplexes every call (the gRPC norm); --connections N opts into N
     # channels, each its own connection.
     return GrpcUnaryDriver(

@@ -26,7 +26,7 @@ from loadtests.engine.tight import TightHarness
 from loadtests.engine.workload import Payload, PayloadGenerator, derive_seeds
 from loadtests.jobs.launch import LaunchedTarget, launch_for
 from loadtests.jobs.settings import RunSettings
-from loadtests.jobs.target_checks import prepare_contract, probe
+from loadtests.jobs.target_checks import prepare_contract, prepare_grpc_contract, probe
 from loadtests.results.document import ResultDocument
 from loadtests.results.environment import fingerprint, process_tree_cpu_s
 from loadtests.results.result import RunInfo, build_result, write_result
@@ -213,15 +213,24 @@ def _result(
 async def _described(settings: RunSettings, server: LaunchedTarget | None) -> RunSettings:
     """For a REST target spoken to in another protocol: its readiness checked and its model
     described (``prepare_contract``), and the payloads as wide as a tensor with a fixed width."""
-    if settings.protocol == "servelab" or settings.spec.server != "rest":
+    if settings.protocol == "servelab" or settings.spec.server is None:
         return settings
-    url = settings.url or (server.url if server else "")
-    contract = await prepare_contract(url, settings.http_contract(), settings.ssl_context())
+    grpc_contract = settings.new_grpc_contract() if settings.spec.server == "grpc" else None
+    if grpc_contract is not None:
+        address = settings.address or (server.address if server else "")
+        credentials = settings.grpc_credentials()
+        await prepare_grpc_contract(address, grpc_contract, credentials)
+        settings = dataclasses.replace(settings, grpc_contract=grpc_contract)
+        width = grpc_contract.row_width()
+    else:
+        url = settings.url or (server.url if server else "")
+        contract = await prepare_contract(url, settings.http_contract(), settings.ssl_context())
+        settings = dataclasses.replace(settings, contract=contract)
+        width = contract.row_width()
     payloads = settings.payloads
-    width = contract.row_width()
     if width is not None and (payloads.min_instances, payloads.max_instances) != (width, width):
         payloads = dataclasses.replace(payloads, min_instances=width, max_instances=width)
-    return dataclasses.replace(settings, contract=contract, payloads=payloads)
+    return dataclasses.replace(settings, payloads=payloads)
 
 
 @contextlib.contextmanager

@@ -11,13 +11,14 @@ import dataclasses
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from loadtests.drivers.registry import DriverOptions, Target, target
 from loadtests.engine.harness import DEFAULT_GRACE_S, LoadPlan
 from loadtests.engine.schedule import Arrival, RateProfile, read_trace
 from loadtests.engine.workload import PayloadSpec
-from loadtests.errors import LoadOptionError
+from loadtests.errors import ConfigError, LoadOptionError
 from loadtests.jobs.safety import check_target_allowed
 from loadtests.jobs.target_checks import check_target_options
 from loadtests.protocols.base import HttpContract
@@ -26,7 +27,10 @@ from targets.models import input_width
 from targets.spec import load_model
 
 if TYPE_CHECKING:
+    import grpc
+
     from loadtests.jobs.launch import LaunchedTarget
+    from loadtests.protocols.oip_grpc import OipGrpc
 
 HTTP_CLIENTS = ("auto", "fast", "aiohttp")
 DEFAULT_DURATION_S = 10.0
@@ -130,6 +134,7 @@ class RunSettings:
     # The HTTP contract as the server described it (OIP metadata, BentoML's docs), set by the
     # run before the load so the probe and the run send the same requests.
     contract: HttpContract | None = None
+    grpc_contract: OipGrpc | None = None  # the same, for OIP over gRPC
 
     def __post_init__(self) -> None:
         spec = target(self.target)
@@ -151,10 +156,16 @@ class RunSettings:
         if self.address is not None:
             check_target_allowed(self.address, allow_remote=self.allow_remote, option="--address")
         protocol(self.protocol).check_target(self.target)
-        if (self.cacert or self.insecure) and not (self.url or "").startswith("https://"):
+        if (self.cacert or self.insecure) and not (
+            (self.url or "").startswith("https://") or self.address
+        ):
             raise LoadOptionError("--cacert and --insecure go with an https:// --url")
         if spec.server == "rest" or spec.takes("url"):
             self.http_contract()  # a missing --model-name or a bad template: before any load
+        elif spec.server == "grpc":
+            self.new_grpc_contract()
+        if self.insecure and spec.server == "grpc":
+            raise LoadOptionError("--insecure is for https; gRPC over TLS verifies (--cacert)")
 
     @property
     def spec(self) -> Target:
@@ -185,6 +196,23 @@ class RunSettings:
         by the server's metadata before the load)."""
         return protocol(self.protocol).http(self.protocol_options)
 
+    def new_grpc_contract(self) -> OipGrpc | None:
+        """A fresh gRPC contract when the protocol has one (``None``: servelab's Predictor)."""
+        factory = protocol(self.protocol).grpc
+        return None if factory is None else factory(self.protocol_options)
+
+    def grpc_credentials(self) -> grpc.ChannelCredentials | None:
+        """TLS for a gRPC target when ``--cacert`` names a bundle (``None``: plaintext)."""
+        if self.cacert is None:
+            return None
+        import grpc
+
+        try:
+            roots = Path(self.cacert).read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"cannot read --cacert {self.cacert}: {exc.strerror}") from None
+        return grpc.ssl_channel_credentials(root_certificates=roots)
+
     def ssl_context(self) -> ssl.SSLContext | None:
         """The TLS context an https target is reached with (``None``: plain http)."""
         if not (self.url or "").startswith("https://"):
@@ -214,6 +242,8 @@ class RunSettings:
             client=self.http_client,
             contract=self.contract,
             ssl=self.ssl_context(),
+            grpc_contract=self.grpc_contract,
+            credentials=self.grpc_credentials(),
         )
 
     def _connections(self) -> int:

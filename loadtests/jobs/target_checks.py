@@ -26,9 +26,14 @@ from loadtests.engine.records import Outcome
 from loadtests.engine.workload import Payload
 from loadtests.errors import LoadOptionError
 from loadtests.protocols.base import HttpContract
+from loadtests.protocols.oip_grpc import SERVICE
 
 if TYPE_CHECKING:
     from ssl import SSLContext
+
+    import grpc
+
+    from loadtests.protocols.oip_grpc import OipGrpc
 
 PROBE_TIMEOUT_S: Final = 5.0
 PREDICT_ROUTES: Final = ("/v1/predict", "/v2/predict", "/infer", ":predict")
@@ -170,3 +175,54 @@ def _json_object(body: bytes, where: str) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise TargetUnusable(f"{where}: the metadata is not a JSON object")
     return document
+
+
+async def prepare_grpc_contract(
+    address: str, contract: OipGrpc, credentials: grpc.ChannelCredentials | None = None
+) -> OipGrpc:
+    """``prepare_contract`` over gRPC: ``ModelReady`` must say ready, then ``ModelMetadata``
+    describes the model (an error from it leaves ``--tensor`` to say the inputs)."""
+    import grpc
+
+    from targets.rpc import inference_pb2 as pb
+
+    channel = (
+        grpc.aio.insecure_channel(address)
+        if credentials is None
+        else grpc.aio.secure_channel(address, credentials)
+    )
+    metadata = tuple((key.lower(), value) for key, value in contract.metadata) or None
+    async with channel:
+        model_ready = channel.unary_unary(
+            f"/{SERVICE}/ModelReady", request_serializer=pb.ModelReadyRequest.SerializeToString,
+            response_deserializer=pb.ModelReadyResponse.FromString,
+        )  # fmt: skip
+        model_metadata = channel.unary_unary(
+            f"/{SERVICE}/ModelMetadata",
+            request_serializer=pb.ModelMetadataRequest.SerializeToString,
+            response_deserializer=pb.ModelMetadataResponse.FromString,
+        )
+        try:
+            ready = await model_ready(
+                contract.ready_request(), timeout=PROBE_TIMEOUT_S, metadata=metadata
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise TargetUnusable(
+                f"{address}: ModelReady failed: {exc.code().name} {exc.details() or ''}".strip()
+            ) from None
+        if not ready.ready:
+            raise TargetUnusable(
+                f"{address}: model {contract.model_name!r} is not ready (a wrong --model-name, "
+                "or a model that did not load?)"
+            )
+        try:
+            described = await model_metadata(
+                contract.metadata_request(), timeout=PROBE_TIMEOUT_S, metadata=metadata
+            )
+        except grpc.aio.AioRpcError:
+            described = None
+        if described is not None:
+            contract.describe(described)
+        elif not contract.tensors:
+            raise TargetUnusable(f"{address}: no ModelMetadata; give the inputs with --tensor")
+    return contract

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from loadtests.errors import LoadOptionError
 from loadtests.protocols.base import HttpContract, parse_headers
 from loadtests.protocols.tensors import TensorSpec
+
+if TYPE_CHECKING:
+    from loadtests.protocols.oip_grpc import OipGrpc
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,14 +69,28 @@ def _template(options: ProtocolOptions) -> HttpContract:
     return Template.load(options.template, parse_headers(options.headers))
 
 
+def _oip_grpc(options: ProtocolOptions) -> OipGrpc:
+    from loadtests.protocols.oip_grpc import OipGrpc
+
+    return OipGrpc(
+        model_name=options.model_name or "",
+        model_version=options.model_version,
+        tensors=options.tensor_specs(),
+        raw=options.raw_tensors,
+        metadata=parse_headers(options.headers),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Protocol:
-    """One contract: the targets it is spoken over (``None``: every target — servelab's own)
-    and its HTTP contract's factory."""
+    """One contract: the targets it is spoken over (``None``: every target — servelab's own),
+    its HTTP contract's factory and, where it has one, its gRPC contract's (``None``: gRPC
+    targets speak servelab's own ``Predictor``)."""
 
     name: str
     targets: frozenset[str] | None
     http: Callable[[ProtocolOptions], HttpContract]
+    grpc: Callable[[ProtocolOptions], OipGrpc] | None = None
 
     def check_target(self, target: str) -> None:
         if self.targets is not None and target not in self.targets:
@@ -87,7 +104,8 @@ PROTOCOLS: Final[Mapping[str, Protocol]] = {
     protocol.name: protocol
     for protocol in (
         Protocol("servelab", None, _servelab),
-        Protocol("oip", frozenset({"rest", "grpc", "grpc-stream"}), _oip),
+        # ModelStreamInfer (grpc-stream) is served by servelab's target but not driven yet
+        Protocol("oip", frozenset({"rest", "grpc"}), _oip, _oip_grpc),
         Protocol("kserve-v1", frozenset({"rest"}), _kserve_v1),
         Protocol("bentoml", frozenset({"rest"}), _bentoml),
         Protocol("template", frozenset({"rest"}), _template),

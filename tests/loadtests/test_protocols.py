@@ -16,6 +16,7 @@ from loadtests.protocols.base import parse_headers
 from loadtests.protocols.bentoml import BentoML
 from loadtests.protocols.kserve_v1 import KServeV1
 from loadtests.protocols.oip import OipHttp
+from loadtests.protocols.oip_grpc import OipGrpc
 from loadtests.protocols.template import Template
 from loadtests.protocols.tensors import TensorSpec, outputs_problem
 from tests.loadtests.foreign_apps import kserve_v1_app, scoring_app, served
@@ -183,6 +184,8 @@ def test_kserve_v1_contract_end_to_end_and_a_wrong_model_name_is_exit_2(tmp_path
     [
         (["--target", "grpc", "--protocol", "kserve-v1"], "goes with --target rest"),
         (["--target", "inprocess", "--protocol", "oip"], "goes with --target"),
+        (["--target", "grpc-stream", "--protocol", "oip"], "goes with --target"),
+        (["--target", "grpc", "--protocol", "oip"], "--model-name"),
         (["--target", "rest", "--protocol", "oip"], "--model-name"),
         (["--target", "rest", "--protocol", "template"], "--request-template"),
         (["--target", "rest", "--url", "http://127.0.0.1:9", "--insecure"], "https://"),
@@ -213,3 +216,45 @@ def test_oip_against_servelabs_own_target_reads_the_metadata_and_counts_rejectio
     assert summary["failures"] == 0
     assert summary["expected_rejections"] > 0  # wrong shape, unknown datatype, no input: 400s
     assert summary["successes"] + summary["expected_rejections"] == 400
+
+
+@pytest.mark.parametrize("raw", [False, True], ids=["typed", "raw"])
+def test_oip_over_grpc_against_servelabs_own_target(tmp_path: Path, raw: bool) -> None:
+    out = tmp_path / "grpc-oip.json"
+    raw_option = ["--raw-tensors"] if raw else []
+    code = main(["run", "--target", "grpc", "--protocol", "oip", "--model-name", "digits",
+                 "--model", "digits", "--requests", "300", "--invalid-fraction", "0.2",
+                 "--no-progress", "--out", str(out), *raw_option])  # fmt: skip
+    result = json.loads(out.read_text())
+    assert code == 0, result["verdict"]
+    summary = result["summary"]
+    assert summary["schema_success_rate"] == 1.0
+    assert summary["failures"] == 0
+    assert summary["expected_rejections"] > 0  # INVALID_ARGUMENT for each invalid kind
+    assert result["run"]["transport"] == "grpc"
+
+
+def test_the_grpc_contract_checks_outputs_as_the_rest_one_does() -> None:
+    from targets.rpc import inference_pb2 as pb
+
+    contract = OipGrpc(model_name="m", tensors=(TensorSpec.parse("x:FP64:-1,4"),))
+    payload = _v2_payload()  # 3 rows
+    request = pb.ModelInferRequest.FromString(contract.request_bytes(payload))
+    assert list(request.inputs[0].shape) == [3, 4]
+    assert len(request.inputs[0].contents.fp64_contents) == 12
+
+    def answer(shape: list[int], values: int, raw: bool = False) -> bytes:
+        response = pb.ModelInferResponse(model_name="m")
+        output = response.outputs.add(name="predict", datatype="INT64")
+        output.shape.extend(shape)
+        if raw:
+            response.raw_output_contents.append(b"\0" * 8 * values)
+        else:
+            output.contents.int64_contents.extend([1] * values)
+        return bytes(response.SerializeToString())
+
+    assert contract.judge(payload, answer([3, 1], 3)).outcome == Outcome.OK
+    assert contract.judge(payload, answer([3], 3, raw=True)).outcome == Outcome.OK
+    assert contract.judge(payload, answer([2, 1], 2)).error_class == "schema"
+    assert contract.judge(payload, answer([3, 1], 2)).error_class == "schema"
+    assert contract.judge(payload, b"\xff\xff").error_class == "schema"
