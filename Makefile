@@ -45,9 +45,12 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 ## regenerate the committed gRPC code (pinned grpcio-tools; tests/targets/test_grpc_proto_fresh.py checks it)
+## (inference.proto, the OIP: no grpc-stub .pyi, which mypy strict rejects without an override)
 proto: $(STAMP)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m grpc_tools.protoc -I . \
 	    --python_out=. --grpc_python_out=. --mypy_out=. --mypy_grpc_out=. targets/rpc/predict.proto
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m grpc_tools.protoc -I . \
+	    --python_out=. --grpc_python_out=. --mypy_out=. targets/rpc/inference.proto
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m grpc_tools.protoc -I tests/targets/legacy \
 	    --python_out=tests/targets/legacy --grpc_python_out=tests/targets/legacy \
 	    tests/targets/legacy/predict_v1.proto

@@ -7,13 +7,14 @@ servelab model is one tensor in, one tensor out::
     input-0   any numeric datatype (FP32, FP64, INT8..64, UINT8..64, BOOL)   [-1, F]
     output-0  FP64                                                          [-1, 1]
 
-F is the model's feature count when it declares one, else -1 (any). A request carries exactly
-one input tensor of shape ``[rows, features]`` (``[features]`` is one row) whose ``data`` is
-flat and row-major (the natural nested form is accepted too, as the spec allows); its name is not
-checked (as MLServer's and KServe's own runtimes do not), its values must be of its datatype
-(BOOL ``true``/``false``, INT* integers in range, FP* finite numbers; FP32 values are rounded to
-single precision) and the canonical limits (``targets.schema.Limits``) apply. BYTES, FP16 and
-BF16 are refused. Every violation is an ``InvalidRequest`` naming the field at fault.
+F is the width the model declares (``targets.models.input_width``), else -1 (any). A request
+carries exactly one input tensor of shape ``[rows, features]`` (``[features]`` is one row) whose
+``data`` is flat and row-major (the natural nested form is accepted too, as the spec allows); its
+name is not checked (MLServer's and KServe's own runtimes do not check it either), its values
+must be of its datatype (BOOL ``true``/``false``, INT* integers in range, FP* finite numbers;
+FP32 values are rounded to single precision) and the canonical limits (``targets.schema.Limits``)
+apply. BYTES, FP16 and BF16 are refused. Every violation is an ``InvalidRequest`` naming the
+field at fault.
 
 Transports convert at their own edge: REST hands ``parse_infer_body`` the decoded JSON, gRPC
 takes the tensor out of its message (typed contents, or ``raw_input_contents`` decoded by
@@ -25,14 +26,14 @@ from __future__ import annotations
 import math
 import sys
 from array import array
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import metadata
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from targets.errors import InvalidRequest, MalformedRequest
-from targets.models import Model
+from targets.models import Model, input_width
 from targets.schema import MAX_REQUEST_ID_CHARS, Limits, Row
 
 SERVER_NAME: Final = "servelab"
@@ -58,6 +59,7 @@ _INTEGERS: Final[dict[str, tuple[str, int, int]]] = {
 _FLOATS: Final[dict[str, tuple[str, float]]] = {"FP32": ("f", _FP32_MAX), "FP64": ("d", _FLOAT_MAX)}
 DATATYPES: Final[tuple[str, ...]] = ("BOOL", *_INTEGERS, *_FLOATS)
 _REFUSED: Final = frozenset({"BYTES", "FP16", "BF16"})
+_NUMBER_TYPES: Final = frozenset({float, int})
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,15 +88,9 @@ def server_metadata() -> dict[str, Any]:
     return {"name": SERVER_NAME, "version": server_version(), "extensions": list(EXTENSIONS)}
 
 
-def feature_count(model: Model) -> int | None:
-    """The number of features ``model`` declares, or ``None`` (any number)."""
-    features = getattr(model, "features", None)
-    return features if type(features) is int and features >= 0 else None
-
-
 def model_metadata(model: Model) -> dict[str, Any]:
     """``GET /v2/models/{name}`` / ``ModelMetadata``."""
-    features = feature_count(model)
+    features = input_width(model)
     return {
         "name": model.name,
         "versions": [model.version],
@@ -182,7 +178,7 @@ def check_shape(
     rows, features = (1, dims[0]) if len(dims) == 1 else (dims[0], dims[1])
     if rows < 1:
         raise InvalidRequest(f"{where}[0] must be at least 1 row", f"{where}[0]")
-    expected = feature_count(model)
+    expected = input_width(model)
     if expected is not None and features != expected:
         raise InvalidRequest(
             f"{where}: model {model.name} takes {expected} features, got {features}",
@@ -197,24 +193,37 @@ def check_shape(
     return rows, features
 
 
-def _number(value: object, datatype: str, where: str) -> float:
-    """One element as the model's float, checked against its datatype."""
-    kind = type(value)
+def _element_check(datatype: str) -> tuple[Callable[[object], bool], str]:
+    """Whether one element is a value of ``datatype`` (bools are not numbers), and what it takes."""
     if datatype in _FLOATS:
         largest = _FLOATS[datatype][1]
-        if isinstance(value, int | float) and kind is not bool and -largest <= value <= largest:
-            return float(value)
-        wanted = f"a finite number within {datatype}'s range"
-    elif datatype == "BOOL":
-        if kind is bool:
-            return 1.0 if value else 0.0
-        wanted = "true or false"
-    else:
-        _, smallest, largest = _INTEGERS[datatype]
-        if isinstance(value, int) and kind is not bool and smallest <= value <= largest:
-            return float(value)
-        wanted = f"an integer within {datatype}'s range {smallest}..{largest}"
-    raise InvalidRequest(f"{where} must be {wanted}, got {_kind(value)}", where)
+
+        def is_float(value: object) -> bool:
+            if type(value) is bool or not isinstance(value, float | int):
+                return False
+            return -largest <= value <= largest
+
+        return is_float, f"a finite number within {datatype}'s range"
+    if datatype == "BOOL":
+        return (lambda value: type(value) is bool), "true or false"
+    _, smallest, largest = _INTEGERS[datatype]
+
+    def is_integer(value: object) -> bool:
+        return type(value) is int and smallest <= value <= largest
+
+    return is_integer, f"an integer within {datatype}'s range {smallest}..{largest}"
+
+
+def _all_valid(datatype: str, data: Sequence[object], is_value: Callable[[object], bool]) -> bool:
+    if datatype not in _FLOATS:
+        return all(map(is_value, data))
+    numbers = cast("Sequence[float]", data)
+    try:  # the hot path, in C: numbers only (no bools), all finite, within FP32's range if FP32
+        if not set(map(type, data)) <= _NUMBER_TYPES or not all(map(math.isfinite, numbers)):
+            return False
+    except OverflowError:  # an integer beyond a double's range
+        return False
+    return datatype == "FP64" or not data or max(map(abs, numbers)) <= _FP32_MAX
 
 
 def tensor_rows(
@@ -227,9 +236,14 @@ def tensor_rows(
             f"{where} has {len(data)} values, shape {[rows, features]} needs {rows * features}",
             where,
         )
-    values = [_number(value, datatype, f"{where}[{index}]") for index, value in enumerate(data)]
-    if datatype == "FP32":  # what the client declared: single precision
-        values = array("f", values).tolist()
+    is_value, wanted = _element_check(datatype)
+    if not _all_valid(datatype, data, is_value):  # only a bad tensor is searched for the culprit
+        index, value = next((i, v) for i, v in enumerate(data) if not is_value(v))
+        raise InvalidRequest(
+            f"{where}[{index}] must be {wanted}, got {_kind(value)}", f"{where}[{index}]"
+        )
+    numbers = cast("Sequence[float]", data)  # checked above; bools are 1.0 / 0.0
+    values = array("f", numbers).tolist() if datatype == "FP32" else [float(v) for v in numbers]
     return [values[row * features : (row + 1) * features] for row in range(rows)]
 
 
@@ -254,6 +268,14 @@ def decode_raw(datatype: str, raw: bytes, where: str) -> list[object]:
     if datatype in _FLOATS and not all(map(math.isfinite, decoded)):
         raise InvalidRequest(f"{where} must hold finite numbers only", where)
     return decoded
+
+
+def encode_fp64(values: Sequence[float]) -> bytes:
+    """FP64 values as little-endian raw tensor contents (``raw_output_contents``)."""
+    encoded = array("d", values)
+    if sys.byteorder == "big":
+        encoded.byteswap()
+    return encoded.tobytes()
 
 
 def _flat_data(data: object, shape: tuple[int, int], ndim: int, where: str) -> Sequence[object]:

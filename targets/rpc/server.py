@@ -1,4 +1,5 @@
-"""The gRPC target's server: ``servelab.v1.Predictor`` on grpc.aio, plus health and reflection.
+"""The gRPC target's server: ``servelab.v1.Predictor`` and the Open Inference Protocol's
+``inference.GRPCInferenceService`` (``targets.rpc.oip``) on grpc.aio, plus health and reflection.
 
 ``build_server`` wires the servicer (``targets.rpc.servicer``), the health service and server
 reflection into one grpc.aio server; ``GrpcTarget`` binds, starts and stops it; ``serve`` and
@@ -29,6 +30,7 @@ from targets.batching import BatchingConfig, MicroBatcher
 from targets.errors import AddressUnavailable, InputError
 from targets.files import write_ready_file
 from targets.logs import JsonLogger
+from targets.rpc import oip
 from targets.rpc import predict_pb2 as pb
 from targets.rpc.servicer import (
     PREDICT_ROUTE,
@@ -104,7 +106,7 @@ class GrpcTarget:
             raise AddressUnavailable(f"cannot bind gRPC server to {format_address(host, port)}")
         self.batcher.start()
         await self.server.start()
-        for name in ("", SERVICE_NAME):
+        for name in ("", SERVICE_NAME, oip.OIP_SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self.port = bound
         self.address = format_address(host, bound)
@@ -132,11 +134,13 @@ def build_server(
     logger: JsonLogger,
     admission: AdmissionGate | None = None,
 ) -> GrpcTarget:
-    """Wire a grpc.aio server (Predictor, health, reflection) around ``service``; not yet bound.
+    """Wire a grpc.aio server (Predictor, OIP's GRPCInferenceService, health, reflection) around
+    ``service``; not yet bound.
 
-    Stream responses carry ``transport="grpc-stream"``: the batcher answers through a sibling
-    service that shares the model, limits and API switch. ``admission`` bounds Predictor work
-    (UNAVAILABLE past it); ``None`` admits everything.
+    Stream responses carry ``transport="grpc-stream"``: the batcher (shared by ``PredictStream``
+    and ``ModelStreamInfer``) answers through a sibling service that shares the model, limits and
+    API switch. ``admission`` bounds the work of both services (UNAVAILABLE past it); ``None``
+    admits everything.
     """
     stream_service = PredictionService(
         service.model,
@@ -155,10 +159,14 @@ def build_server(
         service, batcher, logger, pending_limit=batching.queue_size, admission=admission
     )
     _add_predictor(servicer, server)
+    inference = oip.InferenceServicer(
+        service, batcher, logger, pending_limit=batching.queue_size, admission=admission
+    )
+    oip.add_to_server(inference, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        (SERVICE_NAME, oip.OIP_SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     return GrpcTarget(server, servicer, health_servicer, batcher)
 

@@ -18,6 +18,8 @@ REPO = Path(__file__).resolve().parents[2]
 BIN_DIR = Path(sys.executable).parent
 CURRENT = ("predict_pb2.py", "predict_pb2_grpc.py", "predict_pb2.pyi", "predict_pb2_grpc.pyi")
 LEGACY = ("predict_v1_pb2.py", "predict_v1_pb2_grpc.py")
+# The Open Inference Protocol: no grpc-stub .pyi (see the Makefile's proto target).
+OIP = ("inference_pb2.py", "inference_pb2_grpc.py", "inference_pb2.pyi")
 
 
 def protoc(*args: str) -> None:
@@ -50,6 +52,13 @@ def test_current_proto_code_is_fresh(tmp_path: Path) -> None:
     ]
     protoc("-I", ".", *outputs, "targets/rpc/predict.proto")
     assert_same(tmp_path / "targets" / "rpc", REPO / "targets" / "rpc", CURRENT)
+
+
+def test_oip_proto_code_is_fresh(tmp_path: Path) -> None:
+    outputs = [f"--{kind}_out={tmp_path}" for kind in ("python", "grpc_python", "mypy")]
+    protoc("-I", ".", *outputs, "targets/rpc/inference.proto")
+    assert_same(tmp_path / "targets" / "rpc", REPO / "targets" / "rpc", OIP)
+    assert not (tmp_path / "targets" / "rpc" / "inference_pb2_grpc.pyi").exists()
 
 
 def test_legacy_v1_proto_code_is_fresh(tmp_path: Path) -> None:

@@ -112,6 +112,7 @@ async def test_reflection_lets_a_generic_client_call_by_name() -> None:
     assert services == [
         "grpc.health.v1.Health",
         "grpc.reflection.v1alpha.ServerReflection",
+        "inference.GRPCInferenceService",
         "servelab.v1.Predictor",
     ]
     assert response_problem(body, expected_predictions=1) is None
