@@ -71,6 +71,7 @@ class ServerPool:
         self._stack = stack
         self._servers: dict[tuple[str, str, str], LaunchedTarget] = {}
         self._external = {spec.name: spec for spec in external}
+        self._running: dict[str, contextlib.ExitStack] = {}  # third-party servers, by name
 
     def for_cell(self, cell: Cell, profile: HardwareProfile) -> LaunchedTarget | None:
         """The server ``cell`` loads: its ``[[servers]]`` one, servelab's own target for its
@@ -78,8 +79,10 @@ class ServerPool:
         if cell.server is not None:
             key = (f"external:{cell.server}", "", profile.name)
             if key not in self._servers:
+                stack = self._stack.enter_context(contextlib.ExitStack())
                 spec = self._external[cell.server]
-                self._servers[key] = self._stack.enter_context(start_server(spec, profile.cpus))
+                self._servers[key] = stack.enter_context(start_server(spec, profile.cpus))
+                self._running[cell.server] = stack
             return self._servers[key]
         kind = target(cell.target).server
         return self.get(kind, cell.model, profile) if kind else None
@@ -97,6 +100,13 @@ class ServerPool:
                 )
             )
         return self._servers[key]
+
+    def release(self, still_needed: set[str]) -> None:
+        """Stop the third-party servers no later run loads: one runs at a time."""
+        for name in [name for name in self._running if name not in still_needed]:
+            self._running.pop(name).close()
+            for key in [key for key in self._servers if key[0] == f"external:{name}"]:
+                del self._servers[key]
 
 
 def settings_for(
@@ -213,8 +223,9 @@ def run_bench(
     console.print(f"servelab bench: {len(runs)} runs from {config.source} → {out_dir}")
     with contextlib.ExitStack() as stack:
         pool = ServerPool(stack, config.servers)
-        for run in runs:
+        for position, run in enumerate(runs):
             try:
+                pool.release({later.cell.server for later in runs[position:] if later.cell.server})
                 server = pool.for_cell(run.cell, run.profile)
                 settings = settings_for(run, config, server)
                 path = out_dir / f"{run.name}.json"

@@ -17,7 +17,9 @@ run's cost, and at the end SIGTERM to the group, then SIGKILL.
     [servers.files]                              # written into {workdir}, placeholders filled
     "settings.json" = '{"host": "127.0.0.1", "http_port": {port}, "grpc_port": {grpc_port}}'
 
-``{root}`` is the config file's directory, for paths next to it.
+``{root}`` is the config file's directory, for paths next to it; ``{digits_joblib}`` the
+built-in digits model saved with joblib (``targets.learned.export_digits``), exported on first
+use, for third-party servers to load the model servelab's own targets serve.
 """
 
 from __future__ import annotations
@@ -91,6 +93,17 @@ def _ready(spec: ServerSpec, values: Mapping[str, str]) -> bool:
     return True
 
 
+def _texts(spec: ServerSpec) -> list[str]:
+    return [*spec.argv, *spec.env.values(), *spec.files.values()]
+
+
+def _digits_joblib() -> Path:
+    from targets.learned import cache_dir, export_digits
+
+    joblib_path, _ = export_digits(cache_dir() / "export")
+    return joblib_path
+
+
 def _stop_group(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is not None:
         return
@@ -117,6 +130,8 @@ def start_server(spec: ServerSpec, cpus: tuple[int, ...] | None = None) -> Itera
     with tempfile.TemporaryDirectory(prefix=f"servelab-{spec.name}-") as workdir:
         values = {name: str(free_port()) for name in PORT_NAMES}
         values |= {"workdir": workdir, "root": spec.root}
+        if any("{digits_joblib}" in text for text in _texts(spec)):
+            values["digits_joblib"] = str(_digits_joblib())
         for name, content in spec.files.items():
             (Path(workdir) / name).write_text(fill(content, values))
         log = Path(workdir) / "server.log"
