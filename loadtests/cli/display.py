@@ -17,6 +17,7 @@ from loadtests.engine.harness import RunStats
 from loadtests.engine.histogram import LATENCY_KEYS
 from loadtests.engine.recorder import Recorder
 from loadtests.results.document import ResultDocument, SummaryBlock
+from loadtests.results.server_metrics import server_view_lines
 
 
 class LiveProgress:
@@ -104,6 +105,11 @@ def summary_lines(result: ResultDocument, path: str | None) -> list[str]:
         f"throughput {summary['throughput_rps']:,.1f} req/s  "
         f"predictions {summary['predictions_per_s']:,.1f}/s",
     ]
+    server = (result.get("extra") or {}).get("server_metrics")
+    if isinstance(server, dict):  # the server's mean beside the client's mean, never a percentile
+        lines += server_view_lines(
+            server, summary["latency_ms"]["mean"] if summary["successes"] else None
+        )
     lines += [f"warning: {warning}" for warning in verdict["warnings"]]
     lines += [f"note: {note}" for note in verdict.get("notes", [])]
     if result["errors"]:
@@ -127,6 +133,8 @@ def print_summary(result: ResultDocument, path: str | None, *, as_json: bool, ri
         compact: dict[str, object] = {
             key: result[key] for key in ("run", "verdict", "summary", "errors", "cost")
         }
+        if "server_metrics" in result["extra"]:
+            compact["server_metrics"] = result["extra"]["server_metrics"]
         compact["result_path"] = path
         print(json.dumps(compact, indent=2))
         return

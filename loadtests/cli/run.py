@@ -61,6 +61,12 @@ def add_parser(commands: Subcommands) -> None:
         "loopback unless --url/--address names one",
     )  # fmt: skip
     add_target_options(run)
+    run.add_argument(
+        "--metrics-url", metavar="URL",
+        help="the target's Prometheus endpoint, scraped during the window (loopback unless "
+        "--allow-remote); default: /metrics of a REST target servelab starts, or of --url "
+        "with --protocol servelab, oip, kserve-v1 or bentoml (a 404 there: none)",
+    )  # fmt: skip
     _add_load_options(run)
     add_payload_options(run.add_argument)
     run.add_argument(
@@ -226,6 +232,7 @@ def main(args: argparse.Namespace) -> int:
     from loadtests.cli.display import LiveProgress, print_summary
     from loadtests.engine.loop import run as run_on_loop
     from loadtests.jobs.run import execute
+    from loadtests.jobs.scrape import check_metrics_url
     from loadtests.results.gates import result_exit_code
 
     if args.events and args.loop == "tight":
@@ -234,6 +241,8 @@ def main(args: argparse.Namespace) -> int:
         )
     settings = settings_from_args(args)
     gates = gate_expressions(args)  # a malformed threshold is exit 2, before any load
+    if args.metrics_url:  # before any target is started
+        check_metrics_url(args.metrics_url, allow_remote=args.allow_remote)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(args.out) if args.out else Path("results") / f"run-{args.target}-{stamp}.json"
     events = Path(args.events) if args.events else None
@@ -246,12 +255,12 @@ def main(args: argparse.Namespace) -> int:
         if not interactive:
             return await execute(
                 settings, out=out, install_signal_handlers=True, announce=announce,
-                events=events, gates=gates,
+                events=events, gates=gates, metrics_url=args.metrics_url,
             )  # fmt: skip
         with LiveProgress(scheduled_rate=settings.rate_per_s) as progress:
             return await execute(
                 settings, out=out, on_tick=progress, install_signal_handlers=True,
-                announce=announce, events=events, gates=gates,
+                announce=announce, events=events, gates=gates, metrics_url=args.metrics_url,
             )  # fmt: skip
 
     # Outside the harness (target start-up and shutdown) SIGTERM acts as Ctrl-C, so the target

@@ -25,6 +25,7 @@ from loadtests.engine.recorder import Recorder
 from loadtests.engine.tight import TightHarness
 from loadtests.engine.workload import Payload, PayloadGenerator, derive_seeds
 from loadtests.jobs.launch import LaunchedTarget, launch_for
+from loadtests.jobs.scrape import ServerScrape, server_scrape
 from loadtests.jobs.settings import RunSettings
 from loadtests.jobs.target_checks import prepare_contract, prepare_grpc_contract, probe
 from loadtests.results.document import ResultDocument
@@ -233,6 +234,29 @@ async def _described(settings: RunSettings, server: LaunchedTarget | None) -> Ru
     return dataclasses.replace(settings, payloads=payloads)
 
 
+async def _measured(
+    harness: Harness | TightHarness, scrape: ServerScrape, install: bool
+) -> Recorder:
+    """The load, with the target's Prometheus metrics scraped around it (``jobs.scrape``)."""
+    try:
+        await scrape.open()
+        with _stopped_by_signals(harness.stop, install):
+            recorder = await harness.run()
+        await scrape.finish()
+    finally:
+        await scrape.close()
+    return recorder
+
+
+def _announce(
+    announce: Callable[[str], None] | None, settings: RunSettings, server: LaunchedTarget | None
+) -> None:
+    if announce is not None:
+        where = settings.url or settings.address or (server.url if server else "in-process")
+        pid = f" (target pid {server.pid})" if server else ""
+        announce(f"servelab: load started: {settings.target} at {where}{pid}")
+
+
 @contextlib.contextmanager
 def _stopped_by_signals(stop: Callable[[], None], install: bool) -> Iterator[None]:
     """While the load runs, SIGINT/SIGTERM call ``stop`` (the partial result is kept); then the
@@ -261,11 +285,13 @@ async def execute(
     extra_fields: Callable[[LaunchedTarget | None], dict[str, Any]] | None = None,
     events: Path | None = None,
     gates: Sequence[str] = (),
+    metrics_url: str | None = None,
 ) -> RunOutput:
     """Run ``settings`` once; returns the result (written to ``out`` when given). ``events``:
     also log every measured request there as JSON lines (``loadtests.results.events``);
     ``gates``: threshold expressions (already validated) checked against the result and
-    recorded in ``extra.thresholds``."""
+    recorded in ``extra.thresholds``; ``metrics_url``: the target's Prometheus endpoint, else
+    found (``jobs.scrape``), read into ``extra.server_metrics``."""
     payload_seed, schedule_seed = derive_seeds(settings.seed)
     spec = settings.spec
     launched = launch_for(
@@ -279,30 +305,28 @@ async def execute(
             await probe(where, lambda: make_driver(settings, server), _probe_payload(settings))
         driver = make_driver(settings, server)
         cost = _Cost(settings, server)
+        scrape = server_scrape(settings, server, metrics_url)
 
         def on_measure_start() -> None:
             cost.mark_start()
             driver.mark_measure_start()  # drivers that count for ``extra`` drop warm-up too
+            scrape.mark_start()
 
         harness = _make_harness(
             settings, driver, payloads, schedule_seed, on_tick, on_measure_start
         )
         run = _run_info(settings, driver, server is not None)  # ``started_at`` is the start
         event_log = _event_log(events, run, harness)
-        if announce is not None:
-            where = settings.url or settings.address or (server.url if server else "in-process")
-            pid = f" (target pid {server.pid})" if server else ""
-            announce(f"servelab: load started: {settings.target} at {where}{pid}")
+        _announce(announce, settings, server)
         try:
-            with _stopped_by_signals(harness.stop, install_signal_handlers):
-                recorder = await harness.run()
+            recorder = await _measured(harness, scrape, install_signal_handlers)
             if event_log is not None:
                 event_log.finish(recorder.start_ns, harness.stats)
         finally:
             if event_log is not None:
                 event_log.close()
         target_cpu_s = cost.measured()
-        added = extra_fields(server) if extra_fields is not None else {}
+        added = {**(extra_fields(server) if extra_fields is not None else {}), **scrape.extra()}
     result = _result(
         settings, run, driver, harness.stats, recorder, target_cpu_s, cost.source, added
     )
