@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Final
 
+from loadtests.results.server_metrics import server_view_lines
 from loadtests.results.verdict import CLIENT_QUEUE_NOTE_NS, QUEUE_KNOB
 from reports.buckets import merge_buckets
 from reports.load import Cell, CellKey, Run
@@ -190,7 +191,20 @@ def _said(cell: Cell) -> list[str]:
     if line is not None:
         notes = [note for note in notes if _CLIENT_QUEUE_TOPIC not in note]
     said = [f"{cell.key.name}: {text}" for text in (*warnings, *notes)]
-    return said if line is None else [*said, line]
+    return [*said, *([line] if line else []), *_server_view(cell)]
+
+
+def _server_view(cell: Cell) -> list[str]:
+    """A run's ``extra.server_metrics``: the server's mean beside the client's mean (never a
+    percentile) and what is outside the server's timer, one line per run that has it."""
+    said = []
+    for run in cell.runs or cell.invalid:
+        block = (run.document.get("extra") or {}).get("server_metrics")
+        if isinstance(block, dict):
+            mean = run.summary["latency_ms"].get("mean") if run.summary.get("successes") else None
+            name = cell.key.name + (f" ({run.path})" if len(cell.runs) > 1 else "")
+            said.append(f"{name}: " + "; ".join(server_view_lines(block, mean)))
+    return said
 
 
 def _without(key: CellKey, dimension: str) -> CellKey:
