@@ -260,6 +260,11 @@ PAYLOAD_OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
         "type": FRACTION, "default": 0.0, "metavar": "F",
         "help": "share of deliberately invalid payloads: expected rejections, not failures",
     }),
+    ("--data", {
+        "metavar": "FILE",
+        "help": "real rows from a CSV, JSONL or .npy file, in seeded order (replaces the seeded "
+        "values and --instances)",
+    }),
     ("--distinct", {
         "type": POSITIVE_INT, "default": 4096, "metavar": "N",
         "help": "distinct payloads, cycled (few: repeats, which the edge cache notices)",
@@ -289,34 +294,54 @@ def _checked_text(parse: Callable[[str], object]) -> Callable[[str], str]:
     return check
 
 
-def add_protocol_options(parser: argparse.ArgumentParser) -> None:
-    """--protocol and what each protocol needs: the same on run and sweep."""
+# Protocol options: ``servelab run``/``sweep`` and servelab's options on Locust's parser (for
+# ``RestUser``) declare them from this one table; every value is a plain str or list of str, as
+# Locust's master sends its options to the workers. ``--protocol``'s choices are the protocol
+# registry's names, read when the options are declared (not at import).
+PROTOCOL_OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("--protocol", {
+        "default": "servelab",
+        "help": "the wire contract: servelab's own, the Open Inference Protocol (oip: MLServer, "
+        "KServe V2, Triton), kserve-v1, bentoml, or a --request-template",
+    }),
+    ("--model-name", {"metavar": "NAME", "help": "oip, kserve-v1: the model's name"}),
+    ("--model-version", {"metavar": "V", "help": "oip: the model's version"}),
+    ("--tensor", {
+        "action": "append", "default": [], "metavar": "NAME:DATATYPE:SHAPE",
+        "help": "oip: an input tensor, e.g. input-0:FP64:-1,64 (repeatable; default: the "
+        "model's metadata)",
+    }),
+    ("--header", {
+        "action": "append", "default": [], "metavar": "NAME:VALUE",
+        "help": "a header on every request (repeatable; gRPC metadata on gRPC)",
+    }),
+    ("--request-template", {
+        "metavar": "FILE",
+        "help": "template: the request and response check, in TOML or JSON (README)",
+    }),
+    ("--bentoml-api", {"default": "predict", "metavar": "API", "help": "bentoml: the API to call"}),
+)  # fmt: skip
+
+
+def add_protocol_table(add: Callable[..., Any], *, help_prefix: str = "") -> None:
+    """Declare ``PROTOCOL_OPTIONS`` through ``add`` (a parser's or group's ``add_argument``, or
+    Locust's); each list default is a fresh list."""
     from loadtests.protocols.registry import PROTOCOLS
 
+    for name, spec in PROTOCOL_OPTIONS:
+        declared = {**spec, "help": help_prefix + str(spec["help"])}
+        if isinstance(spec.get("default"), list):
+            declared["default"] = list(spec["default"])
+        if name == "--protocol":
+            declared["choices"] = list(PROTOCOLS)
+        add(name, **declared)
+
+
+def add_protocol_options(parser: argparse.ArgumentParser) -> None:
+    """--protocol and what each protocol needs (``PROTOCOL_OPTIONS``), then what only
+    ``servelab run``'s own clients take (gRPC's raw tensors, TLS): the same on run and sweep."""
     group = parser.add_argument_group("protocol (any model server)")
-    group.add_argument(
-        "--protocol", choices=list(PROTOCOLS), default="servelab",
-        help="the wire contract: servelab's own, the Open Inference Protocol (oip: MLServer, "
-        "KServe V2, Triton), kserve-v1, bentoml, or a --request-template",
-    )  # fmt: skip
-    group.add_argument("--model-name", metavar="NAME", help="oip, kserve-v1: the model's name")
-    group.add_argument("--model-version", metavar="V", help="oip: the model's version")
-    group.add_argument(
-        "--tensor", action="append", default=[], metavar="NAME:DATATYPE:SHAPE",
-        help="oip: an input tensor, e.g. input-0:FP64:-1,64 (repeatable; default: the model's "
-        "metadata)",
-    )  # fmt: skip
-    group.add_argument(
-        "--header", action="append", default=[], metavar="NAME:VALUE",
-        help="a header on every request (repeatable; gRPC metadata on gRPC)",
-    )  # fmt: skip
-    group.add_argument(
-        "--request-template", metavar="FILE",
-        help="template: the request and response check, in TOML or JSON (README)",
-    )  # fmt: skip
-    group.add_argument(
-        "--bentoml-api", default="predict", metavar="API", help="bentoml: the API to call"
-    )
+    add_protocol_table(group.add_argument)
     group.add_argument(
         "--raw-tensors", action="store_true",
         help="oip over gRPC: send raw_input_contents instead of typed contents",

@@ -85,6 +85,7 @@ def build_locust_result(
         duration_s=float(run_time) if run_time else None,
         batch_size=int(option(options, "batch_size", 256)) if "batch" in targets else None,
         api=str(option(options, "api", "v1")),
+        protocol=str(option(options, "protocol", "servelab")),  # RestUser's wire contract
         tool="locust",
         label=option(options, "label"),
         partial=run.interrupted,

@@ -73,7 +73,8 @@ def _start_session(environment: Environment, **_kwargs: Any) -> None:
             lambda **_: _collect_final_reports(runner, session)
         )
     if session.role != "worker":
-        problem = session.configuration_error()
+        # a worker prepares RestUser's contract at test start, once the master's options are in
+        problem = session.configuration_error() or session.prepare_contract()
         if problem:  # before any load: one line, exit 2 (as servelab's own commands)
             print(f"servelab: {problem}", file=sys.stderr)
             sys.exit(2)

@@ -27,8 +27,15 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from loadtests.errors import LoadOptionError
 from loadtests.jobs.safety import RemoteTargetRefused, check_target_allowed
 from loadtests.jobs.target_checks import TargetUnusable, check_base_url
+from loadtests.locust_integration.contracts import (
+    SPEAKERS,
+    prepared_contract,
+    protocol_name,
+    protocol_refusal,
+)
 from loadtests.locust_integration.document import (
     LocustRun,
     build_locust_result,
@@ -56,6 +63,7 @@ from loadtests.results.gates import (
 from loadtests.results.result import write_result
 
 if TYPE_CHECKING:
+    from loadtests.protocols.base import HttpContract
     from targets.edge.runtime import EdgeRuntime
     from targets.models import Model
 
@@ -73,6 +81,8 @@ class Session:
         self.recording = ProcessRecording() if role != "master" else None
         self.collection = Collection()
         self._workload: Workload | None = None
+        self.contract: HttpContract | None = None  # RestUser's, prepared for ``_contract_host``
+        self._contract_host: str | None = None
         self.period_s = 0.0
         self.refusal: str | None = None
         self.window = [time.time(), time.time()]  # wall clock: this test's start and stop
@@ -107,10 +117,16 @@ class Session:
         plan: ShapePlan | None = plan_for(self.options) if callable(plan_for) else None
         return plan
 
+    def targets(self) -> dict[str, str]:
+        """The servelab target of each user class that runs, by name ("locust": your own)."""
+        classes = getattr(self.environment, "user_classes", None) or ()
+        return {cls.__name__: getattr(cls, "servelab_target", "locust") for cls in classes}
+
     def configuration_error(self) -> str | None:
         """What makes this run impossible before any load: a remote target without
-        ``--allow-remote``, or a ``--shape`` without its shape class (or the reverse)."""
-        refusal = self.refused_target()
+        ``--allow-remote``, protocol options that cannot work, or a ``--shape`` without its
+        shape class (or the reverse)."""
+        refusal = self.refused_target() or protocol_refusal(self.options, self.targets())
         if refusal:
             return refusal
         has_shape = getattr(self.environment, "shape_class", None) is not None
@@ -143,6 +159,23 @@ class Session:
                     return str(exc)
         return None
 
+    def prepare_contract(self) -> str | None:
+        """Build and prepare RestUser's contract for the current host, once per process (again
+        only if the web UI changed the host): readiness checked, the model's metadata read.
+        Why the target cannot be loaded, in one line, or ``None``."""
+        host = self.environment.host
+        if not host or SPEAKERS.isdisjoint(self.targets().values()):
+            return None  # no RestUser runs here (FastHttpUser itself refuses a missing host)
+        if self.contract is not None and self._contract_host == host:
+            return None
+        try:
+            self.contract = prepared_contract(self.options, str(host))
+        except LoadOptionError as exc:
+            return f"--protocol {protocol_name(self.options)}: {exc}"
+        self._contract_host = str(host)
+        self._workload = None  # the contract may fix the rows' width
+        return None
+
     # -- listeners ------------------------------------------------------------------------------
 
     def on_test_start(self, **_kwargs: Any) -> None:
@@ -150,10 +183,12 @@ class Session:
         self.test_stopped = False
         self.collection.reset()
         self.refusal = self.refused_target()  # the web UI can change the host per test
+        if not self.refusal and self.recording is not None:  # a worker has the options now
+            self.refusal = self.prepare_contract()
         if self.refusal:
             print(f"servelab: {self.refusal}", file=sys.stderr)
         if self.recording is not None:  # on a worker: after the master's options arrived
-            self._workload = Workload(self.options)
+            self._workload = self._new_workload()
             self.period_s = pacing_period_s(self.shape_plan())
             self.recording.start()
 
@@ -261,8 +296,20 @@ class Session:
     def workload(self) -> Workload:
         """This process's payloads (made at test start, once the master's options are in)."""
         if self._workload is None:
-            self._workload = Workload(self.options)
+            self._workload = self._new_workload()
         return self._workload
+
+    def _new_workload(self) -> Workload:
+        width = self.contract.row_width() if self.contract is not None else None
+        return Workload(self.options, row_width=width)
+
+    def rest_contract(self) -> HttpContract:
+        """RestUser's contract, prepared (``prepare_contract``, at test start)."""
+        if self.contract is None:  # Locust as a library, without a test start
+            problem = self.prepare_contract()
+            if problem or self.contract is None:
+                raise LoadOptionError(problem or "RestUser needs --host http://...")
+        return self.contract
 
     def side(self) -> SideStats:
         """Where users add transport figures (stream, batch, edge) in this process."""

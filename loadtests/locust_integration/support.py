@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any, Final
 
-import orjson
-
 from loadtests.drivers.base import Reply
 from loadtests.engine.workload import Payload, PayloadGenerator, PayloadSpec, derive_seeds
 from loadtests.errors import LoadOptionError
@@ -26,7 +24,9 @@ from loadtests.options import (
     POSITIVE_INT,
     SEED,
     add_payload_options,
+    add_protocol_table,
 )
+from loadtests.protocols.base import HttpContract, HttpRequest
 from loadtests.results.gates import DEFAULT_GATE
 from loadtests.results.thresholds import ThresholdError, parse_threshold
 
@@ -73,6 +73,11 @@ def add_arguments(parser: Any) -> None:
     add_payload_options(
         add, help_prefix="servelab: ", as_text=True
     )  # as `servelab run` declares them
+    # RestUser's wire contract, as `servelab run` declares it; fixed for the process (each
+    # process prepares it once), so not offered in the web UI
+    add_protocol_table(
+        lambda *names, **kwargs: add(*names, shown=False, **kwargs), help_prefix="servelab: "
+    )
     add("--model", default=None, metavar="SPEC",
         help="servelab: model of BatchUser/EdgeUser (default reference), recorded as run.model; "
         "a --host servelab did not start records no model unless named")  # fmt: skip
@@ -124,15 +129,19 @@ def grpc_address(options: object, host: str | None) -> str:
 # -- the workload of one process ----------------------------------------------------------------
 
 
-def payload_spec(options: object) -> PayloadSpec:
+def payload_spec(options: object, row_width: int | None = None) -> PayloadSpec:
     """The payloads the options name, built as ``servelab run`` builds them (the defaults when
-    Locust runs as a library, without parsed options)."""
+    Locust runs as a library, without parsed options). ``row_width``: the values a row must
+    have, when the contract fixes it (an OIP tensor's shape), over ``--instances``."""
+    given = str(option(options, "instances", "8"))
+    instances = (row_width, None) if row_width else INSTANCES(given)
     return PayloadSpec.from_options(
         api=str(option(options, "api", "v1")),
-        instances=INSTANCES(str(option(options, "instances", "8"))),
+        instances=instances,
         rows_per_request=int(option(options, "rows_per_request", 1)),
         invalid_fraction=float(option(options, "invalid_fraction", 0.0)),
         distinct=int(option(options, "distinct", 4096)),
+        data=option(options, "data"),
     )
 
 
@@ -144,13 +153,13 @@ class Workload:
     payload — the pool is cycled, so after the first lap no request pays for them.
     """
 
-    def __init__(self, options: object) -> None:
-        self.spec = payload_spec(options)
+    def __init__(self, options: object, row_width: int | None = None) -> None:
+        self.spec = payload_spec(options, row_width)
         self.generator = PayloadGenerator(
             self.spec, derive_seeds(int(option(options, "seed", 42)))[0]
         )
         self._next = 0
-        self._bodies: dict[int, tuple[Payload, bytes]] = {}
+        self._requests: dict[int, tuple[Payload, HttpRequest]] = {}
         self._messages: Any = None
 
     def next_payload(self) -> Payload:
@@ -158,11 +167,12 @@ class Workload:
         self._next = index + 1
         return self.generator.payload(index)
 
-    def body(self, payload: Payload) -> bytes:
-        """The payload's JSON body (the entry holds the payload, so its id stays unique)."""
-        entry = self._bodies.get(id(payload))
+    def request(self, payload: Payload, contract: HttpContract) -> HttpRequest:
+        """The payload as ``contract``'s HTTP request, encoded once per distinct payload (the
+        entry holds the payload, so its id stays unique; one contract per process)."""
+        entry = self._requests.get(id(payload))
         if entry is None or entry[0] is not payload:
-            entry = self._bodies[id(payload)] = (payload, orjson.dumps(payload.body))
+            entry = self._requests[id(payload)] = (payload, contract.request(payload))
         return entry[1]
 
     def message(self, payload: Payload) -> tuple[pb.PredictRequest, int]:

@@ -6,13 +6,14 @@ other file Locust may load, imports only Locust).
         --host http://127.0.0.1:8000 RestUser --threshold 'p99<50ms' --result r.json
 
 Users (pick them the usual Locust ways: class names on the command line, ``--class-picker``,
-weights): ``RestUser`` (FastHttpUser → ``/v1|v2/predict``), ``GrpcUser`` (unary ``Predict``),
-``GrpcStreamUser`` (one bidi ``PredictStream`` per user, one message = one request),
-``BatchUser`` (one ``score_file`` job = one request; no target needed) and ``EdgeUser`` (the edge
-runtime in this process, ``--host`` its REST remote). Payloads come from servelab's seeded
-generator (``--seed``, ``--api``, ``--instances``, ``--invalid-fraction`` ...; see
-``loadtests.locust_integration.support.add_arguments``). Every answer is judged with the
-canonical schema.
+weights): ``RestUser`` (FastHttpUser → ``/v1|v2/predict``, or the contract ``--protocol``
+names), ``GrpcUser`` (unary ``Predict``), ``GrpcStreamUser`` (one bidi ``PredictStream`` per
+user, one message = one request), ``BatchUser`` (one ``score_file`` job = one request; no
+target needed) and ``EdgeUser`` (the edge runtime in this process, ``--host`` its REST
+remote). Payloads come from servelab's seeded generator (``--seed``, ``--api``,
+``--instances``, ``--invalid-fraction`` ...; see
+``loadtests.locust_integration.support.add_arguments``). Every answer is judged by its
+contract: the canonical schema, or the one ``--protocol`` names.
 
 Every request also goes into servelab's recorder (exact, HDR;
 ``loadtests/locust_integration/plugin.py`` registers it, and brings it alone to a locustfile of
@@ -39,7 +40,7 @@ from locust import FastHttpUser, User, task
 from locust.env import Environment
 from locust.exception import StopUser
 
-from loadtests.drivers.base import Reply, judge_http
+from loadtests.drivers.base import Reply
 from loadtests.drivers.batch import score_batch
 from loadtests.drivers.edge import judge_edge
 from loadtests.drivers.grpc import judge_response
@@ -57,8 +58,6 @@ from loadtests.locust_integration.support import (
     request_name,
     request_timeout_s,
 )
-
-JSON_HEADERS = {"content-type": "application/json"}
 
 
 class ServelabFailure(Exception):
@@ -112,7 +111,9 @@ class ServelabUser(ServelabMixin, User):
 
 
 class RestUser(ServelabMixin, FastHttpUser):
-    """POSTs canonical payloads to ``/v1/predict`` or ``/v2/predict`` (``--api``)."""
+    """Sends each payload in the ``--protocol`` contract (default servelab's: ``/v1|v2/predict``
+    by ``--api``) and judges the answer by it. The contract is the process's, prepared once
+    (readiness, the model's metadata) before the first request."""
 
     servelab_target: ClassVar[str] = "rest"
 
@@ -123,24 +124,29 @@ class RestUser(ServelabMixin, FastHttpUser):
         )
         super().__init__(environment)
 
+    def on_start(self) -> None:
+        super().on_start()
+        self.contract = self.servelab.rest_contract()
+
     @task
     def predict(self) -> None:
         workload = self.servelab.workload()
         payload = workload.next_payload()
-        path = f"/{payload.api}/predict"
+        request = workload.request(payload, self.contract)
         self.started()
-        with self.client.post(
-            path,
-            data=workload.body(payload),  # type: ignore[arg-type]  # Locust takes bytes too
-            headers=JSON_HEADERS,
-            name=request_name(path, payload),
+        with self.client.request(
+            request.method,
+            request.path,
+            data=request.body,  # type: ignore[arg-type]  # Locust takes bytes too
+            headers=dict(request.headers),
+            name=request_name(request.path, payload),
             catch_response=True,
         ) as response:
             if response.status_code == 0:  # no HTTP answer: connection refused, reset, timeout
                 error = getattr(response, "error", None) or ConnectionError("no answer")
                 reply: Reply = Reply.failure(http_error_class(error))
             else:
-                reply = judge_http(payload, response.status_code, response.content)
+                reply = self.contract.judge(payload, response.status_code, response.content)
             response.request_meta["context"][REPLY_KEY] = reply
             if reply[0] == Outcome.FAILURE:
                 response.failure(ServelabFailure(reply[1]))

@@ -32,6 +32,7 @@ class RunBlock(TypedDict):
     batch_size: int | None
     window_ms: float | None
     api: str
+    protocol: str
     tool: str
     profile: str | None
     label: str | None

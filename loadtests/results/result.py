@@ -72,6 +72,7 @@ class RunInfo:
     batch_size: int | None = None
     window_ms: float | None = None
     api: str = "v1"
+    protocol: str = "servelab"  # the wire contract spoken (--protocol)
     tool: str = "servelab"
     profile: str | None = None
     label: str | None = None
@@ -193,6 +194,9 @@ def upgrade(document: dict[str, Any]) -> ResultDocument:
     """Bring an older result document (as read from JSON) to ``SCHEMA_VERSION``, in place; the
     one function that knows old layouts.
 
+    Any version: ``run.protocol`` is ``"servelab"`` where the file predates it (every run
+    spoke servelab's own contract then).
+
     v1 → v2: v1 timed service latency from the dispatch, wait for a connection included, and
     had no client-queue figure: it is marked absent (``None``), never 0. v1's latency blocks
     covered failures too (``latency_scope: "all"``, so ``all_latency_ms`` is that block) and
@@ -200,6 +204,8 @@ def upgrade(document: dict[str, Any]) -> ResultDocument:
     layout the numbers were measured in.
     """
     version = document.get("schema_version", SCHEMA_VERSION)
+    # files written before ``--protocol`` existed spoke servelab's own contract
+    document.setdefault("run", {}).setdefault("protocol", "servelab")
     if version < 2:
         summary = document.setdefault("summary", {})
         summary.setdefault("client_queue_ms", None)

@@ -1,0 +1,79 @@
+"""``RestUser``'s wire contract, without gevent: ``--protocol`` and its options (declared from
+``loadtests.options.PROTOCOL_OPTIONS``, as on ``servelab run``) become the same
+``HttpContract`` the REST drivers speak, built once per Locust process.
+
+Before its first request a process prepares the contract as ``servelab run`` does
+(``jobs.target_checks.prepare_contract``): the readiness URL must answer 200 and the model's
+metadata, where the protocol has one, is read (OIP's input tensors, BentoML's request field).
+servelab's own contract has neither, so nothing is sent for it — as before ``--protocol``.
+What cannot work raises ``LoadOptionError``; the session turns it into one line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+from loadtests.errors import LoadOptionError
+from loadtests.locust_integration.support import option
+from loadtests.protocols.base import HttpContract
+from loadtests.protocols.registry import ProtocolOptions, protocol
+
+SERVELAB: Final = "servelab"
+# The servelab users that speak ``--protocol`` (by ``servelab_target``); "locust" is a user
+# class of your own, which speaks whatever it speaks.
+SPEAKERS: Final = frozenset({"rest"})
+YOURS: Final = frozenset({"locust"})
+
+
+def protocol_name(options: object) -> str:
+    return str(option(options, "protocol", SERVELAB))
+
+
+def protocol_options(options: object) -> ProtocolOptions:
+    """The protocol options as Locust parsed them (plain strings and lists of strings)."""
+    return ProtocolOptions(
+        model_name=option(options, "model_name"),
+        model_version=option(options, "model_version"),
+        tensors=tuple(option(options, "tensor", ())),
+        headers=tuple(option(options, "header", ())),
+        template=option(options, "request_template"),
+        bentoml_api=str(option(options, "bentoml_api", "predict")),
+    )
+
+
+def build_contract(options: object) -> HttpContract:
+    """The contract ``--protocol`` names, unprepared; ``LoadOptionError`` for options it
+    refuses (no ``--model-name``, a bad ``--header`` or template)."""
+    return protocol(protocol_name(options)).http(protocol_options(options))
+
+
+def protocol_refusal(options: object, users: Mapping[str, str]) -> str | None:
+    """Why ``--protocol`` and its options cannot work for ``users`` (class name → servelab
+    target), in one line (``None``: they can). Only ``RestUser`` speaks another protocol than
+    servelab's."""
+    name = protocol_name(options)
+    try:
+        build_contract(options)
+    except LoadOptionError as exc:
+        return str(exc)
+    others = sorted(user for user, target in users.items() if target not in SPEAKERS | YOURS)
+    if name != SERVELAB and others:
+        return (
+            f"--protocol {name} is spoken by RestUser only; {', '.join(others)} speaks "
+            "servelab's own contract"
+        )
+    return None
+
+
+def prepared_contract(options: object, host: str) -> HttpContract:
+    """The contract, ready for load against ``host`` (readiness checked, metadata read);
+    ``LoadOptionError`` (``TargetUnusable``) in one line when the target is not usable."""
+    contract = build_contract(options)
+    if contract.ready_path is None and contract.metadata_path is None:
+        return contract  # nothing to ask (servelab's own contract): no loop, no request
+    from loadtests.engine.loop import run
+    from loadtests.jobs.target_checks import prepare_contract
+
+    # A blocking call, before any user starts: the process has nothing else to do yet.
+    return run(prepare_contract(host, contract))
