@@ -7,33 +7,33 @@ joblib::
     with start("mlserver", Path("digits.joblib")) as server:
         urllib.request.urlopen(server.infer_url, ...)
 
-``start`` writes the server's config into a private folder, starts the server with its
-environment's python as the leader of its own process group (stdout and stderr to
-``server.log`` there), polls the model's readiness URL until it answers 200 and yields a
-``RunningServer``. On exit it sends SIGTERM to the whole group, then SIGKILL after a grace period.
+``start`` writes the server's config into a private folder (``configs.py``, one writer per
+server), starts the server with its environment's python as the leader of its own process group
+(stdout and stderr to ``server.log`` there), polls the model's readiness URL until it answers 200
+and yields a ``RunningServer``. On exit it sends SIGTERM to the whole group, then SIGKILL after a
+grace period.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.servers.configs import HOST, WRITERS, Launch
+
 ROOT = Path(__file__).resolve().parents[2]
 ENVS_DIR = ROOT / ".servers"
-HOST = "127.0.0.1"
 LOG_NAME = "server.log"
 
 
@@ -73,28 +73,6 @@ class RunningServer:
     def rss_bytes(self) -> int:
         """Resident memory of the server's processes, workers included (Linux /proc)."""
         return sum(_rss_bytes(pid) for pid in server_pids(self.pid))
-
-
-@dataclass(frozen=True)
-class _Launch:
-    argv: list[str]
-    env: dict[str, str]
-    running: RunningServer
-
-
-_Recipe = Callable[[Path, Path, Path, str, Mapping[str, object]], _Launch]
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct ports the kernel handed out for 127.0.0.1:0, released for the server."""
-    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind((HOST, 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def _process_table() -> dict[int, tuple[int, int]]:
@@ -139,193 +117,29 @@ def _rss_bytes(pid: int) -> int:
     return 0
 
 
-def _running(
-    name: str, model_name: str, http_port: int, grpc_port: int | None, workdir: Path, **urls: str
-) -> RunningServer:
-    base_url = f"http://{HOST}:{http_port}"
+def _running(name: str, model_name: str, launch: Launch, workdir: Path) -> RunningServer:
+    base_url = f"http://{HOST}:{launch.http_port}"
+    metrics_url = launch.metrics_url
     return RunningServer(
         name=name,
         model_name=model_name,
         pid=0,
-        http_port=http_port,
-        grpc_port=grpc_port,
+        http_port=launch.http_port,
+        grpc_port=launch.grpc_port,
         base_url=base_url,
-        ready_url=base_url + urls["ready"],
-        infer_url=base_url + urls["infer"],
-        metadata_url=base_url + urls["metadata"] if "metadata" in urls else None,
-        metrics_url=urls["metrics"] if "://" in urls["metrics"] else base_url + urls["metrics"],
+        ready_url=base_url + launch.ready_path,
+        infer_url=base_url + launch.infer_path,
+        metadata_url=None if launch.metadata_path is None else base_url + launch.metadata_path,
+        metrics_url=metrics_url if "://" in metrics_url else base_url + metrics_url,
         workdir=workdir,
         log_path=workdir / LOG_NAME,
         ready_s=0.0,
     )
 
 
-def _mlserver(
-    env_dir: Path, workdir: Path, model_path: Path, model_name: str, settings: Mapping[str, object]
-) -> _Launch:
-    http_port, grpc_port, metrics_port = free_ports(3)
-    server_settings: dict[str, object] = {
-        "host": HOST,
-        "http_port": http_port,
-        "grpc_port": grpc_port,
-        "metrics_port": metrics_port,
-        # one inference worker process (MLServer's default): 0 runs inference in the server
-        # process itself and works too, see `settings` in start()
-        "parallel_workers": 1,
-        "debug": False,
-        # both default to folders under the current directory
-        "metrics_dir": str(workdir / "metrics"),
-        "environments_dir": str(workdir / "envs"),
-        **settings,
-    }
-    (workdir / "settings.json").write_text(json.dumps(server_settings, indent=2))
-    model_dir = workdir / "models" / model_name
-    model_dir.mkdir(parents=True, exist_ok=True)
-    model_settings = {
-        "name": model_name,
-        "implementation": "mlserver_sklearn.SKLearnModel",
-        "parameters": {"uri": str(model_path)},
-    }
-    (model_dir / "model-settings.json").write_text(json.dumps(model_settings, indent=2))
-    python = env_dir / "bin" / "python"
-    model_url = f"/v2/models/{model_name}"
-    return _Launch(
-        argv=[str(python), str(env_dir / "bin" / "mlserver"), "start", str(workdir)],
-        env={},
-        # /v2/health/ready says 200 even when the model failed to load: poll the model's own
-        running=_running(
-            "mlserver",
-            model_name,
-            http_port,
-            grpc_port,
-            workdir,
-            ready=f"{model_url}/ready",
-            infer=f"{model_url}/infer",
-            metadata=model_url,
-            metrics=f"http://{HOST}:{metrics_port}/metrics",
-        ),
-    )
-
-
-KSERVE_MODULE = '''"""KServe serving one joblib-saved scikit-learn model (written by launch.py)."""
-import joblib
-from kserve import Model, ModelServer
-from kserve.utils.utils import get_predict_input, get_predict_response
-
-MODEL_NAME = {model_name!r}
-MODEL_PATH = {model_path!r}
-
-
-class JoblibModel(Model):
-    def __init__(self) -> None:
-        super().__init__(MODEL_NAME)
-        self.model = None
-
-    def load(self) -> bool:
-        self.model = joblib.load(MODEL_PATH)
-        self.ready = True
-        return self.ready
-
-    def predict(self, payload, headers=None):
-        # V1 gives a dict with "instances", V2 (REST and gRPC) an InferRequest
-        rows = get_predict_input(payload)
-        return get_predict_response(payload, self.model.predict(rows), self.name)
-
-
-if __name__ == "__main__":
-    model = JoblibModel()
-    model.load()
-    # --http_port / --grpc_port are read from sys.argv when kserve is imported
-    ModelServer().start([model])
-'''
-
-
-def _kserve(
-    env_dir: Path, workdir: Path, model_path: Path, model_name: str, settings: Mapping[str, object]
-) -> _Launch:
-    if settings:
-        raise ValueError(f"settings: only mlserver takes settings, not kserve ({dict(settings)})")
-    http_port, grpc_port = free_ports(2)
-    module = workdir / "kserve_model.py"
-    module.write_text(KSERVE_MODULE.format(model_name=model_name, model_path=str(model_path)))
-    model_url = f"/v2/models/{model_name}"
-    argv = [str(env_dir / "bin" / "python"), str(module)]
-    # KServe binds 0.0.0.0 whatever it is told: send to 127.0.0.1 only
-    argv += ["--http_port", str(http_port), "--grpc_port", str(grpc_port)]
-    return _Launch(
-        argv=argv,
-        env={},
-        running=_running(
-            "kserve",
-            model_name,
-            http_port,
-            grpc_port,
-            workdir,
-            ready=f"{model_url}/ready",
-            infer=f"{model_url}/infer",
-            metadata=model_url,
-            metrics="/metrics",
-        ),
-    )
-
-
-BENTOML_MODULE = '''"""BentoML serving one joblib-saved sklearn model (written by launch.py)."""
-import bentoml
-import joblib
-import numpy as np
-
-MODEL_PATH = {model_path!r}
-
-
-@bentoml.service(workers=1)
-class {class_name}:
-    def __init__(self) -> None:
-        self.model = joblib.load(MODEL_PATH)
-
-    @bentoml.api
-    def predict(self, instances: list[list[float]]) -> list[int]:
-        return self.model.predict(np.asarray(instances, dtype=np.float64)).tolist()
-'''
-
-
-def _bentoml(
-    env_dir: Path, workdir: Path, model_path: Path, model_name: str, settings: Mapping[str, object]
-) -> _Launch:
-    if settings:
-        raise ValueError(f"settings: only mlserver takes settings, not bentoml ({dict(settings)})")
-    (http_port,) = free_ports(1)
-    class_name = "".join(part.capitalize() for part in model_name.replace("-", "_").split("_"))
-    if not class_name.isidentifier():
-        raise ValueError(f"model_name: {model_name!r} does not make a Python class name")
-    module = workdir / "bento_service.py"
-    module.write_text(BENTOML_MODULE.format(model_path=str(model_path), class_name=class_name))
-    argv = [str(env_dir / "bin" / "python"), str(env_dir / "bin" / "bentoml"), "serve"]
-    argv += [f"bento_service:{class_name}", "--working-dir", str(workdir)]
-    argv += ["--host", HOST, "--port", str(http_port)]
-    env = {"BENTOML_DO_NOT_TRACK": "True", "BENTOML_HOME": str(workdir / "bentoml_home")}
-    return _Launch(
-        argv=argv,
-        env=env,
-        running=_running(
-            "bentoml",
-            model_name,
-            http_port,
-            None,
-            workdir,
-            ready="/readyz",
-            infer="/predict",
-            metrics="/metrics",
-        ),
-    )
-
-
-# name -> how to configure and start it; a new server is one entry and one function
-RECIPES: dict[str, _Recipe] = {"mlserver": _mlserver, "kserve": _kserve, "bentoml": _bentoml}
-
-
 def env_dir_for(name: str, envs_dir: Path = ENVS_DIR) -> Path:
-    if name not in RECIPES:
-        raise ValueError(f"name: unknown server {name!r} (expected one of {sorted(RECIPES)})")
+    if name not in WRITERS:
+        raise ValueError(f"name: unknown server {name!r} (expected one of {sorted(WRITERS)})")
     return envs_dir / name
 
 
@@ -379,7 +193,8 @@ def start(
         workdir = workdir.resolve()
         workdir.mkdir(parents=True, exist_ok=True)
         env_dir = env_dir_for(name, envs_dir)
-        launch = RECIPES[name](env_dir, workdir, model_path, model_name, settings or {})
+        launch = WRITERS[name](env_dir, workdir, model_path, model_name, settings or {})
+        running = _running(name, model_name, launch, workdir)
         started_s = time.monotonic()
         with open(workdir / LOG_NAME, "wb") as log:
             process = subprocess.Popen(
@@ -393,10 +208,10 @@ def start(
             )
         members: set[int] = set()  # pids seen: stop() reaches them even once orphaned
         cleanup.callback(stop, process, grace_s, members)
-        _wait_ready(process, launch.running, timeout_s)
+        _wait_ready(process, running, timeout_s)
         ready_s = time.monotonic() - started_s
         members.update(server_pids(process.pid))
-        yield dataclasses.replace(launch.running, pid=process.pid, ready_s=round(ready_s, 2))
+        yield dataclasses.replace(running, pid=process.pid, ready_s=round(ready_s, 2))
 
 
 def _server_environment(env_dir: Path, extra: Mapping[str, str]) -> dict[str, str]:
