@@ -200,6 +200,7 @@ def settings_from_args(args: argparse.Namespace) -> RunSettings:
         rows_per_request=args.rows_per_request,
         invalid_fraction=args.invalid_fraction,
         distinct=args.distinct,
+        data=args.data,
     )
     return RunSettings(
         target=args.target,

@@ -74,6 +74,7 @@ class PayloadSpec:
     v2_share_start: float = 0.0
     v2_share_end: float | None = None
     distinct: int = 4096
+    data: str | None = None  # --data FILE: real rows, in seeded order (engine/data.py)
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_instances <= self.max_instances:
@@ -100,6 +101,7 @@ class PayloadSpec:
         rows_per_request: int = 1,
         invalid_fraction: float = 0.0,
         distinct: int = 4096,
+        data: str | None = None,
     ) -> PayloadSpec:
         """The spec the payload options describe (``loadtests.options.PAYLOAD_OPTIONS``),
         whoever read them: ``servelab run``, a bench cell, Locust's parser. ``instances``: N or
@@ -118,6 +120,7 @@ class PayloadSpec:
             v2_share_start=start,
             v2_share_end=None if end is None else float(end),
             distinct=distinct,
+            data=data,
         )
 
 
@@ -148,6 +151,13 @@ class PayloadGenerator:
 
     def _draw_rows(self, rng: np.random.Generator, count: int) -> list[list[float]]:
         spec = self.spec
+        if spec.data is not None:  # the file's rows, in an order the seed fixes
+            from loadtests.engine.data import read_rows
+
+            table = read_rows(spec.data)
+            order = np.resize(rng.permutation(len(table)), count)
+            real: list[list[float]] = table[order].tolist()
+            return real
         sizes = rng.integers(spec.min_instances, spec.max_instances + 1, size=count)
         values = np.round(rng.normal(spec.value_mean, spec.value_std, size=int(sizes.sum())), 4)
         flat = values.tolist()

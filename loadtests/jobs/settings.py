@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from loadtests.drivers.registry import DriverOptions, Target, target
+from loadtests.engine.data import read_rows
 from loadtests.engine.harness import DEFAULT_GRACE_S, LoadPlan
 from loadtests.engine.schedule import Arrival, RateProfile, read_trace
 from loadtests.engine.workload import PayloadSpec
@@ -156,6 +157,8 @@ class RunSettings:
         if self.address is not None:
             check_target_allowed(self.address, allow_remote=self.allow_remote, option="--address")
         protocol(self.protocol).check_target(self.target)
+        if self.payloads.data is not None:
+            read_rows(self.payloads.data)  # a bad --data file: one line, before any load
         if (self.cacert or self.insecure) and not (
             (self.url or "").startswith("https://") or self.address
         ):
