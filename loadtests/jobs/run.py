@@ -111,6 +111,7 @@ def _run_info(settings: RunSettings, driver: DriverBase, started: bool) -> RunIn
         label=settings.label,
         group=settings.group,
         repeat=settings.repeat,
+        protocol=settings.protocol,
     )
 
 
