@@ -15,7 +15,7 @@ from loadtests.drivers.base import DriverBase, Reply, WireView
 from loadtests.drivers.grpc import check_timeout, reply_for_error
 from loadtests.engine.workload import Payload
 from loadtests.errors import LoadOptionError
-from loadtests.protocols.oip_grpc import INFER, OipGrpc
+from loadtests.protocols.oip_grpc import INFER, STREAM_ERROR, STREAM_INFER, OipGrpc
 
 
 class GrpcOipDriver(DriverBase):
@@ -84,3 +84,37 @@ class GrpcOipDriver(DriverBase):
         channels, self._channels, self._calls = self._channels, [], []
         for channel in channels:
             await channel.close()
+
+
+class OipStream:
+    """``ModelStreamInfer`` (Triton's extension, served by servelab's gRPC target) for the
+    streaming driver: requests as the contract's bytes, answers parsed as
+    ``ModelStreamInferResponse``. An answer carrying ``error_message`` is the server refusing
+    that request in place: an expected rejection for a deliberately invalid payload, else a
+    ``stream_error`` failure; the stream goes on."""
+
+    def __init__(self, contract: OipGrpc) -> None:
+        self.contract = contract
+        self._requests: dict[int, tuple[Payload, bytes]] = {}
+
+    def open_call(self, channel: Any) -> Any:
+        from targets.rpc import inference_pb2
+
+        metadata = tuple((key.lower(), value) for key, value in self.contract.metadata) or None
+        call = channel.stream_stream(
+            STREAM_INFER, response_deserializer=inference_pb2.ModelStreamInferResponse.FromString
+        )
+        return call(metadata=metadata)
+
+    def encode(self, payload: Payload) -> tuple[Any, int]:
+        entry = self._requests.get(id(payload))
+        if entry is None or entry[0] is not payload:
+            entry = self._requests[id(payload)] = (payload, self.contract.request_bytes(payload))
+        return entry[1], len(entry[1])
+
+    def judge(self, payload: Payload, answer: Any) -> Reply:
+        if answer.error_message:
+            return Reply.expected_rejection() if not payload.valid else Reply.failure(STREAM_ERROR)
+        if not payload.valid:
+            return Reply.failure("accepted_invalid")
+        return self.contract.judge_message(payload, answer.infer_response)

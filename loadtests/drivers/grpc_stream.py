@@ -21,7 +21,7 @@ import contextlib
 import time
 from array import array
 from collections import deque
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import grpc
 import numpy as np
@@ -37,16 +37,44 @@ from loadtests.drivers.grpc import (
 from loadtests.engine.histogram import LatencyHistogram
 from loadtests.engine.workload import Payload
 from loadtests.errors import LoadOptionError
-from targets.rpc import predict_pb2 as pb
 from targets.rpc import predict_pb2_grpc
 
-StreamAnswer = pb.PredictResponse | str  # the response, or the error class that ended the stream
+StreamAnswer = Any  # the response message, or the error class (a str) that ended the stream
 TIMED_OUT: Final = "\x00timed out"  # a send's own timeout fired (not an error class)
 STREAM_ENDED: Final = "stream_ended"  # the server ended a stream the driver had not finished
 UNASKED_RESPONSE: Final = "unasked_response"  # an answer with no message in flight for it
 CANCELLED: Final = "cancelled"
 GAP_FOLD_EVERY: Final = 1 << 16
 CLOSE_TIMEOUT_S: Final = 5.0
+
+
+class StreamContract(Protocol):
+    """What a bidi stream speaks: servelab's ``PredictStream`` (the default) or the Open
+    Inference Protocol's ``ModelStreamInfer`` (``drivers.grpc_oip.OipStream``)."""
+
+    def open_call(self, channel: Any) -> Any: ...
+
+    def encode(self, payload: Payload) -> tuple[Any, int]:
+        """The message for ``payload`` (made once per distinct payload) and its size."""
+        ...
+
+    def judge(self, payload: Payload, answer: Any) -> Reply: ...
+
+
+class PredictStreamContract:
+    """servelab's own ``Predictor/PredictStream``."""
+
+    def __init__(self) -> None:
+        self._messages = MessageCache()
+
+    def open_call(self, channel: Any) -> Any:
+        return predict_pb2_grpc.PredictorStub(channel).PredictStream()
+
+    def encode(self, payload: Payload) -> tuple[Any, int]:
+        return self._messages.get(payload)
+
+    def judge(self, payload: Payload, answer: Any) -> Reply:
+        return judge_response(payload, answer)
 
 
 class _Stream:
@@ -102,6 +130,7 @@ class GrpcStreamDriver(DriverBase):
         streams: int = 1,
         timeout_s: float = 30.0,
         max_reopens: int = 64,
+        contract: StreamContract | None = None,
     ) -> None:
         if streams < 1:
             raise LoadOptionError("streams must be a positive int")
@@ -115,9 +144,10 @@ class GrpcStreamDriver(DriverBase):
         super().__init__()
         self.reopens = 0  # over the driver's life: what ``max_reopens`` bounds
         self._reopens_before = 0
-        self._messages = MessageCache()
+        self.contract: StreamContract = contract or PredictStreamContract()
+        self._encode = self.contract.encode
+        self._judge = self.contract.judge
         self._channel: Any = None
-        self._stub: Any = None
         self._streams: list[_Stream] = []
         self._next = 0
         self._idle: list[int] = []  # streams that went idle (may hold stale entries: checked)
@@ -135,12 +165,12 @@ class GrpcStreamDriver(DriverBase):
     async def open(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._channel = grpc.aio.insecure_channel(self.address)
-        self._stub = predict_pb2_grpc.PredictorStub(self._channel)
         self._streams = [self._start(index) for index in range(self.streams)]
 
     def _start(self, index: int) -> _Stream:
         # No deadline on the call: it lives for the run; each message has its own timeout.
-        stream = _Stream(self._stub.PredictStream(), time.perf_counter_ns(), index)
+        call = self.contract.open_call(self._channel)
+        stream = _Stream(call, time.perf_counter_ns(), index)
         self._idle.append(index)
         reader = (self._loop or asyncio.get_running_loop()).create_task(self._read(stream))
         self._readers.add(reader)
@@ -160,7 +190,7 @@ class GrpcStreamDriver(DriverBase):
             stream.fail(CANCELLED)
         if self._channel is not None:
             await self._channel.close()  # cancels any call still open, which ends its reader
-            self._channel = self._stub = None
+            self._channel = None
         readers = set(self._readers)
         if readers:
             _, stuck = await asyncio.wait(readers, timeout=CLOSE_TIMEOUT_S)
@@ -191,7 +221,7 @@ class GrpcStreamDriver(DriverBase):
         return stream
 
     async def send(self, payload: Payload) -> Reply:
-        message, size = self._messages.get(payload)
+        message, size = self._encode(payload)
         stream = self._pick()
         loop = self._loop
         assert loop is not None, "GrpcStreamDriver.send() before open()"
@@ -225,7 +255,7 @@ class GrpcStreamDriver(DriverBase):
             return reply_for_status(payload, grpc.StatusCode.DEADLINE_EXCEEDED)
         if isinstance(answer, str):
             return Reply.failure(answer)
-        return judge_response(payload, answer)
+        return self._judge(payload, answer)
 
     def _expire(self, stream: _Stream, future: asyncio.Future[StreamAnswer]) -> None:
         """A send's timeout: an answer still awaited is given up (the stream goes on); a write
@@ -239,7 +269,7 @@ class GrpcStreamDriver(DriverBase):
         else:
             future.set_result(TIMED_OUT)
 
-    async def _write(self, stream: _Stream, message: pb.PredictRequest) -> None:
+    async def _write(self, stream: _Stream, message: Any) -> None:
         """Write one message; a failed write breaks the stream (its FIFO is no longer sure)."""
         call = stream.call
         try:

@@ -139,6 +139,13 @@ def _grpc(options: DriverOptions) -> DriverBase:
 def _grpc_stream(options: DriverOptions) -> DriverBase:
     from loadtests.drivers.grpc_stream import GrpcStreamDriver
 
+    if options.grpc_contract is not None:
+        from loadtests.drivers.grpc_oip import OipStream
+
+        return GrpcStreamDriver(
+            options.address or "", streams=options.connections, timeout_s=options.timeout_s,
+            contract=OipStream(options.grpc_contract),
+        )  # fmt: skip
     # One stream per closed-loop worker (ping-pong), else --connections or the rate's share.
     return GrpcStreamDriver(
         options.address or "", streams=options.connections, timeout_s=options.timeout_s

@@ -19,6 +19,8 @@ from loadtests.protocols.tensors import FLOAT_TYPES, TensorSpec
 
 SERVICE: Final = "inference.GRPCInferenceService"
 INFER: Final = f"/{SERVICE}/ModelInfer"
+STREAM_INFER: Final = f"/{SERVICE}/ModelStreamInfer"
+STREAM_ERROR: Final = "stream_error"  # a ModelStreamInferResponse with an error_message
 # typed contents field and raw little-endian struct code, by datatype
 CONTENTS: Final = {
     "BOOL": ("bool_contents", "?"), "INT8": ("int_contents", "b"), "INT16": ("int_contents", "h"),
@@ -124,6 +126,10 @@ class OipGrpc:
             response = _pb().ModelInferResponse.FromString(answer)
         except Exception:  # a DecodeError: not this protocol's answer
             return SCHEMA_FAILURE
+        return self.judge_message(payload, response)
+
+    def judge_message(self, payload: Payload, response: Any) -> Reply:
+        """A parsed ``ModelInferResponse`` for ``payload`` (a valid one)."""
         if not _outputs_ok(response, payload.expected_predictions):
             return SCHEMA_FAILURE
         return Reply.ok(payload.expected_predictions)

@@ -104,8 +104,7 @@ PROTOCOLS: Final[Mapping[str, Protocol]] = {
     protocol.name: protocol
     for protocol in (
         Protocol("servelab", None, _servelab),
-        # ModelStreamInfer (grpc-stream) is served by servelab's target but not driven yet
-        Protocol("oip", frozenset({"rest", "grpc"}), _oip, _oip_grpc),
+        Protocol("oip", frozenset({"rest", "grpc", "grpc-stream"}), _oip, _oip_grpc),
         Protocol("kserve-v1", frozenset({"rest"}), _kserve_v1),
         Protocol("bentoml", frozenset({"rest"}), _bentoml),
         Protocol("template", frozenset({"rest"}), _template),

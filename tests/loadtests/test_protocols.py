@@ -184,7 +184,7 @@ def test_kserve_v1_contract_end_to_end_and_a_wrong_model_name_is_exit_2(tmp_path
     [
         (["--target", "grpc", "--protocol", "kserve-v1"], "goes with --target rest"),
         (["--target", "inprocess", "--protocol", "oip"], "goes with --target"),
-        (["--target", "grpc-stream", "--protocol", "oip"], "goes with --target"),
+        (["--target", "grpc-stream", "--protocol", "kserve-v1"], "goes with --target rest"),
         (["--target", "grpc", "--protocol", "oip"], "--model-name"),
         (["--target", "rest", "--protocol", "oip"], "--model-name"),
         (["--target", "rest", "--protocol", "template"], "--request-template"),
@@ -218,11 +218,15 @@ def test_oip_against_servelabs_own_target_reads_the_metadata_and_counts_rejectio
     assert summary["successes"] + summary["expected_rejections"] == 400
 
 
-@pytest.mark.parametrize("raw", [False, True], ids=["typed", "raw"])
-def test_oip_over_grpc_against_servelabs_own_target(tmp_path: Path, raw: bool) -> None:
+@pytest.mark.parametrize(
+    ("target", "raw"),
+    [("grpc", False), ("grpc", True), ("grpc-stream", False)],
+    ids=["unary-typed", "unary-raw", "ModelStreamInfer"],
+)
+def test_oip_over_grpc_against_servelabs_own_target(tmp_path: Path, target: str, raw: bool) -> None:
     out = tmp_path / "grpc-oip.json"
     raw_option = ["--raw-tensors"] if raw else []
-    code = main(["run", "--target", "grpc", "--protocol", "oip", "--model-name", "digits",
+    code = main(["run", "--target", target, "--protocol", "oip", "--model-name", "digits",
                  "--model", "digits", "--requests", "300", "--invalid-fraction", "0.2",
                  "--no-progress", "--out", str(out), *raw_option])  # fmt: skip
     result = json.loads(out.read_text())
@@ -230,8 +234,8 @@ def test_oip_over_grpc_against_servelabs_own_target(tmp_path: Path, raw: bool) -
     summary = result["summary"]
     assert summary["schema_success_rate"] == 1.0
     assert summary["failures"] == 0
-    assert summary["expected_rejections"] > 0  # INVALID_ARGUMENT for each invalid kind
-    assert result["run"]["transport"] == "grpc"
+    assert summary["expected_rejections"] > 0  # INVALID_ARGUMENT, or error_message in place
+    assert result["run"]["transport"] == target
 
 
 def test_the_grpc_contract_checks_outputs_as_the_rest_one_does() -> None:
