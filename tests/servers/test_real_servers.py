@@ -9,19 +9,23 @@ Every run is ``servelab run`` in-process (``loadtests.cli.app.main``) with ``--u
 
 What the servers answer to servelab's deliberately invalid payloads (``--invalid-fraction``,
 by slot: a wrong shape, an unknown datatype, no input) is pinned per kind in
-``INVALID_STATUSES``. Three answers are not 4xx but **500** — findings about the servers, not
-servelab's doing, and asserted as what they are:
+``INVALID_STATUSES`` and ``GRPC_INVALID_STATUSES``. Several answers are not 4xx /
+INVALID_ARGUMENT but **500 / INTERNAL** — findings about the servers, not servelab's doing, and
+asserted as what they are:
 
 - a tensor whose data is one value short of its shape: MLServer 1.7.1 (numpy ``reshape``
-  raises, uncaught: ``text/plain`` "Internal Server Error"), KServe 0.21 V2, BentoML 1.4 (ragged
-  rows pass its pydantic check, numpy then fails);
-- KServe V2 with no input at all (``IndexError``); KServe V1 for every invalid kind: KServe's
-  V1 path hands ``instances`` to the model unchecked, and sklearn's ``predict`` raises.
+  raises, uncaught: ``text/plain`` "Internal Server Error"; INTERNAL over gRPC), KServe 0.21 V2
+  (REST and gRPC), BentoML 1.4 (ragged rows pass its pydantic check, numpy then fails);
+- an unknown datatype over MLServer's gRPC (INTERNAL "'FP99' is not a valid Datatype"; its REST
+  says 422);
+- KServe V2 with no input at all (``IndexError``; INTERNAL over gRPC), and KServe V1 for every
+  invalid kind: KServe's V1 path hands ``instances`` to the model unchecked, and sklearn raises.
 
 MLServer and KServe also *close the keep-alive connection* after each of those 500s, without
 ``Connection: close`` (Starlette's ServerErrorMiddleware re-raises and uvicorn then drops the
-connection), so the next request servelab had already sent on it fails as ``reset`` or
-``disconnected``. servelab does not resend a POST, and counts those honestly.
+connection), so a request servelab sends on it before it sees the close fails as ``reset`` or
+``disconnected``, valid or not. servelab does not resend a POST, and counts those as they are.
+BentoML keeps the connection.
 """
 
 from __future__ import annotations
@@ -36,12 +40,15 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 
 from loadtests.cli.app import main
+from loadtests.engine.workload import Payload
 from loadtests.protocols.base import INVALID_KINDS
 from loadtests.protocols.kserve_v1 import invalid_instances
 from loadtests.protocols.oip import invalid_inputs
+from loadtests.protocols.oip_grpc import INFER, OipGrpc
 from loadtests.protocols.tensors import TensorSpec
 from loadtests.results.document import ResultDocument
 from loadtests.results.result import load_result
@@ -67,6 +74,11 @@ INVALID_STATUSES: Mapping[tuple[str, str], Mapping[str, int]] = {
     ("kserve", "oip"): {"shape": 500, "datatype": 400, "missing": 500},
     ("kserve", "kserve-v1"): {"shape": 500, "datatype": 500, "missing": 500},
     ("bentoml", "bentoml"): {"shape": 500, "datatype": 400, "missing": 400},
+}
+# the same over gRPC ModelInfer (servelab's OIP gRPC invalid requests, by kind)
+GRPC_INVALID_STATUSES: Mapping[str, Mapping[str, str]] = {
+    "mlserver": {"shape": "INTERNAL", "datatype": "INTERNAL", "missing": "INVALID_ARGUMENT"},
+    "kserve": {"shape": "INTERNAL", "datatype": "INVALID_ARGUMENT", "missing": "INTERNAL"},
 }
 # after a 500, MLServer and KServe drop the connection: what servelab sent on it fails so
 CLOSED_AFTER_500 = {"reset", "disconnected"}
@@ -135,6 +147,11 @@ def servelab_run(tmp_path: Path, *args: str) -> tuple[int, ResultDocument]:
 
 def rest_run(tmp_path: Path, server: RunningServer, *args: str) -> tuple[int, ResultDocument]:
     return servelab_run(tmp_path, "--target", "rest", "--url", server.base_url, *args)
+
+
+def grpc_run(tmp_path: Path, server: RunningServer, *args: str) -> tuple[int, ResultDocument]:
+    assert server.grpc_address is not None
+    return servelab_run(tmp_path, "--target", "grpc", "--address", server.grpc_address, *args)
 
 
 def assert_clean(code: int, result: ResultDocument, *, requests: int | None = None) -> None:
@@ -215,6 +232,38 @@ def invalid_statuses(url: str, protocol: str) -> dict[str, int]:
     return statuses
 
 
+def grpc_invalid_statuses(address: str) -> dict[str, str]:
+    """The status ``ModelInfer`` answers each kind of servelab's own invalid requests with."""
+    contract = OipGrpc(model_name="digits", tensors=(TensorSpec.parse(TENSOR),))
+    statuses = {}
+    with grpc.insecure_channel(address, options=[("grpc.enable_http_proxy", 0)]) as channel:
+        infer = channel.unary_unary(INFER)  # bytes in, bytes out
+        for slot, kind in enumerate(INVALID_KINDS):
+            payload = Payload("v1", [[0.0] * 64], {}, valid=False, slot=slot)
+            try:
+                infer(contract.request_bytes(payload), timeout=10.0)
+                statuses[kind] = "OK"
+            except grpc.RpcError as exc:
+                statuses[kind] = exc.code().name
+    return statuses
+
+
+def assert_grpc_invalid_injection(
+    code: int, result: ResultDocument, statuses: Mapping[str, str]
+) -> None:
+    """INVALID_ARGUMENT kinds are expected rejections, INTERNAL ones ``internal`` failures (the
+    channel stays up), and the default gate fails the run: exit 1."""
+    summary, errors = result["summary"], result["errors"]
+    assert summary["expected_rejections"] > 0, summary
+    assert set(errors) == {"internal"}, errors
+    assert summary["failures"] == errors["internal"] > 0
+    total = summary["successes"] + summary["failures"] + summary["expected_rejections"]
+    assert total == summary["requests"]
+    assert sorted(set(statuses.values())) == ["INTERNAL", "INVALID_ARGUMENT"]
+    assert result["verdict"]["valid"] is True
+    assert code == 1
+
+
 class TestMLServer:
     """MLServer 1.7.1, the sklearn runtime, OIP over REST."""
 
@@ -247,6 +296,31 @@ class TestMLServer:
         500 (and the connection it drops after it), so the default gate fails the run."""
         code, result = rest_run(tmp_path, mlserver, *OIP, *INVALID_LOAD)
         assert_invalid_injection(code, result, INVALID_STATUSES["mlserver", "oip"], True)
+
+    @pytest.mark.parametrize("load", sorted(LOADS))
+    def test_grpc_oip_answers_every_request_in_schema(
+        self, mlserver: RunningServer, tmp_path: Path, load: str
+    ) -> None:
+        code, result = grpc_run(tmp_path, mlserver, *OIP, *LOADS[load])
+        assert_clean(code, result, requests=400 if load == "closed" else None)
+        assert result["run"]["address"] == mlserver.grpc_address
+
+    def test_grpc_raw_tensors_answer_in_schema(
+        self, mlserver: RunningServer, tmp_path: Path
+    ) -> None:
+        code, result = grpc_run(tmp_path, mlserver, *OIP, "--raw-tensors", *LOADS["closed"])
+        assert_clean(code, result, requests=400)
+
+    def test_grpc_invalid_kinds_answers(self, mlserver: RunningServer) -> None:
+        """Wrong shape and unknown datatype: INTERNAL (findings: over REST the datatype is a
+        422); no input: INVALID_ARGUMENT."""
+        assert mlserver.grpc_address is not None
+        statuses = grpc_invalid_statuses(mlserver.grpc_address)
+        assert statuses == GRPC_INVALID_STATUSES["mlserver"]
+
+    def test_grpc_invalid_payloads(self, mlserver: RunningServer, tmp_path: Path) -> None:
+        code, result = grpc_run(tmp_path, mlserver, *OIP, *INVALID_LOAD)
+        assert_grpc_invalid_injection(code, result, GRPC_INVALID_STATUSES["mlserver"])
 
 
 class TestKServe:
@@ -286,6 +360,26 @@ class TestKServe:
         """The unknown datatype is an expected rejection (400); wrong shape and no input 500."""
         code, result = rest_run(tmp_path, kserve, *OIP, *INVALID_LOAD)
         assert_invalid_injection(code, result, INVALID_STATUSES["kserve", "oip"], True)
+
+    @pytest.mark.parametrize("load", sorted(LOADS))
+    def test_grpc_oip_answers_every_request_in_schema(
+        self, kserve: RunningServer, tmp_path: Path, load: str
+    ) -> None:
+        code, result = grpc_run(tmp_path, kserve, *OIP, *LOADS[load])
+        assert_clean(code, result, requests=400 if load == "closed" else None)
+
+    def test_grpc_raw_tensors_answer_in_schema(self, kserve: RunningServer, tmp_path: Path) -> None:
+        code, result = grpc_run(tmp_path, kserve, *OIP, "--raw-tensors", *LOADS["closed"])
+        assert_clean(code, result, requests=400)
+
+    def test_grpc_invalid_kinds_answers(self, kserve: RunningServer) -> None:
+        """Wrong shape and no input: INTERNAL (findings); unknown datatype: INVALID_ARGUMENT."""
+        assert kserve.grpc_address is not None
+        assert grpc_invalid_statuses(kserve.grpc_address) == GRPC_INVALID_STATUSES["kserve"]
+
+    def test_grpc_invalid_payloads(self, kserve: RunningServer, tmp_path: Path) -> None:
+        code, result = grpc_run(tmp_path, kserve, *OIP, *INVALID_LOAD)
+        assert_grpc_invalid_injection(code, result, GRPC_INVALID_STATUSES["kserve"])
 
 
 class TestBentoML:
