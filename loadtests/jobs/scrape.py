@@ -174,7 +174,8 @@ class ServerScrape:
                     return
                 if answer.status == 200:
                     text = await answer.text()
-        self._scrapes.append(Scrape(max(sent_s - self._origin_s, 0.0), text))
+        took_s = time.perf_counter() - sent_s
+        self._scrapes.append(Scrape(max(sent_s - self._origin_s, 0.0), text, took_s))
 
 
 def _say(line: str) -> None:

@@ -105,16 +105,19 @@ class ServerMetricsBlock(TypedDict):
     queue_ms: float | None  # mean queue time per request, where the server exposes it
     queue_length_mean: float | None  # mean queue length (MLServer), where exposed
     start: str  # when the window's first scrape was taken
+    start_scrape_ms: float  # its round trip: requests answered meanwhile may fall either side
     scrapes: dict[str, int]  # ok / missing
     series: list[dict[str, float | int | None]]  # t_s, interval_s, requests, mean_ms
 
 
 @dataclass(frozen=True, slots=True)
 class Scrape:
-    """One scrape: when it was sent (s since the window's first) and its text (None: failed)."""
+    """One scrape: when it was sent (s since the window's first), its text (None: failed) and
+    how long its answer took."""
 
     at_s: float
     text: str | None
+    took_s: float = 0.0
 
 
 def totals(text: str) -> dict[str, float]:
@@ -131,6 +134,9 @@ def totals(text: str) -> dict[str, float]:
             if not math.isfinite(sample.value) or NON_INFERENCE_PATHS.intersection(labels.values()):
                 continue
             summed[name] = summed.get(name, 0.0) + sample.value
+            if family.type == "counter" and name.endswith("_total"):  # the parser adds
+                bare = name.removesuffix("_total")  # ``_total`` to a counter without it
+                summed[bare] = summed.get(bare, 0.0) + sample.value  # (Triton's): both names
     return summed
 
 
@@ -266,6 +272,7 @@ def window_block(
         queue_ms=figures["queue_ms"],
         queue_length_mean=figures["queue_length_mean"],
         start=start,
+        start_scrape_ms=round(min(scrapes, key=lambda s: s.at_s).took_s * 1e3, 3),
         scrapes={"ok": len(ok), "missing": len(parsed) - len(ok)},
         series=series,
     )
