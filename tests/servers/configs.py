@@ -57,7 +57,7 @@ def write_mlserver(
         "grpc_port": grpc_port,
         "metrics_port": metrics_port,
         # one inference worker process (MLServer's default): 0 runs inference in the server
-        # process itself and works too, see `settings` in start()
+        # process itself and works too, see `settings` in launch.start()
         "parallel_workers": 1,
         "debug": False,
         # both default to folders under the current directory

@@ -287,11 +287,13 @@ class TestMLServer:
         assert code == 2
         assert "lists no inputs: give them with --tensor" in capsys.readouterr().err
 
-    def test_invalid_kinds_answers(self, mlserver: RunningServer) -> None:
+    def test_each_invalid_kind_gets_its_pinned_status(self, mlserver: RunningServer) -> None:
         """Wrong shape: 500 (a finding, module docstring); datatype 422; no input 400."""
         assert invalid_statuses(mlserver.infer_url, "oip") == INVALID_STATUSES["mlserver", "oip"]
 
-    def test_invalid_payloads(self, mlserver: RunningServer, tmp_path: Path) -> None:
+    def test_invalid_payloads_are_rejections_or_the_servers_500s(
+        self, mlserver: RunningServer, tmp_path: Path
+    ) -> None:
         """Unknown datatype and no input are expected rejections; the wrong shape is MLServer's
         500 (and the connection it drops after it), so the default gate fails the run."""
         code, result = rest_run(tmp_path, mlserver, *OIP, *INVALID_LOAD)
@@ -311,14 +313,16 @@ class TestMLServer:
         code, result = grpc_run(tmp_path, mlserver, *OIP, "--raw-tensors", *LOADS["closed"])
         assert_clean(code, result, requests=400)
 
-    def test_grpc_invalid_kinds_answers(self, mlserver: RunningServer) -> None:
+    def test_grpc_each_invalid_kind_gets_its_pinned_status(self, mlserver: RunningServer) -> None:
         """Wrong shape and unknown datatype: INTERNAL (findings: over REST the datatype is a
         422); no input: INVALID_ARGUMENT."""
         assert mlserver.grpc_address is not None
         statuses = grpc_invalid_statuses(mlserver.grpc_address)
         assert statuses == GRPC_INVALID_STATUSES["mlserver"]
 
-    def test_grpc_invalid_payloads(self, mlserver: RunningServer, tmp_path: Path) -> None:
+    def test_grpc_invalid_payloads_are_rejections_or_internal(
+        self, mlserver: RunningServer, tmp_path: Path
+    ) -> None:
         code, result = grpc_run(tmp_path, mlserver, *OIP, *INVALID_LOAD)
         assert_grpc_invalid_injection(code, result, GRPC_INVALID_STATUSES["mlserver"])
 
@@ -341,7 +345,9 @@ class TestKServe:
         assert_clean(code, result, requests=400 if load == "closed" else None)
 
     @pytest.mark.parametrize("protocol", ["kserve-v1", "oip"])
-    def test_invalid_kinds_answers(self, kserve: RunningServer, protocol: str) -> None:
+    def test_each_invalid_kind_gets_its_pinned_status(
+        self, kserve: RunningServer, protocol: str
+    ) -> None:
         """V2: wrong shape and no input 500, datatype 400; V1: every kind 500 (findings)."""
         url = (
             kserve.infer_url if protocol == "oip" else f"{kserve.base_url}/v1/models/digits:predict"
@@ -356,7 +362,9 @@ class TestKServe:
         code, result = rest_run(tmp_path, kserve, *KSERVE_V1, *INVALID_LOAD)
         assert_invalid_injection(code, result, INVALID_STATUSES["kserve", "kserve-v1"], True)
 
-    def test_oip_invalid_payloads(self, kserve: RunningServer, tmp_path: Path) -> None:
+    def test_oip_invalid_payloads_are_rejections_or_the_servers_500s(
+        self, kserve: RunningServer, tmp_path: Path
+    ) -> None:
         """The unknown datatype is an expected rejection (400); wrong shape and no input 500."""
         code, result = rest_run(tmp_path, kserve, *OIP, *INVALID_LOAD)
         assert_invalid_injection(code, result, INVALID_STATUSES["kserve", "oip"], True)
@@ -372,12 +380,14 @@ class TestKServe:
         code, result = grpc_run(tmp_path, kserve, *OIP, "--raw-tensors", *LOADS["closed"])
         assert_clean(code, result, requests=400)
 
-    def test_grpc_invalid_kinds_answers(self, kserve: RunningServer) -> None:
+    def test_grpc_each_invalid_kind_gets_its_pinned_status(self, kserve: RunningServer) -> None:
         """Wrong shape and no input: INTERNAL (findings); unknown datatype: INVALID_ARGUMENT."""
         assert kserve.grpc_address is not None
         assert grpc_invalid_statuses(kserve.grpc_address) == GRPC_INVALID_STATUSES["kserve"]
 
-    def test_grpc_invalid_payloads(self, kserve: RunningServer, tmp_path: Path) -> None:
+    def test_grpc_invalid_payloads_are_rejections_or_internal(
+        self, kserve: RunningServer, tmp_path: Path
+    ) -> None:
         code, result = grpc_run(tmp_path, kserve, *OIP, *INVALID_LOAD)
         assert_grpc_invalid_injection(code, result, GRPC_INVALID_STATUSES["kserve"])
 
@@ -392,12 +402,14 @@ class TestBentoML:
         code, result = rest_run(tmp_path, bentoml, *BENTOML, *LOADS[load])
         assert_clean(code, result, requests=400 if load == "closed" else None)
 
-    def test_invalid_kinds_answers(self, bentoml: RunningServer) -> None:
+    def test_each_invalid_kind_gets_its_pinned_status(self, bentoml: RunningServer) -> None:
         """Ragged rows: 500 (a finding); strings and no list: 400 (its pydantic check)."""
         statuses = invalid_statuses(bentoml.infer_url, "bentoml")
         assert statuses == INVALID_STATUSES["bentoml", "bentoml"]
 
-    def test_invalid_payloads(self, bentoml: RunningServer, tmp_path: Path) -> None:
+    def test_invalid_payloads_are_rejections_or_the_servers_500s(
+        self, bentoml: RunningServer, tmp_path: Path
+    ) -> None:
         """Expected rejections for the 400 kinds; the ragged rows' 500s fail the default gate.
         BentoML keeps the connection open after its 500: nothing but ``http_500``."""
         code, result = rest_run(tmp_path, bentoml, *BENTOML, *INVALID_LOAD)
