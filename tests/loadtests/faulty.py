@@ -89,7 +89,8 @@ class FaultyRestTarget:
             await self._server.wait_closed()
             self._server = None
 
-    async def _read_request(self, reader: asyncio.StreamReader) -> bytes | None:
+    async def _read_request(self, reader: asyncio.StreamReader) -> tuple[bytes, bytes] | None:
+        """(the request line, the body); ``None`` when the connection ended."""
         try:
             head = await reader.readuntil(b"\r\n\r\n")
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
@@ -100,7 +101,7 @@ class FaultyRestTarget:
             if name.strip().lower() == b"content-length":
                 length = int(value.strip())
         try:
-            return await reader.readexactly(length)
+            return head.split(b"\r\n", 1)[0], await reader.readexactly(length)
         except (asyncio.IncompleteReadError, ConnectionError):
             return None
 
@@ -108,9 +109,13 @@ class FaultyRestTarget:
         self._writers.add(writer)
         try:
             while not self._stopped.is_set():  # one request per turn, keep-alive
-                body = await self._read_request(reader)
-                if body is None:
+                request = await self._read_request(reader)
+                if request is None:
                     return
+                line, body = request
+                if not line.startswith(b"POST "):  # a scrape of /metrics: not in the script
+                    writer.write(b"HTTP/1.1 404 X\r\ncontent-length: 0\r\n\r\n")
+                    continue
                 fault = self.script(self.seen)
                 self.seen += 1
                 if not await self._respond(writer, body, fault):
