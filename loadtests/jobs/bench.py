@@ -271,7 +271,7 @@ def summary_table(outcome: BenchOutcome) -> Table:
         load = f"c={int(run.level)}" if run.mode == "closed" else f"{run.level:g}/s"
         table.add_row(
             str(run.index),
-            run.cell.target,
+            _who(run.cell),
             load + (f" #{run.repeat}" if run.repeat else ""),
             run.profile.name,
             "VALID" if verdict["valid"] else "INVALID: " + "; ".join(verdict["reasons"]),
