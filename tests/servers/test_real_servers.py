@@ -39,7 +39,9 @@ from pathlib import Path
 import pytest
 
 from loadtests.cli.app import main
+from loadtests.results.result import load_result
 from targets.learned import export_digits
+from tests.conftest import ServelabCli
 from tests.servers.checks import (
     TENSOR,
     assert_clean,
@@ -77,6 +79,27 @@ GRPC_INVALID_STATUSES: Mapping[str, Mapping[str, str]] = {
     "kserve": {"shape": "INTERNAL", "datatype": "INVALID_ARGUMENT", "missing": "INTERNAL"},
 }
 KILLED_ERRORS = {"connect", "reset", "disconnected"}
+LOCUST = ("-u", "2", "-r", "2", "-t", "2s", "RestUser")
+LOCUST_TIMEOUT_S = 120.0
+
+
+def _locust(
+    servelab_cli: ServelabCli, tmp_path: Path, server: RunningServer, *args: str
+) -> dict[str, object]:
+    """``servelab locust`` for 2 s, 2 users, against ``server``: exit 0; the result file."""
+    out = tmp_path / "locust.json"
+    done = servelab_cli("locust", *LOCUST, "--host", server.base_url, *args, "--out", str(out),
+                        cwd=tmp_path, timeout=LOCUST_TIMEOUT_S)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+    result = dict[str, object](load_result(out))
+    summary = result["summary"]
+    assert isinstance(summary, dict)
+    assert summary["requests"] > 0
+    assert summary["schema_success_rate"] == 1.0
+    assert summary["failures"] == 0
+    return result
+
+
 KILL_WAIT_S = 30.0
 
 
@@ -140,6 +163,12 @@ class TestMLServer:
         assert result["run"]["url"] == mlserver.base_url
         assert result["run"]["model"] == "digits"
 
+    def test_a_locust_user_speaks_oip_to_it(
+        self, mlserver: RunningServer, tmp_path: Path, servelab_cli: ServelabCli
+    ) -> None:
+        result = _locust(servelab_cli, tmp_path, mlserver, *OIP)
+        assert result["run"]["protocol"] == "oip"  # type: ignore[index]
+
     def test_metadata_without_inputs_needs_a_tensor(
         self, mlserver: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
@@ -200,6 +229,12 @@ class TestKServe:
     ) -> None:
         code, result = rest_run(tmp_path, kserve, *KSERVE_V1, *LOADS[load])
         assert_clean(code, result, requests=400 if load == "closed" else None)
+
+    def test_a_locust_user_speaks_kserve_v1_to_it(
+        self, kserve: RunningServer, tmp_path: Path, servelab_cli: ServelabCli
+    ) -> None:
+        result = _locust(servelab_cli, tmp_path, kserve, *KSERVE_V1, "--instances", "64")
+        assert result["run"]["protocol"] == "kserve-v1"  # type: ignore[index]
 
     @pytest.mark.parametrize("load", sorted(LOADS))
     def test_oip_answers_every_request_in_schema(
@@ -265,6 +300,12 @@ class TestBentoML:
     ) -> None:
         code, result = rest_run(tmp_path, bentoml, *BENTOML, *LOADS[load])
         assert_clean(code, result, requests=400 if load == "closed" else None)
+
+    def test_a_locust_user_speaks_bentoml_to_it(
+        self, bentoml: RunningServer, tmp_path: Path, servelab_cli: ServelabCli
+    ) -> None:
+        result = _locust(servelab_cli, tmp_path, bentoml, *BENTOML, "--instances", "64")
+        assert result["run"]["protocol"] == "bentoml"  # type: ignore[index]
 
     def test_each_invalid_kind_gets_its_pinned_status(self, bentoml: RunningServer) -> None:
         """Ragged rows: 500 (a finding); strings and no list: 400 (its pydantic check)."""
