@@ -2,7 +2,10 @@
 one channel (as ``servelab run --target grpc``), each awaiting its call, nothing recorded; or as
 many bidi streams in ping-pong. Prints one JSON line: calls, CPU and wall seconds of the window.
 
-    python -m benchmarks.selfbench.bare_grpc ADDRESS {unary,stream} CONCURRENCY SECONDS
+    python -m benchmarks.selfbench.bare_grpc ADDRESS {unary,stream,oip} CONCURRENCY SECONDS
+
+``oip``: unary ``inference.GRPCInferenceService/ModelInfer`` of the digits model (64 FP64
+features a row), pre-serialized, through an identity multicallable — the leanest OIP client.
 """
 
 from __future__ import annotations
@@ -16,14 +19,22 @@ import grpc
 import uvloop
 
 from loadtests.drivers.grpc import to_message
-from loadtests.engine.workload import PayloadGenerator, PayloadSpec
+from loadtests.engine.workload import Payload, PayloadGenerator, PayloadSpec
+from loadtests.protocols.oip_grpc import INFER, OipGrpc
+from loadtests.protocols.tensors import TensorSpec
 from targets.rpc import predict_pb2_grpc
 
 WARMUP_S = 0.5
 
 
+def _oip_request(payload: Payload) -> bytes:
+    contract = OipGrpc(model_name="digits", tensors=(TensorSpec.parse("input-0:FP64:-1,64"),))
+    return contract.request_bytes(payload)
+
+
 async def main(address: str, mode: str, concurrency: int, seconds: float) -> dict[str, float]:
     generator = PayloadGenerator(PayloadSpec(), seed=1)
+    generator_64 = PayloadGenerator(PayloadSpec(min_instances=64, max_instances=64), seed=1)
     messages = [to_message(generator.payload(index)) for index in range(64)]
     counts = [0] * concurrency
     async with grpc.aio.insecure_channel(address) as channel:
@@ -50,7 +61,17 @@ async def main(address: str, mode: str, concurrency: int, seconds: float) -> dic
             while await call.read() != grpc.aio.EOF:  # drain (see DESIGN: read() until EOF)
                 pass
 
-        caller = unary if mode == "unary" else stream
+        model_infer = channel.unary_unary(INFER)
+        requests = [_oip_request(generator_64.payload(index)) for index in range(64)]
+
+        async def oip(slot: int) -> None:
+            index = 0
+            while time.perf_counter() < stop_at:
+                await model_infer(requests[index & 63])
+                index += 1
+                counts[slot] += 1
+
+        caller = {"unary": unary, "stream": stream, "oip": oip}[mode]
         tasks = [asyncio.ensure_future(caller(slot)) for slot in range(concurrency)]
         await asyncio.sleep(WARMUP_S)
         calls0, cpu0, wall0 = sum(counts), time.process_time(), time.perf_counter()

@@ -76,6 +76,16 @@ def goals(rows: list[Row]) -> list[dict[str, Any]]:
         bare = _find(rows, "grpc", _client_is(f"bare grpc.aio {mode}"))
         check(f"gRPC {mode} vs bare grpc.aio", ratio(_rate(ours), _rate(bare)), 0.95, True,
               "servelab calls/s / bare calls/s")  # fmt: skip
+    oip_rest = _find(rows, "oip", _client_is("servelab run --protocol oip (REST)"))
+    own_rest = _find(rows, "oip", _client_is("servelab run (REST, own contract)"))
+    check("OIP REST client CPU per request vs servelab's own contract",
+          ratio(oip_rest.cpu_us_per_request if oip_rest else None,
+                own_rest.cpu_us_per_request if own_rest else None), 1.10, False,
+          "µs per request, same 64-wide rows, same target")  # fmt: skip
+    oip_grpc = _find(rows, "oip", _client_is("servelab run --protocol oip (gRPC)"))
+    bare_oip = _find(rows, "oip", _client_is("bare grpc.aio oip"))
+    check("OIP gRPC vs bare grpc.aio ModelInfer", ratio(_rate(oip_grpc), _rate(bare_oip)), 0.95,
+          True, "servelab calls/s / bare calls/s")  # fmt: skip
     tight = _find(rows, "inprocess", lambda r: r.client.startswith("tight loop"))
     check("in-process ns per recorded sample", _extra(tight, "overhead_ns"), 150.0,
           False, "harness overhead over an untimed call")  # fmt: skip
