@@ -37,6 +37,7 @@ from targets.spec import DEFAULT_MODEL_SPEC
 if TYPE_CHECKING:
     from loadtests.jobs.run import RunOutput
     from loadtests.jobs.settings import RunSettings
+    from loadtests.results.document import ResultDocument
     from loadtests.results.thresholds import Check
 
 COMMANDS: Final = ("run",)
@@ -275,7 +276,24 @@ def main(args: argparse.Namespace) -> int:
     print_summary(result, str(out), as_json=args.json, rich=sys.stdout.isatty())
     for line in gate_lines(output.checks):
         print(line, file=sys.stderr)
+    hint = server_error_hint(result)
+    if hint:
+        print(hint, file=sys.stderr)
     return result_exit_code(result, output.breached, allow_invalid=args.allow_invalid)
+
+
+def server_error_hint(result: ResultDocument) -> str | None:
+    """When a foreign server answered nothing but 5xx, the likeliest cause: rows it cannot take
+    (a model of 64 features sent 8), which a server may answer 500 rather than 4xx."""
+    errors, summary = result["errors"], result["summary"]
+    if result["run"].get("protocol", "servelab") == "servelab" or summary["successes"]:
+        return None
+    if not errors or not any(name.startswith("http_5") for name in errors):
+        return None
+    return (
+        "servelab: no request succeeded and the server answered 5xx: do the rows fit its model? "
+        "(--instances N, --model NAME for a learned model's width, --tensor, or --data FILE)"
+    )
 
 
 def gate_lines(checks: Sequence[Check]) -> list[str]:

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 
 import uvicorn
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 READY_TIMEOUT_S = 10.0
@@ -46,8 +47,9 @@ def scoring_app() -> FastAPI:
     return app
 
 
-def kserve_v1_app(model: str = "digits") -> FastAPI:
-    """KServe's V1 contract as a FastAPI app: ``/v1/models/{name}`` and ``…:predict``."""
+def kserve_v1_app(model: str = "digits", width: int | None = None) -> FastAPI:
+    """KServe's V1 contract as a FastAPI app: ``/v1/models/{name}`` and ``…:predict``;
+    ``width``: rows of another width fail inside the model (500), as a real server's do."""
     app = FastAPI()
 
     @app.get(f"/v1/models/{model}")
@@ -55,8 +57,10 @@ def kserve_v1_app(model: str = "digits") -> FastAPI:
         return {"name": model, "ready": True}
 
     @app.post(f"/v1/models/{model}:predict")
-    def predict(request: Instances) -> dict[str, object]:
-        return {"predictions": [_score(row) for row in request.instances]}
+    def predict(request: Instances) -> JSONResponse:
+        if width is not None and any(len(row) != width for row in request.instances):
+            return JSONResponse({"error": "X has the wrong number of features"}, status_code=500)
+        return JSONResponse({"predictions": [_score(row) for row in request.instances]})
 
     return app
 

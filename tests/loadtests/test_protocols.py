@@ -262,3 +262,18 @@ def test_the_grpc_contract_checks_outputs_as_the_rest_one_does() -> None:
     assert contract.judge(payload, answer([2, 1], 2)).error_class == "schema"
     assert contract.judge(payload, answer([3, 1], 2)).error_class == "schema"
     assert contract.judge(payload, b"\xff\xff").error_class == "schema"
+
+
+def test_rows_a_server_cannot_take_get_a_hint_not_just_500s(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with served(kserve_v1_app("digits", width=64)) as url:
+        result = _run(tmp_path, url, "--protocol", "kserve-v1", "--model-name", "digits")
+        err = capsys.readouterr().err
+        assert result["exit_code"] == 1  # the default gate: nothing succeeded
+        assert result["errors"] == {"http_500": 300}
+        assert "do the rows fit its model?" in err
+        fixed = _run(tmp_path, url, "--protocol", "kserve-v1", "--model-name", "digits",
+                     "--instances", "64")  # fmt: skip
+    assert fixed["exit_code"] == 0
+    assert "do the rows fit" not in capsys.readouterr().err
