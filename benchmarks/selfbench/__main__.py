@@ -1,5 +1,5 @@
 """python -m benchmarks.selfbench [--seconds 5] [--concurrency 64] [--quick] [--out FILE]
-                                 [--parts rest,grpc,oip,inprocess,memory,schedule]
+                                 [--parts rest,grpc,oip,servers,inprocess,memory,schedule]
 
 Runs every part once, servers and clients pinned to different cores where the machine has two,
 prints one table and the goal ratios, and writes everything to a JSON file (default
@@ -19,11 +19,18 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from benchmarks.selfbench import grpc_part, inprocess_part, oip_part, rest, schedule_part
+from benchmarks.selfbench import (
+    grpc_part,
+    inprocess_part,
+    oip_part,
+    rest,
+    schedule_part,
+    servers_part,
+)
 from benchmarks.selfbench.common import Cores, Row
 from benchmarks.selfbench.report import goals, print_table
 
-PARTS = ("rest", "grpc", "oip", "inprocess", "memory", "schedule")
+PARTS = ("rest", "grpc", "oip", "servers", "inprocess", "memory", "schedule")
 
 
 def _parts(text: str) -> list[str]:
@@ -93,6 +100,8 @@ def _measure(part: str, cores: Cores, work: Path, rows: list[Row], concurrency: 
         return rest.measure(cores, work, concurrency=concurrency, seconds=seconds)
     if part == "grpc":
         return grpc_part.measure(cores, work, concurrency=concurrency, seconds=seconds)
+    if part == "servers":
+        return servers_part.measure(cores, work, concurrency=concurrency, seconds=seconds)
     if part == "oip":
         return oip_part.measure(cores, work, concurrency=concurrency, seconds=seconds)
     if part == "inprocess":

@@ -86,6 +86,10 @@ def goals(rows: list[Row]) -> list[dict[str, Any]]:
     bare_oip = _find(rows, "oip", _client_is("bare grpc.aio oip"))
     check("OIP gRPC vs bare grpc.aio ModelInfer", ratio(_rate(oip_grpc), _rate(bare_oip)), 0.95,
           True, "servelab calls/s / bare calls/s")  # fmt: skip
+    ours_ml = _find(rows, "servers", _client_is("servelab run --protocol oip"))
+    hey = _find(rows, "servers", _client_is("hey (Go)"))
+    check("servelab vs hey against MLServer (OIP REST)", ratio(_rate(ours_ml), _rate(hey)), 1.0,
+          True, "servelab req/s / hey req/s, same concurrency")  # fmt: skip
     tight = _find(rows, "inprocess", lambda r: r.client.startswith("tight loop"))
     check("in-process ns per recorded sample", _extra(tight, "overhead_ns"), 150.0,
           False, "harness overhead over an untimed call")  # fmt: skip
