@@ -33,15 +33,12 @@ import grpc
 from google.protobuf.message import DecodeError, Message
 
 from targets import oip
-from targets.admission import AdmissionGate
-from targets.batching import MicroBatcher
 from targets.errors import InvalidRequest, MalformedRequest, Overloaded, RequestError
-from targets.logs import JsonLogger
 from targets.models import Model
 from targets.rpc import inference_pb2 as pb
+from targets.rpc.servicer import ModelServicer
 from targets.rpc.status import Failure, abort, translate
 from targets.schema import Limits, PredictRequest, Row
-from targets.service import PredictionService
 
 OIP_SERVICE_NAME: Final = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 INFER_ROUTE: Final = f"/{OIP_SERVICE_NAME}/ModelInfer"
@@ -181,29 +178,8 @@ def _forget(item: _StreamItem) -> None:
         item.outcome.add_done_callback(_retrieve_exception)
 
 
-class InferenceServicer:
+class InferenceServicer(ModelServicer):
     """``inference.GRPCInferenceService`` over one model; see the module docstring."""
-
-    def __init__(
-        self,
-        service: PredictionService,
-        batcher: MicroBatcher,
-        logger: JsonLogger,
-        *,
-        pending_limit: int,
-        admission: AdmissionGate | None = None,
-    ) -> None:
-        self.service = service
-        self.batcher = batcher
-        self.logger = logger
-        self.pending_limit = pending_limit
-        self.admission = admission or AdmissionGate.unbounded()
-
-    def _access(self, transport: str, route: str, status: str, started_s: float, rid: Any) -> None:
-        latency_ms = (time.perf_counter() - started_s) * 1e3
-        self.logger.access(
-            transport=transport, route=route, status=status, latency_ms=latency_ms, request_id=rid
-        )
 
     async def ServerLive(self, request: object, context: Any) -> pb.ServerLiveResponse:
         return pb.ServerLiveResponse(live=True)

@@ -73,8 +73,10 @@ def _retrieve_exception(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
-class PredictorServicer(predict_pb2_grpc.PredictorServicer):
-    """``Predict`` and ``PredictStream`` over one model; see the module docstring."""
+class ModelServicer:
+    """What both gRPC services over one model share: the service, its micro-batcher, the access
+    log and the admission bound (``None``: no bound, for in-process callers — grpc-inprocess —
+    that bound their own load)."""
 
     def __init__(
         self,
@@ -89,7 +91,6 @@ class PredictorServicer(predict_pb2_grpc.PredictorServicer):
         self.batcher = batcher
         self.logger = logger
         self.pending_limit = pending_limit
-        # None: no bound, for in-process callers (grpc-inprocess) that bound their own load.
         self.admission = admission or AdmissionGate.unbounded()
 
     def _access(self, transport: str, route: str, status: str, started_s: float, rid: Any) -> None:
@@ -97,6 +98,10 @@ class PredictorServicer(predict_pb2_grpc.PredictorServicer):
         self.logger.access(
             transport=transport, route=route, status=status, latency_ms=latency_ms, request_id=rid
         )
+
+
+class PredictorServicer(ModelServicer, predict_pb2_grpc.PredictorServicer):
+    """``Predict`` and ``PredictStream`` over one model; see the module docstring."""
 
     def _log_internal(self, event: str, exc: Exception) -> None:
         self.logger.log("error", event, error=repr(exc), cause=repr(exc.__cause__))
