@@ -320,6 +320,10 @@ PROTOCOL_OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
         "help": "template: the request and response check, in TOML or JSON (README)",
     }),
     ("--bentoml-api", {"default": "predict", "metavar": "API", "help": "bentoml: the API to call"}),
+    ("--raw-tensors", {
+        "action": "store_true", "default": False,
+        "help": "oip over gRPC: send raw_input_contents instead of typed contents",
+    }),
 )  # fmt: skip
 
 
@@ -339,13 +343,9 @@ def add_protocol_table(add: Callable[..., Any], *, help_prefix: str = "") -> Non
 
 def add_protocol_options(parser: argparse.ArgumentParser) -> None:
     """--protocol and what each protocol needs (``PROTOCOL_OPTIONS``), then what only
-    ``servelab run``'s own clients take (gRPC's raw tensors, TLS): the same on run and sweep."""
+    ``servelab run``'s own clients take (TLS): the same on run and sweep."""
     group = parser.add_argument_group("protocol (any model server)")
     add_protocol_table(group.add_argument)
-    group.add_argument(
-        "--raw-tensors", action="store_true",
-        help="oip over gRPC: send raw_input_contents instead of typed contents",
-    )  # fmt: skip
     group.add_argument("--cacert", metavar="FILE", help="https / TLS: trust this CA bundle")
     group.add_argument(
         "--insecure", action="store_true", help="https / TLS: do not verify the certificate"

@@ -184,45 +184,81 @@ async def prepare_grpc_contract(
     describes the model (an error from it leaves ``--tensor`` to say the inputs)."""
     import grpc
 
-    from targets.rpc import inference_pb2 as pb
-
     channel = (
         grpc.aio.insecure_channel(address)
         if credentials is None
         else grpc.aio.secure_channel(address, credentials)
     )
-    metadata = tuple((key.lower(), value) for key, value in contract.metadata) or None
     async with channel:
-        model_ready = channel.unary_unary(
-            f"/{SERVICE}/ModelReady", request_serializer=pb.ModelReadyRequest.SerializeToString,
-            response_deserializer=pb.ModelReadyResponse.FromString,
-        )  # fmt: skip
-        model_metadata = channel.unary_unary(
-            f"/{SERVICE}/ModelMetadata",
-            request_serializer=pb.ModelMetadataRequest.SerializeToString,
-            response_deserializer=pb.ModelMetadataResponse.FromString,
-        )
+        ready, described = _oip_calls(channel, contract)
         try:
-            ready = await model_ready(
-                contract.ready_request(), timeout=PROBE_TIMEOUT_S, metadata=metadata
-            )
+            answer = await ready()
         except grpc.aio.AioRpcError as exc:
-            raise TargetUnusable(
-                f"{address}: ModelReady failed: {exc.code().name} {exc.details() or ''}".strip()
-            ) from None
-        if not ready.ready:
-            raise TargetUnusable(
-                f"{address}: model {contract.model_name!r} is not ready (a wrong --model-name, "
-                "or a model that did not load?)"
-            )
+            raise _ready_failed(address, exc) from None
         try:
-            described = await model_metadata(
-                contract.metadata_request(), timeout=PROBE_TIMEOUT_S, metadata=metadata
-            )
+            found = await described()
         except grpc.aio.AioRpcError:
-            described = None
-        if described is not None:
-            contract.describe(described)
-        elif not contract.tensors:
-            raise TargetUnusable(f"{address}: no ModelMetadata; give the inputs with --tensor")
+            found = None
+    return _prepared(address, contract, answer, found)
+
+
+def prepare_grpc_contract_blocking(address: str, contract: OipGrpc) -> OipGrpc:
+    """``prepare_grpc_contract`` on a blocking channel (Locust's gRPC users, under gevent)."""
+    import grpc
+
+    with grpc.insecure_channel(address) as channel:
+        ready, described = _oip_calls(channel, contract)
+        try:
+            answer = ready()
+        except grpc.RpcError as exc:
+            raise _ready_failed(address, exc) from None
+        try:
+            found = described()
+        except grpc.RpcError:
+            found = None
+    return _prepared(address, contract, answer, found)
+
+
+def _oip_calls(channel: Any, contract: OipGrpc) -> tuple[Callable[[], Any], Callable[[], Any]]:
+    """``ModelReady`` and ``ModelMetadata`` for ``contract``'s model on ``channel`` (aio or
+    blocking: the calls return an awaitable or the answer)."""
+    from functools import partial
+
+    from targets.rpc import inference_pb2 as pb
+
+    metadata = tuple((key.lower(), value) for key, value in contract.metadata) or None
+    model_ready = channel.unary_unary(
+        f"/{SERVICE}/ModelReady", request_serializer=pb.ModelReadyRequest.SerializeToString,
+        response_deserializer=pb.ModelReadyResponse.FromString,
+    )  # fmt: skip
+    model_metadata = channel.unary_unary(
+        f"/{SERVICE}/ModelMetadata",
+        request_serializer=pb.ModelMetadataRequest.SerializeToString,
+        response_deserializer=pb.ModelMetadataResponse.FromString,
+    )
+    ask = {"timeout": PROBE_TIMEOUT_S, "metadata": metadata}
+    return (
+        partial(model_ready, contract.ready_request(), **ask),
+        partial(model_metadata, contract.metadata_request(), **ask),
+    )
+
+
+def _ready_failed(address: str, error: Any) -> TargetUnusable:
+    return TargetUnusable(
+        f"{address}: ModelReady failed: {error.code().name} {error.details() or ''}".strip()
+    )
+
+
+def _prepared(address: str, contract: OipGrpc, ready: Any, described: Any) -> OipGrpc:
+    """The contract, once ``ModelReady`` said ``ready`` and ``ModelMetadata`` answered
+    ``described`` (``None``: it failed, so ``--tensor`` must name the inputs)."""
+    if not ready.ready:
+        raise TargetUnusable(
+            f"{address}: model {contract.model_name!r} is not ready (a wrong --model-name, "
+            "or a model that did not load?)"
+        )
+    if described is not None:
+        contract.describe(described)
+    elif not contract.tensors:
+        raise TargetUnusable(f"{address}: no ModelMetadata; give the inputs with --tensor")
     return contract

@@ -31,8 +31,11 @@ from loadtests.errors import LoadOptionError
 from loadtests.jobs.safety import RemoteTargetRefused, check_target_allowed
 from loadtests.jobs.target_checks import TargetUnusable, check_base_url
 from loadtests.locust_integration.contracts import (
+    GRPC_SPEAKERS,
     SPEAKERS,
+    build_grpc_contract,
     prepared_contract,
+    prepared_grpc_contract,
     protocol_name,
     protocol_refusal,
 )
@@ -51,7 +54,12 @@ from loadtests.locust_integration.results import (
     SideStats,
 )
 from loadtests.locust_integration.shape_plans import ShapePlan
-from loadtests.locust_integration.support import Workload, option, pacing_period_s
+from loadtests.locust_integration.support import (
+    Workload,
+    grpc_address,
+    option,
+    pacing_period_s,
+)
 from loadtests.results.environment import fingerprint
 from loadtests.results.gates import (
     EXIT_BAD_INPUT,
@@ -64,6 +72,7 @@ from loadtests.results.result import write_result
 
 if TYPE_CHECKING:
     from loadtests.protocols.base import HttpContract
+    from loadtests.protocols.oip_grpc import OipGrpc
     from targets.edge.runtime import EdgeRuntime
     from targets.models import Model
 
@@ -83,6 +92,8 @@ class Session:
         self._workload: Workload | None = None
         self.contract: HttpContract | None = None  # RestUser's, prepared for ``_contract_host``
         self._contract_host: str | None = None
+        self.grpc_contract: OipGrpc | None = None  # the gRPC users' (oip), for ``_grpc_address``
+        self._grpc_address: str | None = None
         self.period_s = 0.0
         self.refusal: str | None = None
         self.window = [time.time(), time.time()]  # wall clock: this test's start and stop
@@ -160,21 +171,38 @@ class Session:
         return None
 
     def prepare_contract(self) -> str | None:
-        """Build and prepare RestUser's contract for the current host, once per process (again
-        only if the web UI changed the host): readiness checked, the model's metadata read.
+        """Build and prepare the users' contracts for the current hosts, once per process
+        (again only if the web UI changed the host): readiness checked, the model's metadata
+        read — RestUser's on ``--host``, the gRPC users' (``--protocol oip``) on their address.
         Why the target cannot be loaded, in one line, or ``None``."""
-        host = self.environment.host
-        if not host or SPEAKERS.isdisjoint(self.targets().values()):
-            return None  # no RestUser runs here (FastHttpUser itself refuses a missing host)
-        if self.contract is not None and self._contract_host == host:
-            return None
         try:
-            self.contract = prepared_contract(self.options, str(host))
+            self._prepare_rest()
+            self._prepare_grpc()
         except LoadOptionError as exc:
             return f"--protocol {protocol_name(self.options)}: {exc}"
+        return None
+
+    def _prepare_rest(self) -> None:
+        host = self.environment.host
+        if not host or SPEAKERS.isdisjoint(self.targets().values()):
+            return  # no RestUser runs here (FastHttpUser itself refuses a missing host)
+        if self.contract is not None and self._contract_host == host:
+            return
+        self.contract = prepared_contract(self.options, str(host))
         self._contract_host = str(host)
         self._workload = None  # the contract may fix the rows' width
-        return None
+
+    def _prepare_grpc(self) -> None:
+        if GRPC_SPEAKERS.isdisjoint(self.targets().values()):
+            return
+        if build_grpc_contract(self.options) is None:
+            return  # servelab's own Predictor: nothing to ask
+        address = grpc_address(self.options, self.environment.host)
+        if self._grpc_address == address:
+            return
+        self.grpc_contract = prepared_grpc_contract(self.options, address)
+        self._grpc_address = address
+        self._workload = None
 
     # -- listeners ------------------------------------------------------------------------------
 
@@ -300,7 +328,8 @@ class Session:
         return self._workload
 
     def _new_workload(self) -> Workload:
-        width = self.contract.row_width() if self.contract is not None else None
+        contract = self.contract or self.grpc_contract
+        width = contract.row_width() if contract is not None else None
         return Workload(self.options, row_width=width)
 
     def rest_contract(self) -> HttpContract:
@@ -310,6 +339,15 @@ class Session:
             if problem or self.contract is None:
                 raise LoadOptionError(problem or "RestUser needs --host http://...")
         return self.contract
+
+    def oip_contract(self) -> OipGrpc | None:
+        """The gRPC users' contract for ``--protocol oip``, prepared (``None``: servelab's own
+        ``Predictor``)."""
+        if self._grpc_address is None:  # Locust as a library, without a test start
+            problem = self.prepare_contract()
+            if problem:
+                raise LoadOptionError(problem)
+        return self.grpc_contract
 
     def side(self) -> SideStats:
         """Where users add transport figures (stream, batch, edge) in this process."""

@@ -31,6 +31,7 @@ from loadtests.results.gates import DEFAULT_GATE
 from loadtests.results.thresholds import ThresholdError, parse_threshold
 
 if TYPE_CHECKING:
+    from loadtests.protocols.oip_grpc import OipGrpc
     from targets.rpc import predict_pb2 as pb
 
 REPLY_KEY: Final = "servelab_reply"
@@ -160,6 +161,7 @@ class Workload:
         )
         self._next = 0
         self._requests: dict[int, tuple[Payload, HttpRequest]] = {}
+        self._infer_requests: dict[int, tuple[Payload, bytes]] = {}
         self._messages: Any = None
 
     def next_payload(self) -> Payload:
@@ -173,6 +175,14 @@ class Workload:
         entry = self._requests.get(id(payload))
         if entry is None or entry[0] is not payload:
             entry = self._requests[id(payload)] = (payload, contract.request(payload))
+        return entry[1]
+
+    def infer_request(self, payload: Payload, contract: OipGrpc) -> bytes:
+        """The payload as ``contract``'s serialized ``ModelInferRequest``, once per distinct
+        payload (one contract per process)."""
+        entry = self._infer_requests.get(id(payload))
+        if entry is None or entry[0] is not payload:
+            entry = self._infer_requests[id(payload)] = (payload, contract.request_bytes(payload))
         return entry[1]
 
     def message(self, payload: Payload) -> tuple[pb.PredictRequest, int]:

@@ -7,8 +7,9 @@ other file Locust may load, imports only Locust).
 
 Users (pick them the usual Locust ways: class names on the command line, ``--class-picker``,
 weights): ``RestUser`` (FastHttpUser → ``/v1|v2/predict``, or the contract ``--protocol``
-names), ``GrpcUser`` (unary ``Predict``), ``GrpcStreamUser`` (one bidi ``PredictStream`` per
-user, one message = one request), ``BatchUser`` (one ``score_file`` job = one request; no
+names), ``GrpcUser`` (unary ``Predict``, or ``ModelInfer`` with ``--protocol oip``),
+``GrpcStreamUser`` (one bidi ``PredictStream`` — ``ModelStreamInfer`` with ``--protocol oip``
+— per user, one message = one request), ``BatchUser`` (one ``score_file`` job = one request; no
 target needed) and ``EdgeUser`` (the edge runtime in this process, ``--host`` its REST
 remote). Payloads come from servelab's seeded generator (``--seed``, ``--api``,
 ``--instances``, ``--invalid-fraction`` ...; see
@@ -156,7 +157,9 @@ class RestUser(ServelabMixin, FastHttpUser):
 
 class _GrpcUser(ServelabUser):
     """A blocking grpc channel per user, made cooperative by gevent (grpc shares one HTTP/2
-    connection between equal channels, the gRPC norm). Made in ``on_start``: after any fork."""
+    connection between equal channels, the gRPC norm). Made in ``on_start``: after any fork.
+    ``oip``: the process's Open Inference Protocol contract (``--protocol oip``), else
+    ``None`` (servelab's own ``Predictor``)."""
 
     abstract = True
     channel: Any = None
@@ -170,51 +173,96 @@ class _GrpcUser(ServelabUser):
         self.timeout_s = request_timeout_s(self.servelab.options)
         self.channel = grpc.insecure_channel(grpc_address(self.servelab.options, self.host))
         self.stub = predict_pb2_grpc.PredictorStub(self.channel)
+        self.oip = self.servelab.oip_contract()
+        self.oip_metadata = (
+            tuple((key.lower(), value) for key, value in self.oip.metadata) or None
+            if self.oip is not None
+            else None
+        )
 
     def on_stop(self) -> None:
         if self.channel is not None:  # None when on_start refused the target
             self.channel.close()
 
+    def encode(self, payload: Payload) -> tuple[Any, int]:
+        """The request for ``payload`` in this user's contract, and its size in bytes."""
+        if self.oip is not None:
+            data = self.servelab.workload().infer_request(payload, self.oip)
+            return data, len(data)
+        message, size = self.servelab.workload().message(payload)
+        return message, size
+
 
 class GrpcUser(_GrpcUser):
-    """Unary ``Predict``, one call per request."""
+    """Unary ``Predict`` (``ModelInfer`` with ``--protocol oip``), one call per request."""
 
     servelab_target: ClassVar[str] = "grpc"
 
+    def on_start(self) -> None:
+        super().on_start()
+        if self.oip is not None:
+            from loadtests.protocols.oip_grpc import INFER
+
+            self.call: Any = self.channel.unary_unary(INFER)  # bytes in, bytes out
+            self.method = "ModelInfer"
+        else:
+            self.call, self.method = self.stub.Predict, "Predict"
+
     @task
     def predict(self) -> None:
-        workload = self.servelab.workload()
-        payload = workload.next_payload()
-        message, _size = workload.message(payload)
+        payload = self.servelab.workload().next_payload()
+        request, _size = self.encode(payload)
         started_s, started_ns = self.started()
         try:
-            response = self.stub.Predict(message, timeout=self.timeout_s)
+            answer = self.call(request, timeout=self.timeout_s, metadata=self.oip_metadata)
         except Exception as exc:  # grpc.RpcError, and anything else the channel raises
             reply, length = judge_rpc_error(payload, exc), 0
         else:
-            reply, length = judge_response(payload, response), response.ByteSize()
+            reply, length = self.judge(payload, answer)
         latency_ns = time.perf_counter_ns() - started_ns
-        fire(self, "grpc", request_name("Predict", payload), started_s, latency_ns, length, reply)
+        name = request_name(self.method, payload)
+        fire(self, "grpc", name, started_s, latency_ns, length, reply)
+
+    def judge(self, payload: Payload, answer: Any) -> tuple[Reply, int]:
+        if self.oip is not None:
+            return self.oip.judge(payload, answer), len(answer)
+        return judge_response(payload, answer), answer.ByteSize()
 
 
 _END = object()  # closes a stream's request iterator
 
 
 class GrpcStreamUser(_GrpcUser):
-    """One bidi ``PredictStream`` per user, ping-pong: each message is one request. The time
-    from opening the stream to its first answer goes to the result's ``first_response_ms``. A
-    broken or timed-out stream fails that request and is reopened by the next one."""
+    """One bidi ``PredictStream`` (``ModelStreamInfer`` with ``--protocol oip``) per user,
+    ping-pong: each message is one request. The time from opening the stream to its first
+    answer goes to the result's ``first_response_ms``. A broken or timed-out stream fails that
+    request and is reopened by the next one; an OIP answer carrying ``error_message`` refuses
+    that request only (an expected rejection for a deliberately invalid payload)."""
 
     servelab_target: ClassVar[str] = "grpc-stream"
     responses: Any = None
 
     def on_start(self) -> None:
         super().on_start()
+        if self.oip is not None:
+            from loadtests.drivers.grpc_oip import OipStream
+            from loadtests.protocols.oip_grpc import STREAM_INFER
+            from targets.rpc import inference_pb2
+
+            self.oip_stream: OipStream | None = OipStream(self.oip)
+            self.stream_call: Any = self.channel.stream_stream(
+                STREAM_INFER,
+                response_deserializer=inference_pb2.ModelStreamInferResponse.FromString,
+            )
+            self.method = "ModelStreamInfer"
+        else:
+            self.oip_stream, self.stream_call = None, self.stub.PredictStream
+            self.method = "PredictStream"
         self.open_stream()
 
     def open_stream(self) -> None:
         self.requests = gevent.queue.Queue()
-        self.responses = self.stub.PredictStream(iter(self.requests.get, _END))
+        self.responses = self.stream_call(iter(self.requests.get, _END), metadata=self.oip_metadata)
         self.opened_ns = time.perf_counter_ns()
         self.answered = False
 
@@ -244,6 +292,8 @@ class GrpcStreamUser(_GrpcUser):
         except Exception as exc:  # the stream broke (grpc.RpcError): its status decides
             reply = judge_rpc_error(payload, exc)
         else:
+            if self.oip_stream is not None:
+                return self.oip_stream.judge(payload, response), response.ByteSize()
             return judge_response(payload, response), response.ByteSize()
         finally:
             timer.cancel()
@@ -255,16 +305,15 @@ class GrpcStreamUser(_GrpcUser):
         if self.responses is None:
             self.open_stream()
             self.servelab.side().count("stream_reopens")
-        workload = self.servelab.workload()
-        payload = workload.next_payload()
-        message, _size = workload.message(payload)
+        payload = self.servelab.workload().next_payload()
+        message, _size = self.encode(payload)
         started_s, started_ns = self.started()
         reply, length = self.exchange(payload, message)
         ended_ns = time.perf_counter_ns()
         if length and not self.answered:
             self.answered = True
             self.servelab.side().sample("first_response_ns", ended_ns - self.opened_ns)
-        name = request_name("PredictStream", payload)
+        name = request_name(self.method, payload)
         fire(self, "grpc-stream", name, started_s, ended_ns - started_ns, length, reply)
 
 

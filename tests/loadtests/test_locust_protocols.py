@@ -68,14 +68,19 @@ def test_locust_declares_the_protocol_options_servelab_run_declares() -> None:
     assert locust.parse_args([]).tensor == []  # each parse its own list
 
 
-def test_a_protocol_restuser_alone_speaks_is_refused_for_the_other_users() -> None:
+def test_a_protocol_is_refused_for_the_users_that_do_not_speak_it() -> None:
     parse = _locust_parser().parse_args
     both = {"RestUser": "rest", "GrpcUser": "grpc", "MyUser": "locust"}
     refusal = protocol_refusal(parse(["--protocol", "kserve-v1", "--model-name", "m"]), both)
-    assert refusal == (
-        "--protocol kserve-v1 is spoken by RestUser only; GrpcUser speaks servelab's own contract"
-    )
+    assert refusal == "--protocol kserve-v1 is not spoken by GrpcUser (it goes with --target rest)"
     assert protocol_refusal(parse([]), both) is None  # servelab's own contract: every user
+    oip = parse(["--protocol", "oip", "--model-name", "m"])  # ModelInfer / ModelStreamInfer
+    assert protocol_refusal(oip, {**both, "GrpcStreamUser": "grpc-stream"}) is None
+    edge = protocol_refusal(oip, {"EdgeUser": "edge"})
+    assert (
+        edge == "--protocol oip is not spoken by EdgeUser (it goes with --target grpc or "
+        "grpc-stream or rest)"
+    )
     assert protocol_refusal(parse(["--protocol", "oip"]), both) == (
         "--protocol oip needs --model-name NAME"
     )
@@ -252,6 +257,34 @@ def test_a_wrong_model_name_is_refused_in_one_line_before_any_load(tmp_path: Pat
         line = _refused(tmp_path, url, "--protocol", "kserve-v1", "--model-name", "nope")
     assert f"{url}/v1/models/nope answered HTTP 404" in line
     assert "a wrong --model-name" in line
+
+
+@pytest.mark.parametrize("user", ["GrpcUser", "GrpcStreamUser"])
+def test_grpc_users_speak_oip_to_servelabs_own_grpc_target(cli: Run, user: str) -> None:
+    # servelab locust starts its gRPC target serving digits: ModelMetadata names the 64-wide
+    # input, ModelInfer / ModelStreamInfer answer; the invalid payloads are refused in place
+    done, result = cli("--model", "digits", user, "--protocol", "oip", "--model-name", "digits",
+                       "--invalid-fraction", "0.2")  # fmt: skip
+    summary = result["summary"]
+    assert result["run"]["protocol"] == "oip"
+    assert summary["requests"] > 0
+    assert (summary["schema_success_rate"], summary["failures"]) == (1.0, 0)
+    assert summary["expected_rejections"] > 0  # INVALID_ARGUMENT / error_message
+    method = "ModelInfer" if user == "GrpcUser" else "ModelStreamInfer"
+    assert method in done.stderr  # Locust's table names the RPC
+
+
+def test_a_grpc_user_is_refused_in_one_line_for_a_model_not_ready(
+    tmp_path: Path, servelab_cli: ServelabCli
+) -> None:
+    out = tmp_path / "r.json"
+    done = servelab_cli("locust", *SHORT, "--model", "digits", "GrpcUser", "--protocol", "oip",
+                        "--model-name", "nope", "--out", str(out), cwd=tmp_path, env=_env(),
+                        timeout=TIMEOUT_S)  # fmt: skip
+    assert done.returncode == 2, done.stderr[-4000:]
+    lines = [line for line in done.stderr.splitlines() if line.startswith("servelab:")]
+    assert any("ModelReady failed: NOT_FOUND" in line or "is not ready" in line for line in lines)
+    assert not out.exists()
 
 
 def test_missing_tensors_are_refused_in_one_line_before_any_load(tmp_path: Path) -> None:

@@ -79,17 +79,19 @@ GRPC_INVALID_STATUSES: Mapping[str, Mapping[str, str]] = {
     "kserve": {"shape": "INTERNAL", "datatype": "INVALID_ARGUMENT", "missing": "INTERNAL"},
 }
 KILLED_ERRORS = {"connect", "reset", "disconnected"}
-LOCUST = ("-u", "2", "-r", "2", "-t", "2s", "RestUser")
+LOCUST = ("-u", "2", "-r", "2", "-t", "2s")
 LOCUST_TIMEOUT_S = 120.0
 
 
 def _locust(
     servelab_cli: ServelabCli, tmp_path: Path, server: RunningServer, *args: str
 ) -> dict[str, object]:
-    """``servelab locust`` for 2 s, 2 users, against ``server``: exit 0; the result file."""
+    """``servelab locust`` for 2 s, 2 users, against ``server``: exit 0; the result file. The
+    user is ``RestUser`` unless ``args`` name another (and its ``--grpc-host``)."""
     out = tmp_path / "locust.json"
-    done = servelab_cli("locust", *LOCUST, "--host", server.base_url, *args, "--out", str(out),
-                        cwd=tmp_path, timeout=LOCUST_TIMEOUT_S)  # fmt: skip
+    user = () if any(arg.endswith("User") for arg in args) else ("RestUser",)
+    done = servelab_cli("locust", *LOCUST, *user, "--host", server.base_url, *args,
+                        "--out", str(out), cwd=tmp_path, timeout=LOCUST_TIMEOUT_S)  # fmt: skip
     assert done.returncode == 0, done.stderr[-4000:]
     result = dict[str, object](load_result(out))
     summary = result["summary"]
@@ -167,6 +169,14 @@ class TestMLServer:
         self, mlserver: RunningServer, tmp_path: Path, servelab_cli: ServelabCli
     ) -> None:
         result = _locust(servelab_cli, tmp_path, mlserver, *OIP)
+        assert result["run"]["protocol"] == "oip"  # type: ignore[index]
+
+    def test_a_locust_grpc_user_speaks_oip_to_it(
+        self, mlserver: RunningServer, tmp_path: Path, servelab_cli: ServelabCli
+    ) -> None:
+        assert mlserver.grpc_address is not None
+        result = _locust(servelab_cli, tmp_path, mlserver, "GrpcUser",
+                         "--grpc-host", mlserver.grpc_address, *OIP)  # fmt: skip
         assert result["run"]["protocol"] == "oip"  # type: ignore[index]
 
     def test_metadata_without_inputs_needs_a_tensor(
