@@ -1,10 +1,12 @@
-"""python -m benchmarks.selfbench [--seconds 5] [--concurrency 64] [--quick] [--out FILE]
-                                 [--parts rest,grpc,oip,servers,inprocess,memory,schedule]
+"""python -m benchmarks.selfbench [--seconds 5] [--concurrency 64] [--pairs 3] [--quick]
+                                 [--out FILE] [--parts rest,grpc,oip,servers,inprocess,...]
 
 Runs every part once, servers and clients pinned to different cores where the machine has two,
 prints one table and the goal ratios, and writes everything to a JSON file (default
 ``results/selfbench-<timestamp>.json``). Asserts nothing about time: a ratio short of its goal
-is printed as such. ``--quick`` (CI-sized): 2 s runs, 1 M- and 10 M-request memory runs.
+is printed as such. Side-by-side comparisons run ``--pairs`` rounds of A B B A and keep each
+client's median, with the spread of its rates. ``--quick`` (CI-sized): 2 s runs, one pair, 1 M-
+and 10 M-request memory runs.
 """
 
 from __future__ import annotations
@@ -58,11 +60,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.selfbench", description=__doc__)
     parser.add_argument("--seconds", type=_positive(float), default=5.0, help="per measurement")
     parser.add_argument("--concurrency", type=_positive(int), default=64)
-    parser.add_argument("--quick", action="store_true", help="2 s runs, 1 M/10 M memory runs")
+    parser.add_argument("--quick", action="store_true",
+                        help="2 s runs, 1 ABBA pair, 1 M/10 M memory runs")  # fmt: skip
+    parser.add_argument("--pairs", type=_positive(int), default=3,
+                        help="ABBA pairs per side-by-side comparison (medians kept)")  # fmt: skip
     parser.add_argument("--parts", type=_parts, default=list(PARTS))
     parser.add_argument("--out", type=Path)
     options = parser.parse_args(argv)
     seconds = 2.0 if options.quick else options.seconds
+    pairs = 1 if options.quick else options.pairs
     sizes = [1_000_000, 10_000_000] if options.quick else [10_000_000, 100_000_000]
     cores = Cores.pick()
     print(f"selfbench: {cores.describe()}; {seconds:g} s per run, concurrency "
@@ -73,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         for part in options.parts:
             print(f"selfbench: {part} ...", flush=True)
             try:
-                rows += _measure(part, cores, work, rows, options.concurrency, seconds, sizes)
+                rows += _measure(part, cores, work, rows, options.concurrency, seconds, sizes,
+                                 pairs)  # fmt: skip
             except RuntimeError as exc:  # one part failing keeps what the others measured
                 print(f"selfbench: {part} failed: {exc}", file=sys.stderr)
     except KeyboardInterrupt:
@@ -85,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     out = options.out or Path("results") / f"selfbench-{dt.datetime.now():%Y%m%d-%H%M%S}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     document = {"schema_version": 1, "kind": "selfbench", "cores": cores.describe(),
-                "seconds": seconds, "concurrency": options.concurrency,
+                "seconds": seconds, "pairs": pairs, "concurrency": options.concurrency,
                 "rows": [asdict(row) for row in rows], "goals": checks}  # fmt: skip
     temporary = out.with_name(out.name + ".tmp")
     temporary.write_text(json.dumps(document, indent=2))
@@ -95,15 +102,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _measure(part: str, cores: Cores, work: Path, rows: list[Row], concurrency: int,
-             seconds: float, sizes: list[int]) -> list[Row]:  # fmt: skip
+             seconds: float, sizes: list[int], pairs: int) -> list[Row]:  # fmt: skip
     if part == "rest":
         return rest.measure(cores, work, concurrency=concurrency, seconds=seconds)
     if part == "grpc":
-        return grpc_part.measure(cores, work, concurrency=concurrency, seconds=seconds)
+        return grpc_part.measure(cores, work, concurrency=concurrency, seconds=seconds, pairs=pairs)
     if part == "servers":
-        return servers_part.measure(cores, work, concurrency=concurrency, seconds=seconds)
+        return servers_part.measure(
+            cores, work, concurrency=concurrency, seconds=seconds, pairs=pairs
+        )
     if part == "oip":
-        return oip_part.measure(cores, work, concurrency=concurrency, seconds=seconds)
+        return oip_part.measure(cores, work, concurrency=concurrency, seconds=seconds, pairs=pairs)
     if part == "inprocess":
         return [inprocess_part.overhead(cores, 5_000_000),
                 *inprocess_part.reference(cores, work, tight_requests=5_000_000,

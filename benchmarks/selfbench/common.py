@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -163,3 +164,43 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
     if numerator is None or not denominator:
         return None
     return numerator / denominator
+
+
+def _median_row(rows: list[Row], pairs: int) -> Row:
+    """One row of several runs of the same client: the median rate, CPU and percentiles; every
+    run's rate in ``extra["runs_per_s"]`` and their spread, (max - min) / median, in
+    ``extra["spread"]``."""
+    first = rows[0]
+
+    def median(values: list[float | None]) -> float | None:
+        known = [value for value in values if value is not None]
+        return statistics.median(known) if known else None
+
+    rates = [row.rate_per_s for row in rows if row.rate_per_s is not None]
+    rate = median(list(rates))
+    spread = (max(rates) - min(rates)) / rate if rates and rate else None
+    note = f"median of {len(rows)} runs ({pairs} ABBA pair{'s' if pairs > 1 else ''})"
+    if spread is not None and len(rates) > 1:
+        note += f", rates spread {spread:.0%}"
+    return Row(
+        first.section, first.client, first.server,
+        rate_per_s=rate,
+        cpu_us_per_request=median([r.cpu_us_per_request for r in rows]),
+        p50_ms=median([r.p50_ms for r in rows]), p99_ms=median([r.p99_ms for r in rows]),
+        client_counted=sum(r.client_counted or 0 for r in rows),
+        failures=sum(r.failures for r in rows),
+        note=f"{first.note + '; ' if first.note else ''}{note}",
+        extra={**first.extra, "runs_per_s": rates, "spread": spread},
+    )  # fmt: skip
+
+
+def abba(first: Callable[[], Row], second: Callable[[], Row], pairs: int) -> list[Row]:
+    """``pairs`` rounds of A B B A (so drift on a shared machine hits both clients alike); one
+    median row per client, ``first``'s then ``second``'s."""
+    ones: list[Row] = []
+    twos: list[Row] = []
+    for _ in range(pairs):
+        ones.append(first())
+        twos += [second(), second()]
+        ones.append(first())
+    return [_median_row(ones, pairs), _median_row(twos, pairs)]

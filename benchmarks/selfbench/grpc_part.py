@@ -8,7 +8,14 @@ import os
 import sys
 from pathlib import Path
 
-from benchmarks.selfbench.common import Cores, Row, row_from_result, run_child, servelab_run
+from benchmarks.selfbench.common import (
+    Cores,
+    Row,
+    abba,
+    row_from_result,
+    run_child,
+    servelab_run,
+)
 
 SECTION = "grpc"
 
@@ -28,28 +35,10 @@ def _bare(address: str, mode: str, cores: Cores, concurrency: int, seconds: floa
     )  # fmt: skip
 
 
-def _mean(rows: list[Row]) -> Row:
-    """One row of several runs of the same client: mean rate, CPU and percentiles."""
-    first = rows[0]
-
-    def mean(values: list[float | None]) -> float | None:
-        known = [value for value in values if value is not None]
-        return sum(known) / len(known) if known else None
-
-    return Row(
-        first.section, first.client, first.server,
-        rate_per_s=mean([r.rate_per_s for r in rows]),
-        cpu_us_per_request=mean([r.cpu_us_per_request for r in rows]),
-        p50_ms=mean([r.p50_ms for r in rows]), p99_ms=mean([r.p99_ms for r in rows]),
-        client_counted=sum(r.client_counted or 0 for r in rows),
-        failures=sum(r.failures for r in rows),
-        note=f"{first.note + '; ' if first.note else ''}mean of {len(rows)} runs, ABBA order",
-    )  # fmt: skip
-
-
-def measure(cores: Cores, work: Path, *, concurrency: int, seconds: float) -> list[Row]:
-    """Each pair runs A B B A (servelab, bare, bare, servelab) and is averaged: both calls/s
-    are server-bound near the same figure, and drift on a shared machine is ±5 %."""
+def measure(cores: Cores, work: Path, *, concurrency: int, seconds: float, pairs: int) -> list[Row]:
+    """``pairs`` rounds of A B B A (servelab, bare, bare, servelab), each client's median
+    kept: both calls/s are server-bound near the same figure, and drift on a shared machine is
+    ±5 %."""
     from loadtests.jobs.launch import launch_target
 
     rows = []
@@ -69,7 +58,5 @@ def measure(cores: Cores, work: Path, *, concurrency: int, seconds: float) -> li
             def bare(mode: str = mode) -> Row:
                 return _bare(target.address, mode, cores, concurrency, seconds)
 
-            first_ours, first_bare, second_bare, second_ours = ours(), bare(), bare(), ours()
-            rows.append(_mean([first_ours, second_ours]))
-            rows.append(_mean([first_bare, second_bare]))
+            rows += abba(ours, bare, pairs)
     return rows

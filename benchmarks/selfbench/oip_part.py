@@ -1,7 +1,7 @@
 """The Open Inference Protocol drivers' cost, against servelab's own targets serving the digits
 model (64 features a row): ``--protocol oip`` over REST vs servelab's own contract with the same
 rows (client CPU per request), and over gRPC vs a bare grpc.aio ``ModelInfer`` client
-(``bare_grpc.py oip``; calls/s). ABBA pairs, averaged, as the gRPC part does."""
+(``bare_grpc.py oip``; calls/s). ABBA pairs, medians, as the gRPC part does."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import dataclasses
 import os
 from pathlib import Path
 
-from benchmarks.selfbench.common import Cores, Row, row_from_result, servelab_run
-from benchmarks.selfbench.grpc_part import _bare, _mean
+from benchmarks.selfbench.common import Cores, Row, abba, row_from_result, servelab_run
+from benchmarks.selfbench.grpc_part import _bare
 
 SECTION = "oip"
 OIP = ["--protocol", "oip", "--model-name", "digits", "--model", "digits"]
@@ -21,7 +21,7 @@ def _ours(args: list[str], name: str, label: str, work: Path, cores: Cores) -> R
     return row_from_result(SECTION, label, "servelab target, digits", result)
 
 
-def measure(cores: Cores, work: Path, *, concurrency: int, seconds: float) -> list[Row]:
+def measure(cores: Cores, work: Path, *, concurrency: int, seconds: float, pairs: int) -> list[Row]:
     from loadtests.jobs.launch import launch_target
 
     load = ["--concurrency", str(concurrency), "--duration", f"{seconds:g}s", "--warmup", "0s"]
@@ -38,8 +38,7 @@ def measure(cores: Cores, work: Path, *, concurrency: int, seconds: float) -> li
         def own() -> Row:
             return _ours(native, "native", "servelab run (REST, own contract)", work, cores)
 
-        a, b, c, d = oip(), own(), own(), oip()
-        rows += [_mean([a, d]), _mean([b, c])]
+        rows += abba(oip, own, pairs)
     with launch_target("grpc", model_spec="digits") as target:
         if cores.server:
             os.sched_setaffinity(target.pid, cores.server)
@@ -52,6 +51,5 @@ def measure(cores: Cores, work: Path, *, concurrency: int, seconds: float) -> li
             row = _bare(target.address, "oip", cores, concurrency, seconds)
             return dataclasses.replace(row, section=SECTION, server="servelab target, digits")
 
-        a, b, c, d = ours(), bare(), bare(), ours()
-        rows += [_mean([a, d]), _mean([b, c])]
+        rows += abba(ours, bare, pairs)
     return rows

@@ -12,8 +12,14 @@ import shutil
 import sys
 from pathlib import Path
 
-from benchmarks.selfbench.common import Cores, Row, row_from_result, run_child, servelab_run
-from benchmarks.selfbench.grpc_part import _mean
+from benchmarks.selfbench.common import (
+    Cores,
+    Row,
+    abba,
+    row_from_result,
+    run_child,
+    servelab_run,
+)
 
 SECTION = "servers"
 SERVER = "MLServer 1.7.1, OIP REST"
@@ -36,7 +42,7 @@ def _hey(url: str, body: Path, cores: Cores, concurrency: int, seconds: float) -
                note="one fixed body; CPU includes hey's start-up")  # fmt: skip
 
 
-def measure(cores: Cores, work: Path, *, concurrency: int, seconds: float) -> list[Row]:
+def measure(cores: Cores, work: Path, *, concurrency: int, seconds: float, pairs: int) -> list[Row]:
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from targets.learned import export_digits
     from tests.servers.launch import is_built, start
@@ -62,5 +68,4 @@ def measure(cores: Cores, work: Path, *, concurrency: int, seconds: float) -> li
         def theirs() -> Row:
             return _hey(url, body, cores, concurrency, seconds)
 
-        a, b, c, d = ours(), theirs(), theirs(), ours()
-        return [_mean([a, d]), _mean([b, c])]
+        return abba(ours, theirs, pairs)
