@@ -26,17 +26,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from contextlib import aclosing
 from typing import Any, Final, TypeVar
 
 import grpc
 from google.protobuf.message import DecodeError, Message
 
 from targets import oip
-from targets.errors import InvalidRequest, MalformedRequest, Overloaded, RequestError
+from targets.errors import InvalidRequest, MalformedRequest
 from targets.models import Model
 from targets.rpc import inference_pb2 as pb
-from targets.rpc.servicer import ModelServicer
+from targets.rpc.servicer import ModelServicer, Pending
 from targets.rpc.status import Failure, abort, translate
 from targets.schema import Limits, PredictRequest, Row
 
@@ -153,29 +153,7 @@ def _metadata_response(model: Model) -> pb.ModelMetadataResponse:
     )
 
 
-@dataclass(slots=True)
-class _Pending:
-    """One stream message on its way from reader to writer: its batcher future or its rejection."""
-
-    started_s: float
-    outcome: asyncio.Future[dict[str, Any]] | Failure
-    request_id: str | None
-    raw: bool
-
-
-_StreamItem = _Pending | Exception | None  # a message, what broke reading, or end of input
 _Decoded = pb.ModelInferRequest | MalformedRequest
-
-
-def _retrieve_exception(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
-
-
-def _forget(item: _StreamItem) -> None:
-    """Drop an unanswered message without leaving "exception was never retrieved" behind."""
-    if isinstance(item, _Pending) and isinstance(item.outcome, asyncio.Future):
-        item.outcome.add_done_callback(_retrieve_exception)
 
 
 class InferenceServicer(ModelServicer):
@@ -248,72 +226,26 @@ class InferenceServicer(ModelServicer):
     async def ModelStreamInfer(
         self, request_iterator: AsyncIterator[_Decoded], context: Any
     ) -> AsyncIterator[pb.ModelStreamInferResponse]:
-        """The handler writes (awaiting answers in request order); a reader task reads."""
-        pending: asyncio.Queue[_StreamItem] = asyncio.Queue(self.pending_limit)
-        reader = asyncio.get_running_loop().create_task(
-            self._read_stream(request_iterator, pending)
-        )
-        try:
-            while (item := await pending.get()) is not None:
-                if isinstance(item, Exception):
-                    raise item
-                response, status, request_id = await self._answer(item)
+        """Every message through the micro-batcher (``ModelServicer._serve_stream``); a bad one
+        is answered in place (``error_message``) and the stream goes on."""
+        stream = self._serve_stream(request_iterator, context, STREAM_INFER_ROUTE)
+        async with aclosing(stream) as answers:
+            async for response in answers:
                 yield response
-                self._access("grpc-stream", STREAM_INFER_ROUTE, status, item.started_s, request_id)
-        except Exception as exc:  # a broken stream, not a bad message: end it with INTERNAL
-            self.logger.log("error", "stream_infer_failed", error=repr(exc))
-            await abort(context, translate(exc))
-        finally:
-            if not reader.done():
-                reader.cancel()
-                await asyncio.wait({reader})
-            while not pending.empty():
-                _forget(pending.get_nowait())
 
-    async def _read_stream(
-        self, request_iterator: AsyncIterator[_Decoded], pending: asyncio.Queue[_StreamItem]
-    ) -> None:
-        """Read every message and queue it; bounded queues are the backpressure a client feels."""
-        try:
-            async for message in request_iterator:
-                item = await self._submit(message)
-                try:
-                    await pending.put(item)
-                except asyncio.CancelledError:
-                    _forget(item)
-                    raise
-        except Exception as exc:  # handed to the writer, which ends the stream with INTERNAL
-            await pending.put(exc)
-        else:
-            await pending.put(None)
-
-    async def _submit(self, message: _Decoded) -> _Pending:
+    async def _submit(self, message: _Decoded) -> Pending:
         """Validate one message; a valid one takes an admission slot and goes to the batcher."""
         started_s = time.perf_counter()
         if isinstance(message, MalformedRequest):
-            return _Pending(started_s, translate(message), None, raw=False)
+            return Pending(started_s, translate(message), None)
         request_id = message.id or None
         raw = bool(message.raw_input_contents)
         failure = model_not_found(self.service.model, message.model_name, message.model_version)
         if failure is not None:
-            return _Pending(started_s, failure, request_id, raw)
-        try:
-            request = self._parse(message)
-            await self.admission.acquire()
-        except (RequestError, Overloaded) as exc:
-            return _Pending(started_s, translate(exc), request_id, raw)
-        try:
-            future = await self.batcher.submit(request)
-        except BaseException:
-            self.admission.release()
-            raise
-        future.add_done_callback(self._release_slot)  # even if the stream is gone by then
-        return _Pending(started_s, future, request_id, raw)
+            return Pending(started_s, failure, request_id, raw)
+        return await self._enqueue(started_s, lambda: self._parse(message), request_id, raw)
 
-    def _release_slot(self, _: asyncio.Future[dict[str, Any]]) -> None:
-        self.admission.release()
-
-    async def _answer(self, item: _Pending) -> tuple[pb.ModelStreamInferResponse, str, str | None]:
+    async def _answer(self, item: Pending) -> tuple[pb.ModelStreamInferResponse, str, str | None]:
         """The response to one stream message, its status name and request id."""
         failure = item.outcome
         if isinstance(failure, asyncio.Future):
@@ -321,7 +253,7 @@ class InferenceServicer(ModelServicer):
                 answer = await failure
             except Exception as exc:  # the model failed this batch: answered in place too
                 failure = translate(exc)
-                self.logger.log("error", "stream_infer_predict_failed", error=repr(exc))
+                self._log_internal("stream_infer_predict_failed", exc)
             else:
                 request_id = answer["metadata"]["request_id"]
                 response = infer_response(

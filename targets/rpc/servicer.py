@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -42,24 +43,26 @@ STREAM_TRANSPORT: Final = "grpc-stream"
 
 
 @dataclass(slots=True)
-class _Pending:
-    """One stream message on its way from reader to writer: its batcher future, or its rejection."""
+class Pending:
+    """One stream message on its way from reader to writer: its batcher future, or its rejection
+    (``raw``: an OIP request sent as raw tensor bytes, answered the same way)."""
 
     started_s: float
     outcome: asyncio.Future[dict[str, Any]] | Failure
     request_id: str | None
+    raw: bool = False
 
 
 # A request as ``decode_request`` hands it over: the message, or why its bytes are not one.
 _Decoded = pb.PredictRequest | MalformedRequest
 
 # What the reader hands the writer: a message, the exception that broke reading, or end of input.
-_StreamItem = _Pending | Exception | None
+_StreamItem = Pending | Exception | None
 
 
 def _forget(item: _StreamItem) -> None:
     """Drop an unanswered message without leaving "exception was never retrieved" behind."""
-    if isinstance(item, _Pending) and isinstance(item.outcome, asyncio.Future):
+    if isinstance(item, Pending) and isinstance(item.outcome, asyncio.Future):
         item.outcome.add_done_callback(_retrieve_exception)
 
 
@@ -99,12 +102,92 @@ class ModelServicer:
             transport=transport, route=route, status=status, latency_ms=latency_ms, request_id=rid
         )
 
+    def _log_internal(self, event: str, exc: Exception) -> None:
+        self.logger.log("error", event, error=repr(exc), cause=repr(exc.__cause__))
+
+    # -- a bidi stream over the micro-batcher (both services' stream handlers) ------------------
+
+    async def _serve_stream(
+        self, request_iterator: AsyncIterator[Any], context: Any, route: str
+    ) -> AsyncGenerator[Any, None]:
+        """The handler writes (awaiting futures in request order); a reader task reads. Each
+        message becomes a ``Pending`` (``_submit``) and its answer a response (``_answer``)."""
+        pending: asyncio.Queue[_StreamItem] = asyncio.Queue(self.pending_limit)
+        reader = asyncio.get_running_loop().create_task(
+            self._read_stream(request_iterator, pending)
+        )
+        try:
+            while (item := await pending.get()) is not None:
+                if isinstance(item, Exception):
+                    raise item
+                response, status, request_id = await self._answer(item)
+                yield response
+                self._access(STREAM_TRANSPORT, route, status, item.started_s, request_id)
+        except Exception as exc:  # a broken stream, not a bad message: end it with INTERNAL
+            self._log_internal("stream_failed", exc)
+            await abort(context, translate(exc))
+        finally:
+            if not reader.done():
+                reader.cancel()
+                await asyncio.wait({reader})
+            _discard(pending)
+
+    async def _read_stream(
+        self,
+        request_iterator: AsyncIterator[Any],
+        pending: asyncio.Queue[_StreamItem],
+    ) -> None:
+        """Read every message (``async for``, never mixed with ``read()``) and queue it.
+
+        ``pending`` is bounded and the batcher's queue is bounded, so a slow model or a client
+        that does not read its answers stops this loop, and HTTP/2 flow control the sender.
+        """
+        try:
+            async for message in request_iterator:
+                item = await self._submit(message)
+                try:
+                    await pending.put(item)
+                except asyncio.CancelledError:
+                    _forget(item)
+                    raise
+        except Exception as exc:  # handed to the writer, which ends the stream with INTERNAL
+            await pending.put(exc)
+        else:
+            await pending.put(None)
+
+    async def _enqueue(
+        self, started_s: float, parse: Any, request_id: str | None, raw: bool = False
+    ) -> Pending:
+        """A parsed message (``parse()``) into the batcher under an admission slot, or answered
+        in place: a bad message by its error, past the bounds ``overloaded``."""
+        try:
+            request = parse()
+            await self.admission.acquire()
+        except (RequestError, Overloaded) as exc:
+            return Pending(started_s, translate(exc), request_id, raw)
+        try:
+            future = await self.batcher.submit(request)
+        except BaseException:
+            self.admission.release()
+            raise
+        # Released when the answer is ready, even if the stream is gone by then.
+        future.add_done_callback(self._release_slot)
+        return Pending(started_s, future, request_id, raw)
+
+    def _release_slot(self, _: asyncio.Future[dict[str, Any]]) -> None:
+        self.admission.release()
+
+    async def _submit(self, message: Any) -> Pending:
+        """One stream message, validated and enqueued (``_enqueue``) or answered in place."""
+        raise NotImplementedError
+
+    async def _answer(self, item: Pending) -> tuple[Any, str, str | None]:
+        """The response to one stream message, its status name and request id."""
+        raise NotImplementedError
+
 
 class PredictorServicer(ModelServicer, predict_pb2_grpc.PredictorServicer):
     """``Predict`` and ``PredictStream`` over one model; see the module docstring."""
-
-    def _log_internal(self, event: str, exc: Exception) -> None:
-        self.logger.log("error", event, error=repr(exc), cause=repr(exc.__cause__))
 
     async def Predict(self, request: _Decoded, context: Any) -> pb.PredictResponse:
         started_s = time.perf_counter()
@@ -135,76 +218,25 @@ class PredictorServicer(ModelServicer, predict_pb2_grpc.PredictorServicer):
     async def PredictStream(
         self, request_iterator: AsyncIterator[_Decoded], context: Any
     ) -> AsyncIterator[pb.PredictResponse]:
-        """The handler writes (awaiting futures in request order); a reader task reads."""
-        pending: asyncio.Queue[_StreamItem] = asyncio.Queue(self.pending_limit)
-        reader = asyncio.get_running_loop().create_task(
-            self._read_stream(request_iterator, pending)
-        )
-        try:
-            while (item := await pending.get()) is not None:
-                if isinstance(item, Exception):
-                    raise item
-                response, status, request_id = await self._answer(item)
+        """Every message through the micro-batcher (``ModelServicer._serve_stream``)."""
+        async with aclosing(self._serve_stream(request_iterator, context, STREAM_ROUTE)) as stream:
+            async for response in stream:
                 yield response
-                self._access(STREAM_TRANSPORT, STREAM_ROUTE, status, item.started_s, request_id)
-        except Exception as exc:  # a broken stream, not a bad message: end it with INTERNAL
-            self._log_internal("stream_failed", exc)
-            await abort(context, translate(exc))
-        finally:
-            if not reader.done():
-                reader.cancel()
-                await asyncio.wait({reader})
-            _discard(pending)
 
-    async def _read_stream(
-        self,
-        request_iterator: AsyncIterator[_Decoded],
-        pending: asyncio.Queue[_StreamItem],
-    ) -> None:
-        """Read every message (``async for``, never mixed with ``read()``) and queue it.
-
-        ``pending`` is bounded and the batcher's queue is bounded, so a slow model or a client
-        that does not read its answers stops this loop, and HTTP/2 flow control the sender.
-        """
-        try:
-            async for message in request_iterator:
-                item = await self._submit(message)
-                try:
-                    await pending.put(item)
-                except asyncio.CancelledError:
-                    _forget(item)
-                    raise
-        except Exception as exc:  # handed to the writer, which ends the stream with INTERNAL
-            await pending.put(exc)
-        else:
-            await pending.put(None)
-
-    async def _submit(self, message: _Decoded) -> _Pending:
+    async def _submit(self, message: _Decoded) -> Pending:
         """Validate one stream message; a valid one takes an admission slot (or is answered
         ``overloaded`` in place) and goes to the batcher (waiting while full)."""
         started_s = time.perf_counter()
         if isinstance(message, MalformedRequest):  # undecodable: answered in place like any bad one
-            return _Pending(started_s, translate(message), None)
-        request_id = message.request_id or None
-        try:
+            return Pending(started_s, translate(message), None)
+
+        def parse() -> Any:
             body, api = convert.to_canonical(message, enable_v2=self.service.enable_v2)
-            request = self.service.parse(body, api)
-            await self.admission.acquire()
-        except (RequestError, Overloaded) as exc:
-            return _Pending(started_s, translate(exc), request_id)
-        try:
-            future = await self.batcher.submit(request)
-        except BaseException:
-            self.admission.release()
-            raise
-        # Released when the answer is ready, even if the stream is gone by then.
-        future.add_done_callback(self._release_slot)
-        return _Pending(started_s, future, request_id)
+            return self.service.parse(body, api)
 
-    def _release_slot(self, _: asyncio.Future[dict[str, Any]]) -> None:
-        self.admission.release()
+        return await self._enqueue(started_s, parse, message.request_id or None)
 
-    async def _answer(self, item: _Pending) -> tuple[pb.PredictResponse, str, str | None]:
+    async def _answer(self, item: Pending) -> tuple[pb.PredictResponse, str, str | None]:
         """The response to one stream message, its status name and request id."""
         failure = item.outcome
         if isinstance(failure, asyncio.Future):
