@@ -28,6 +28,7 @@ import numpy as np
 
 from loadtests.drivers.base import DriverBase, Reply, WireView
 from loadtests.drivers.grpc import (
+    PREDICT_STREAM_PATH,
     MessageCache,
     check_timeout,
     error_class,
@@ -37,7 +38,7 @@ from loadtests.drivers.grpc import (
 from loadtests.engine.histogram import LatencyHistogram
 from loadtests.engine.workload import Payload
 from loadtests.errors import LoadOptionError
-from targets.rpc import predict_pb2_grpc
+from targets.rpc import predict_pb2 as pb
 
 StreamAnswer = Any  # the response message, or the error class (a str) that ended the stream
 TIMED_OUT: Final = "\x00timed out"  # a send's own timeout fired (not an error class)
@@ -68,10 +69,15 @@ class PredictStreamContract:
         self._messages = MessageCache()
 
     def open_call(self, channel: Any) -> Any:
-        return predict_pb2_grpc.PredictorStub(channel).PredictStream()
+        # bytes out (serialized once per payload), PredictResponses back
+        call = channel.stream_stream(
+            PREDICT_STREAM_PATH, response_deserializer=pb.PredictResponse.FromString
+        )
+        return call()
 
     def encode(self, payload: Payload) -> tuple[Any, int]:
-        return self._messages.get(payload)
+        data = self._messages.data(payload)
+        return data, len(data)
 
     def judge(self, payload: Payload, answer: Any) -> Reply:
         return judge_response(payload, answer)
