@@ -189,6 +189,34 @@ def judge_response(payload: Payload, response: pb.PredictResponse) -> Reply:
     return judge_answer(payload, True, convert.from_response(response), False)
 
 
+class AnswerJudge:
+    """``judge_response`` once per distinct answer to a payload.
+
+    A ``PredictResponse``'s verdict depends on the payload, its predictions and whether it has
+    metadata at all (proto3 strings are always strings, so ``request_id`` — unique per answer —
+    never changes it): those are the key, and a repeated answer costs a tuple and a dict look-up
+    instead of the canonical body and its check. In-place errors are judged every time. Entries
+    hold their payload, so an ``id`` cannot be reused while it is a key.
+    """
+
+    def __init__(self, limit: int = MESSAGE_CACHE_LIMIT) -> None:
+        self.limit = limit
+        self._verdicts: dict[tuple[Any, ...], tuple[Payload, Reply]] = {}
+
+    def __call__(self, payload: Payload, response: pb.PredictResponse) -> Reply:
+        if response.HasField("error"):
+            return judge_response(payload, response)
+        key = (id(payload), response.HasField("metadata"), *response.predictions)
+        entry = self._verdicts.get(key)
+        if entry is not None and entry[0] is payload:
+            return entry[1]
+        reply = judge_response(payload, response)
+        if len(self._verdicts) >= self.limit:
+            self._verdicts.clear()
+        self._verdicts[key] = (payload, reply)
+        return reply
+
+
 def check_timeout(timeout_s: float | None, *, optional: bool = False) -> None:
     if timeout_s is None and optional:
         return
@@ -221,6 +249,7 @@ class GrpcUnaryDriver(DriverBase):
         self.timeout_s = timeout_s
         super().__init__()
         self._messages = MessageCache()
+        self._judge = AnswerJudge()
         self._channels: list[grpc.aio.Channel] = []
         self._calls: list[Any] = []
         self._next = 0
@@ -251,7 +280,7 @@ class GrpcUnaryDriver(DriverBase):
         except Exception as exc:  # the driver's one error boundary
             return reply_for_error(payload, exc)
         self.bytes_received += response.ByteSize()
-        return judge_response(payload, response)
+        return self._judge(payload, response)
 
     async def close(self) -> None:
         channels, self._channels, self._calls = self._channels, [], []

@@ -29,10 +29,10 @@ import numpy as np
 from loadtests.drivers.base import DriverBase, Reply, WireView
 from loadtests.drivers.grpc import (
     PREDICT_STREAM_PATH,
+    AnswerJudge,
     MessageCache,
     check_timeout,
     error_class,
-    judge_response,
     reply_for_status,
 )
 from loadtests.engine.histogram import LatencyHistogram
@@ -67,6 +67,7 @@ class PredictStreamContract:
 
     def __init__(self) -> None:
         self._messages = MessageCache()
+        self._judge = AnswerJudge()
 
     def open_call(self, channel: Any) -> Any:
         # bytes out (serialized once per payload), PredictResponses back
@@ -80,7 +81,7 @@ class PredictStreamContract:
         return data, len(data)
 
     def judge(self, payload: Payload, answer: Any) -> Reply:
-        return judge_response(payload, answer)
+        return self._judge(payload, answer)
 
 
 class _Stream:

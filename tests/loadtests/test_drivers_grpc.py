@@ -143,6 +143,47 @@ def test_the_message_cache_builds_each_payload_once_and_stays_bounded() -> None:
     assert cache.get(VALID)[0] is not first
     with pytest.raises(ValueError, match="limit"):
         MessageCache(limit=0)
+    assert pb.PredictRequest.FromString(cache.data(VALID)) == cache.get(VALID)[0]  # its bytes
+
+
+def _answer(predictions: list[float], request_id: str, *, metadata: bool = True) -> Any:
+    response = pb.PredictResponse(predictions=predictions)
+    if metadata:
+        response.metadata.CopyFrom(pb.Metadata(transport="grpc", model_name="reference",
+                                               model_version="1", request_id=request_id,
+                                               api="v1"))  # fmt: skip
+    return response
+
+
+def test_the_answer_judge_gives_the_canonical_verdict_once_per_distinct_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from loadtests.drivers import grpc as grpc_driver
+
+    judged: list[Any] = []
+    canonical = grpc_driver.judge_response
+
+    def counting(payload: Payload, response: Any) -> Any:
+        judged.append(response)
+        return canonical(payload, response)
+
+    monkeypatch.setattr(grpc_driver, "judge_response", counting)
+    judge = grpc_driver.AnswerJudge()
+    answers = [
+        _answer([0.5], "a"), _answer([0.5], "b"),  # equal but for the request id: one check
+        _answer([0.5, 0.5], "c"),  # two predictions for one row: schema
+        _answer([math.inf], "d"),  # not finite: schema
+        _answer([0.5], "e", metadata=False),  # proto3 reads absent metadata as empty strings
+        pb.PredictResponse(error=pb.Error(code="invalid_request", message="no")),  # in place
+    ]  # fmt: skip
+    verdicts = [judge(VALID, answer) for answer in answers]
+    assert verdicts == [canonical(VALID, answer) for answer in answers]
+    assert [v.outcome for v in verdicts] == [Outcome.OK] * 2 + [Outcome.FAILURE] * 2 + [
+        Outcome.OK,
+        Outcome.FAILURE,
+    ]
+    assert len(judged) == 5  # the second [0.5] came from the cache
+    assert judge(INVALID, answers[0]) == canonical(INVALID, answers[0])  # keyed by payload too
 
 
 # -- the status boundary -------------------------------------------------------------------------
