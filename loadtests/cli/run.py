@@ -153,6 +153,15 @@ def _add_transport_options(run: argparse.ArgumentParser) -> None:
         "--client", choices=["auto", "fast", "aiohttp"], default="auto",
         help="REST client: fast (HTTP/1.1 on asyncio + httptools; auto for http://) or aiohttp",
     )  # fmt: skip
+    run.add_argument(
+        "--idle-timeout", type=POSITIVE_DURATION, metavar="D",
+        help="function: the front servelab starts retires instances idle this long (its "
+        "default: 60s)",
+    )  # fmt: skip
+    run.add_argument(
+        "--max-function-instances", type=POSITIVE_INT, metavar="N",
+        help="function: instances the front servelab starts may run at most (its default: 2)",
+    )  # fmt: skip
 
 
 def _add_output_options(run: argparse.ArgumentParser) -> None:
@@ -178,7 +187,12 @@ def _add_output_options(run: argparse.ArgumentParser) -> None:
 def settings_from_args(args: argparse.Namespace) -> RunSettings:
     """``servelab run``'s options as settings, through the one builder."""
     from loadtests.engine.workload import PayloadSpec
-    from loadtests.jobs.settings import RunSettings, default_instances, load_plan
+    from loadtests.jobs.settings import (
+        RunSettings,
+        default_instances,
+        function_front_args,
+        load_plan,
+    )
 
     plan = load_plan(
         concurrency=args.concurrency or (1 if args.loop == "tight" else None),
@@ -227,6 +241,7 @@ def settings_from_args(args: argparse.Namespace) -> RunSettings:
         protocol_options=protocol_options(args),
         cacert=args.cacert,
         insecure=args.insecure,
+        server_args=function_front_args(args.idle_timeout, args.max_function_instances),
     )
 
 

@@ -1,4 +1,4 @@
-"""``servelab serve rest|grpc``: a serving target, in the foreground until stopped."""
+"""``servelab serve rest|grpc|function``: a serving target, in the foreground until stopped."""
 
 from __future__ import annotations
 
@@ -7,9 +7,13 @@ from typing import Final
 
 from loadtests.cli.serving_options import (
     add_batching_options,
+    add_model_option,
     add_server_options,
 )
 from loadtests.options import (
+    NON_NEGATIVE_INT,
+    PORT,
+    POSITIVE_DURATION,
     POSITIVE_INT,
     CommandParser,
     Subcommands,
@@ -17,7 +21,7 @@ from loadtests.options import (
 )
 from targets.schema import DEFAULT_MAX_BODY_BYTES
 
-COMMANDS: Final = ("serve rest", "serve grpc")
+COMMANDS: Final = ("serve rest", "serve grpc", "serve function")
 
 
 def add_parser(commands: Subcommands) -> None:
@@ -56,9 +60,54 @@ def add_parser(commands: Subcommands) -> None:
         help="largest message; larger is refused (RESOURCE_EXHAUSTED)",
     )  # fmt: skip
     add_batching_options(grpc, 32, 2.0)  # for PredictStream
+    _add_function_parser(serve_kinds)
+
+
+def _add_function_parser(serve_kinds: argparse._SubParsersAction[CommandParser]) -> None:
+    """``serve function``: the REST app as a Lambda-style handler behind a scale-to-zero front."""
+    from targets.logs import LEVELS
+
+    function = serve_kinds.add_parser(
+        "function", help="the REST app as a mangum handler behind a local scale-to-zero front",
+        epilog=examples(
+            "servelab serve function --port 9000 --idle-timeout 60s --max-function-instances 2",
+            "servelab serve function --port 0 --ready-file f.json --idle-timeout 1s",
+        ),
+    )  # fmt: skip
+    function.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    function.add_argument("--port", type=PORT, default=9000, help="0 picks a free port")
+    function.add_argument(
+        "--ready-file", metavar="FILE", help="write the bound address once serving"
+    )
+    function.add_argument(
+        "--log-level", choices=list(LEVELS), default="warning",
+        help="the instances' JSON log lines on stderr",
+    )  # fmt: skip
+    function.add_argument(
+        "--idle-timeout", type=POSITIVE_DURATION, default=60.0, metavar="D",
+        help="retire an instance idle longer than this (default 60s)",
+    )  # fmt: skip
+    function.add_argument(
+        "--max-function-instances", type=POSITIVE_INT, default=2, metavar="N",
+        help="instances at most, starting ones included; keep it at or below the cores "
+        "(default 2)",
+    )  # fmt: skip
+    function.add_argument(
+        "--max-waiting", type=NON_NEGATIVE_INT, default=100, metavar="N",
+        help="requests that may wait for a busy instance at the maximum; past it 429 (default 100)",
+    )  # fmt: skip
+    function.add_argument(
+        "--function-timeout", type=POSITIVE_DURATION, default=30.0, metavar="D",
+        help="an invocation slower than this is cut: 504, the instance stopped (default 30s)",
+    )  # fmt: skip
+    add_model_option(function)
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.kind == "function":
+        from targets.function.front import main as serve_function
+
+        return serve_function(args)
     if args.kind == "rest":
         from targets.rest.server import main as serve_rest
 

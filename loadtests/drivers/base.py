@@ -29,6 +29,7 @@ import numpy as np
 from loadtests.engine.driver import (
     EXPECTED_REJECTION,
     MAX_SHARED_REPLIES,
+    ColdStarts,
     Driver,
     Reply,
     ReplyFields,
@@ -43,6 +44,7 @@ __all__ = [
     "EXPECTED_REJECTION",
     "MAX_SHARED_REPLIES",
     "OK_REPLY_SCHEMA_BAD",
+    "ColdStarts",
     "Driver",
     "DriverBase",
     "FakeDriver",
@@ -78,6 +80,7 @@ class DriverBase(Driver):
     # and the run records what was asked).
     batch_size: int | None = None
     window_ms: float | None = None
+    cold_starts: ColdStarts | None = None  # set by a driver that tells cold starts apart
 
     def __init__(self) -> None:
         self.bytes_sent = 0

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
-from loadtests.drivers.base import DriverBase, Reply, WireView
+from loadtests.drivers.base import ColdStarts, DriverBase, Reply, WireView
 from loadtests.drivers.http_errors import (
     PROTOCOL,
     TIMEOUT,
@@ -47,9 +47,16 @@ class ConnectionFailed(Exception):
 class _Connection(asyncio.Protocol):
     """One keep-alive connection; at most one request in flight (no pipelining)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        max_body_bytes: int,
+        flag_header: bytes | None = None,
+    ) -> None:
         self.loop = loop
         self.max_body_bytes = max_body_bytes
+        self.flag_header = flag_header  # a header (lower case) whose value "1" sets ``flagged``
+        self.flagged = False  # the last answer carried ``flag_header: 1``
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.waiter: asyncio.Future[_Answer] | None = None
@@ -89,9 +96,12 @@ class _Connection(asyncio.Protocol):
 
     # -- httptools callbacks --------------------------------------------------------------------
 
-    def on_header(self, name: bytes, _value: bytes) -> None:
-        if name.lower() in (b"content-length", b"transfer-encoding"):
+    def on_header(self, name: bytes, value: bytes) -> None:
+        lowered = name.lower()
+        if lowered in (b"content-length", b"transfer-encoding"):
             self.framed = True
+        elif lowered == self.flag_header:
+            self.flagged = value.strip() == b"1"
 
     def on_headers_complete(self) -> None:
         self.headers_done = True
@@ -129,6 +139,7 @@ class _Connection(asyncio.Protocol):
         assert self.transport is not None, "request() before the connection was made"
         assert self.waiter is None, "one request in flight per connection"
         waiter = self.waiter = self.loop.create_future()
+        self.flagged = False
         self.transport.write(data)
         timer = self.loop.call_later(timeout_s, self._timed_out, waiter)
         waiter.add_done_callback(lambda _: timer.cancel())
@@ -160,7 +171,10 @@ class Http1Driver(DriverBase):
         timeout_s: float = 30.0,
         max_body_bytes: int = MAX_BODY_BYTES,
         contract: HttpContract | None = None,
+        cold_start_header: str | None = None,
     ) -> None:
+        """``cold_start_header``: an answer header that says ``1`` when the request started the
+        instance that served it (a function front's); each such request is marked cold."""
         if connections < 1:
             raise LoadOptionError("connections must be a positive int")
         if timeout_s <= 0:
@@ -180,6 +194,9 @@ class Http1Driver(DriverBase):
         self.timeout_s = timeout_s
         self.max_body_bytes = max_body_bytes
         super().__init__()
+        self._flag_header = cold_start_header.lower().encode() if cold_start_header else None
+        if cold_start_header:
+            self.cold_starts = ColdStarts()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._idle: list[_Connection] = []
         self._all: set[_Connection] = set()
@@ -233,7 +250,9 @@ class Http1Driver(DriverBase):
         try:
             _, protocol = await asyncio.wait_for(
                 loop.create_connection(
-                    lambda: _Connection(loop, self.max_body_bytes), self.host, self.port
+                    lambda: _Connection(loop, self.max_body_bytes, self._flag_header),
+                    self.host,
+                    self.port,
                 ),
                 self.timeout_s,
             )
@@ -289,6 +308,8 @@ class Http1Driver(DriverBase):
         except ConnectionFailed as exc:
             return Reply.failure(exc.error_class)
         finally:
+            if connection.flagged and self.cold_starts is not None:
+                self.cold_starts.mark()
             self._release(connection)
         self.bytes_sent += len(data)
         self.bytes_received += len(raw)

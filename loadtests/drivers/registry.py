@@ -23,10 +23,17 @@ if TYPE_CHECKING:
     from loadtests.protocols.base import HttpContract
     from loadtests.protocols.oip_grpc import OipGrpc
 
-ServerKind = Literal["rest", "grpc"]
+ServerKind = Literal["rest", "grpc", "function"]
+HTTP_SERVERS: Final = frozenset({"rest", "function"})  # the kinds of server reached by a URL
 # Options a target may accept beyond the common ones (model, load shape, payloads, gates):
-# ``url``/``address`` name a running target; the rest tune one transport.
-Option = Literal["url", "address", "connections", "batch_size", "window_ms", "client", "tight"]
+# ``url``/``address`` name a running target; ``front`` configures the function front servelab
+# starts (--idle-timeout, --max-function-instances); the rest tune one transport.
+Option = Literal[
+    "url", "address", "connections", "batch_size", "window_ms", "client", "tight", "front"
+]
+# Reads a target's CPU seconds so far from its base URL, where the process tree servelab
+# started is not the target's cost (a function front counts its instances, not itself).
+CpuReader = Callable[[str], float | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +72,8 @@ class Target:
     in_process: bool = False
     probed: bool = False
     options: frozenset[Option] = frozenset()
+    cpu_reader: CpuReader | None = None
+    cost_scope: str = "target process tree"
 
     def takes(self, option: Option) -> bool:
         return option in self.options
@@ -117,6 +126,24 @@ def _rest(options: DriverOptions) -> DriverBase:
         url, connections=options.connections, timeout_s=options.timeout_s,
         contract=options.contract, ssl=options.ssl,
     )  # fmt: skip
+
+
+def _function(options: DriverOptions) -> DriverBase:
+    from loadtests.drivers.http1 import Http1Driver
+    from targets.function.gateway import COLD_START_HEADER
+
+    # The REST driver, reading the front's cold-start header (one request per instance at a
+    # time: more connections than instances only queue at the front).
+    return Http1Driver(
+        options.url or "", connections=options.connections, timeout_s=options.timeout_s,
+        contract=options.contract, cold_start_header=COLD_START_HEADER,
+    )  # fmt: skip
+
+
+def _function_cpu_s(url: str) -> float | None:
+    from targets.function.client import instance_cpu_s
+
+    return instance_cpu_s(url)
 
 
 def _grpc(options: DriverOptions) -> DriverBase:
@@ -207,6 +234,11 @@ TARGETS: Final[Mapping[str, Target]] = {
         # remote may be down on purpose, so it is not probed.
         Target("edge", "edge", _edge, server="rest", in_process=True,
                options=frozenset({"url"})),
+        # The REST app as a function behind the scale-to-zero front. Not probed: a probe would
+        # start an instance before the clock and hide the run's first cold start.
+        Target("function", "function", _function, server="function",
+               options=frozenset({"url", "connections", "front"}), cpu_reader=_function_cpu_s,
+               cost_scope="function instances while alive (the front excluded)"),
     )
 }  # fmt: skip
 

@@ -89,15 +89,41 @@ class WireStamps:
         return self._by_task.pop(asyncio.current_task(), WIRE_UNSEEN)
 
 
+class ColdStarts:
+    """Which requests in flight paid a cold start (their answer said they started the instance
+    that served them), by sending task, as ``WireStamps`` keeps on-wire instants. A driver that
+    can tell has one (``Driver.cold_starts``); the harness then tags each request it records
+    cold or warm, and the recorder keeps their latencies apart."""
+
+    __slots__ = ("_cold",)
+
+    def __init__(self) -> None:
+        self._cold: set[object] = set()
+
+    def mark(self) -> None:
+        """The current request was a cold start."""
+        self._cold.add(asyncio.current_task())
+
+    def take(self) -> bool:
+        """Whether the current request was a cold start, forgotten once read."""
+        task = asyncio.current_task()
+        if task in self._cold:
+            self._cold.discard(task)
+            return True
+        return False
+
+
 class Driver(Protocol):
     """open / send / close: what the harness drives. ``wire`` and ``stamps``: see the module
-    docstring. Real drivers subclass ``DriverBase``, which adds what a run reads besides."""
+    docstring; ``cold_starts``: ``None`` unless the driver tells cold starts from warm answers.
+    Real drivers subclass ``DriverBase``, which adds what a run reads besides."""
 
     transport: str
     bytes_sent: int
     bytes_received: int
     wire: WireView
     stamps: WireStamps
+    cold_starts: ColdStarts | None
 
     async def open(self) -> None: ...
 

@@ -124,7 +124,10 @@ class Harness:
         self._cutting = False  # the grace ran out: a cancelled send is recorded as a timeout
         # Folds stall the loop for their length: 1,024 samples fold in ~0.25 ms (65,536 took
         # ~11 ms, which made open-loop sends late), at a few tenths of a µs more per sample.
-        self.recorder = Recorder(fold_every=FOLD_EVERY)
+        self.recorder = Recorder(
+            fold_every=FOLD_EVERY, split_cold_starts=driver.cold_starts is not None
+        )
+        self._cold_starts = driver.cold_starts  # a driver that tells cold starts apart
         self.stats = RunStats()
         self._stop = asyncio.Event()
         self._index = 0
@@ -174,11 +177,13 @@ class Harness:
             wire_ns = self.driver.stamps.take()  # taken always, so no stamp outlives its request
         else:
             wire_ns = dispatched_ns if wire == "at_dispatch" else WIRE_UNSEEN
+        cold_starts = self._cold_starts
+        cold = cold_starts is not None and cold_starts.take()  # taken always, as the stamp
         if measured:
             code = self.recorder.error_code(error_class) if error_class else 0
             self.recorder.record(
                 scheduled_ns, dispatched_ns, ended_ns, outcome, code, predictions, schema_ok,
-                wire_ns,
+                wire_ns, cold,
             )  # fmt: skip
 
     def _record_cut(self, measured: bool, scheduled_ns: int, dispatched_ns: int) -> None:

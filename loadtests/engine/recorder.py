@@ -21,18 +21,27 @@ from loadtests.engine.histogram import IntArray, LatencyHistogram, Prepared
 from loadtests.engine.records import WIRE_UNSEEN, Outcome, RequestRecord
 
 NS_PER_S: Final = 1_000_000_000
-# A request's flags, one int: outcome in bits 0-1, "schema bad" in bit 2, the error code from
-# bit 8. The layout is this module's: others pack and unpack with encode_flags / decode_flags.
+# A request's flags, one int: outcome in bits 0-1, "schema bad" in bit 2, "cold start" in bit 3,
+# the error code from bit 8. The layout is this module's: others pack and unpack with
+# encode_flags / decode_flags / cold_start_mask.
 _OUTCOME_MASK: Final = 3
 _SCHEMA_BAD_BIT: Final = 4
+_COLD_START_BIT: Final = 8
 _ERROR_SHIFT: Final = 8
 
 
-def encode_flags(outcome: int, error_code: int = 0, schema_ok: bool = True) -> int:
+def encode_flags(
+    outcome: int, error_code: int = 0, schema_ok: bool = True, cold_start: bool = False
+) -> int:
     """The flags of one request (``outcome`` an ``Outcome`` value, ``error_code`` from
     ``Recorder.error_code``), as ``Recorder.record`` stores them and ``record_arrays`` takes
     them."""
-    return outcome | (0 if schema_ok else _SCHEMA_BAD_BIT) | (error_code << _ERROR_SHIFT)
+    return (
+        outcome
+        | (0 if schema_ok else _SCHEMA_BAD_BIT)
+        | (_COLD_START_BIT if cold_start else 0)
+        | (error_code << _ERROR_SHIFT)
+    )
 
 
 class FlagColumns(NamedTuple):
@@ -46,6 +55,12 @@ class FlagColumns(NamedTuple):
 def decode_flags(flags: IntArray) -> FlagColumns:
     """``encode_flags``, undone for a whole column."""
     return FlagColumns(flags & _OUTCOME_MASK, flags >> _ERROR_SHIFT, (flags & _SCHEMA_BAD_BIT) == 0)
+
+
+def cold_start_mask(flags: IntArray) -> npt.NDArray[np.bool_]:
+    """Which requests of a flags column were cold starts."""
+    cold: npt.NDArray[np.bool_] = (flags & _COLD_START_BIT) != 0
+    return cold
 
 
 class RecordSink(Protocol):
@@ -90,7 +105,12 @@ class Recorder:
     """Collects requests of one run (or one worker); mergeable."""
 
     def __init__(
-        self, *, start_ns: int = 0, fold_every: int = 1 << 16, sink: RecordSink | None = None
+        self,
+        *,
+        start_ns: int = 0,
+        fold_every: int = 1 << 16,
+        sink: RecordSink | None = None,
+        split_cold_starts: bool = False,
     ) -> None:
         self.start_ns = start_ns
         self.fold_every = fold_every
@@ -101,6 +121,12 @@ class Recorder:
         self.client_queue = LatencyHistogram()  # on wire - dispatched; only where the wire is seen
         self.failure_latency = LatencyHistogram()  # ended - intended, of failed requests
         self.lateness = LatencyHistogram()  # dispatched - intended: the generator's health
+        # ``split_cold_starts`` (the driver tells them apart): successes' latencies again, by
+        # whether the request paid a cold start; ``cold_starts`` counts judged requests that did.
+        self.split_cold_starts = split_cold_starts
+        self.cold_latency = LatencyHistogram()
+        self.warm_latency = LatencyHistogram()
+        self.cold_starts = 0
         self.requests = 0
         self.successes = 0
         self.failures = 0
@@ -144,6 +170,7 @@ class Recorder:
         predictions: int = 0,
         schema_ok: bool = True,
         wire_ns: int = WIRE_UNSEEN,
+        cold_start: bool = False,
     ) -> None:
         """Hot path: one request, as ints (``outcome`` an ``Outcome`` value; ``wire_ns``
         ``WIRE_UNSEEN`` where the driver cannot see its on-wire instant)."""
@@ -152,7 +179,10 @@ class Recorder:
         self._ended.append(ended_ns)
         # encode_flags, inlined: a call costs ~80 ns a request here
         self._flags.append(
-            outcome | (0 if schema_ok else _SCHEMA_BAD_BIT) | (error_code << _ERROR_SHIFT)
+            outcome
+            | (0 if schema_ok else _SCHEMA_BAD_BIT)
+            | (_COLD_START_BIT if cold_start else 0)
+            | (error_code << _ERROR_SHIFT)
         )
         self._predictions.append(predictions)
         self._wire.append(wire_ns)
@@ -173,6 +203,7 @@ class Recorder:
             record.predictions,
             record.schema_ok,
             WIRE_UNSEEN if record.wire_ns is None else record.wire_ns,
+            record.cold_start,
         )
 
     @property
@@ -235,6 +266,8 @@ class Recorder:
         latency = ended - scheduled if keep is None else (ended - scheduled)[keep]
         prepared = self.latency.prepare(latency)
         self.latency.add(prepared)
+        if self.split_cold_starts:
+            self._fold_cold_starts(flags, counted, keep, prepared)
         if sent is scheduled and wire is None:
             # back-to-back loop: intended == dispatched == on wire; lateness and queue zero
             self.service.add(prepared)
@@ -250,6 +283,24 @@ class Recorder:
             failed = None if failed is None else failed[counted]
             keep = None if keep is None else keep[counted]
         self._fold_seconds(ended, prepared, failed, keep)
+
+    def _fold_cold_starts(
+        self,
+        flags: IntArray,
+        counted: np.ndarray | None,
+        succeeded: np.ndarray | None,
+        latency: Prepared,
+    ) -> None:
+        """Cold starts among the judged requests, and the successes' latencies (``latency``,
+        ``succeeded`` which of ``flags`` they are; None: all) split cold / warm."""
+        cold = cold_start_mask(flags)
+        if not cold.any():
+            self.warm_latency.add(latency)
+            return
+        self.cold_starts += int(cold.sum() if counted is None else cold[counted].sum())
+        cold_successes = cold if succeeded is None else cold[succeeded]
+        self.cold_latency.add(latency, cold_successes)
+        self.warm_latency.add(latency, ~cold_successes)
 
     def _count_outcomes(
         self, flags: IntArray, predictions: IntArray
@@ -365,9 +416,12 @@ class Recorder:
         self.client_queue.merge(other.client_queue)
         self.failure_latency.merge(other.failure_latency)
         self.lateness.merge(other.lateness)
+        self.cold_latency.merge(other.cold_latency)
+        self.warm_latency.merge(other.warm_latency)
+        self.split_cold_starts = self.split_cold_starts or other.split_cold_starts
         for name in (
             "requests", "successes", "failures", "expected_rejections", "schema_checked",
-            "schema_ok", "predictions", "bytes_sent", "bytes_received",
+            "schema_ok", "predictions", "bytes_sent", "bytes_received", "cold_starts",
         ):  # fmt: skip
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for name, count in other.errors.items():

@@ -46,6 +46,7 @@ class RequestRecord:
     predictions: int = 0
     schema_ok: bool = True
     wire_ns: int | None = None
+    cold_start: bool = False  # the request started the instance that served it (a function)
 
     def __post_init__(self) -> None:
         if not self.scheduled_ns <= self.dispatched_ns <= self.ended_ns:

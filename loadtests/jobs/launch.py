@@ -134,13 +134,21 @@ def launch_target(
 
 @contextmanager
 def launch_for(
-    spec: Target, *, url: str | None, address: str | None, model_spec: str
+    spec: Target,
+    *,
+    url: str | None,
+    address: str | None,
+    model_spec: str,
+    server_args: Sequence[str] = (),
 ) -> Iterator[LaunchedTarget | None]:
     """The server a run of target ``spec`` needs, started on loopback for the run — ``None``
-    when the target runs in this process alone, or ``url``/``address`` names a running one."""
-    given = url if spec.server == "rest" else address
+    when the target runs in this process alone, or ``url``/``address`` names a running one.
+    ``server_args``: more options for it (a function front's idle timeout and maximum)."""
+    from loadtests.drivers.registry import HTTP_SERVERS
+
+    given = url if spec.server in HTTP_SERVERS else address
     if spec.server is None or given:
         yield None
         return
-    with launch_target(spec.server, model_spec=model_spec) as launched:
+    with launch_target(spec.server, model_spec=model_spec, extra_args=server_args) as launched:
         yield launched

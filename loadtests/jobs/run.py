@@ -58,12 +58,18 @@ def make_driver(settings: RunSettings, server: LaunchedTarget | None) -> DriverB
 class _Cost:
     """CPU seconds of the target over the measured window: its process tree when servelab
     started it (``started``) or ``--target-pid`` names it (``target-pid``), this process for an
-    in-process target (``in-process``) — else unknown, never the generator's own CPU."""
+    in-process target (``in-process``), what the target reports for itself where its registry
+    entry reads that (``reported``: a function front's instances) — else unknown, never the
+    generator's own CPU."""
 
     def __init__(self, settings: RunSettings, server: LaunchedTarget | None) -> None:
         in_process = settings.spec.in_process
         self.pid: int | None = None
-        if in_process:
+        self.reader = settings.spec.cpu_reader
+        self.url = settings.url or (server.url if server is not None else None)
+        if self.reader is not None and self.url:
+            self.source = "reported"
+        elif in_process:
             self.source = "in-process"
         elif settings.target_pid is not None:
             self.pid, self.source = settings.target_pid, "target-pid"
@@ -74,6 +80,8 @@ class _Cost:
         self.start_s: float | None = None
 
     def read(self) -> float | None:
+        if self.source == "reported" and self.reader is not None and self.url:
+            return self.reader(self.url)  # a blocking loopback GET, at the window's two ends
         if self.source == "in-process":
             return time.process_time()
         return process_tree_cpu_s(self.pid) if self.pid else None
@@ -188,7 +196,7 @@ def _result(
         "cpu_s_per_1k_predictions": (
             target_cpu_s / predictions * 1000 if target_cpu_s is not None and predictions else None
         ),
-        "scope": "this process (in-process target)" if in_process else "target process tree",
+        "scope": "this process (in-process target)" if in_process else settings.spec.cost_scope,
         "source": cost_source,
     }
     extra = {**driver.extra(), **added}
@@ -296,8 +304,9 @@ async def execute(
     payload_seed, schedule_seed = derive_seeds(settings.seed)
     spec = settings.spec
     launched = launch_for(
-        spec, url=settings.url, address=settings.address, model_spec=settings.model
-    )
+        spec, url=settings.url, address=settings.address, model_spec=settings.model,
+        server_args=settings.server_args,
+    )  # fmt: skip
     with launched as server:
         settings = await _described(settings, server)
         payloads = PayloadGenerator(settings.payloads, payload_seed)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from loadtests.drivers.registry import DriverOptions, Target, target
+from loadtests.drivers.registry import HTTP_SERVERS, DriverOptions, Target, target
 from loadtests.engine.data import read_rows
 from loadtests.engine.harness import DEFAULT_GRACE_S, LoadPlan
 from loadtests.engine.schedule import Arrival, RateProfile, read_trace
@@ -90,6 +90,17 @@ def load_plan(
     )
 
 
+def function_front_args(idle_timeout_s: float | None, max_instances: int | None) -> tuple[str, ...]:
+    """``RunSettings.server_args`` for the function front servelab starts (none given: its
+    defaults)."""
+    args: tuple[str, ...] = ()
+    if idle_timeout_s is not None:
+        args += ("--idle-timeout", f"{idle_timeout_s:g}s")
+    if max_instances is not None:
+        args += ("--max-function-instances", str(max_instances))
+    return args
+
+
 def default_instances(model_spec: str) -> tuple[int, int]:
     """Features per row when ``--instances`` is not given: the width a learned model declares
     (``digits`` takes 64; ``sklearn:``/``onnx:`` files say theirs), else 8. Only those models are
@@ -136,9 +147,21 @@ class RunSettings:
     # run before the load so the probe and the run send the same requests.
     contract: HttpContract | None = None
     grpc_contract: OipGrpc | None = None  # the same, for OIP over gRPC
+    # More options for the server servelab starts for the run: a function front's
+    # --idle-timeout / --max-function-instances (``function_front_args``).
+    server_args: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         spec = target(self.target)
+        if self.server_args and not spec.takes("front"):
+            raise LoadOptionError(
+                "--idle-timeout and --max-function-instances go with --target function"
+            )
+        if self.server_args and self.url:
+            raise LoadOptionError(
+                "--idle-timeout and --max-function-instances configure the front servelab "
+                "starts; with --url the front is already running"
+            )
         if self.loop not in ("harness", "tight"):
             raise LoadOptionError(f"--loop must be harness or tight, got {self.loop!r}")
         if self.loop == "tight" and not spec.takes("tight"):
@@ -189,7 +212,7 @@ class RunSettings:
         kind = self.spec.server
         return dataclasses.replace(
             self,
-            url=self.url or (server.url if kind == "rest" else None),
+            url=self.url or (server.url if kind in HTTP_SERVERS else None),
             address=self.address or (server.address if kind == "grpc" else None),
             target_pid=None if self.spec.in_process else server.pid,
         )
@@ -229,7 +252,7 @@ class RunSettings:
     def driver_options(self, server: LaunchedTarget | None = None) -> DriverOptions:
         """What the target's driver factory gets (``server``: the one servelab started)."""
         kind = self.spec.server
-        url = self.url or (server.url if server is not None and kind == "rest" else None)
+        url = self.url or (server.url if server is not None and kind in HTTP_SERVERS else None)
         address = self.address or (
             server.address if server is not None and kind == "grpc" else None
         )

@@ -45,6 +45,17 @@ class RunBlock(TypedDict):
     started_at: str
 
 
+class ColdStartsBlock(TypedDict):
+    """``summary.cold_starts``, for a target whose answers say which requests started their
+    instance (``--target function``): how many judged requests did, their share, and the
+    successes' latencies split cold / warm (histograms ``cold_latency`` / ``warm_latency``)."""
+
+    count: int
+    share: float
+    cold_latency_ms: LatencyMs | None
+    warm_latency_ms: LatencyMs | None
+
+
 class SummaryBlock(TypedDict):
     """``summary``: counts, rates and latency blocks of the measured window. The latency blocks
     describe successes (``latency_scope``; ``"all"`` in a v1 file); ``None``: not measured."""
@@ -65,6 +76,7 @@ class SummaryBlock(TypedDict):
     all_latency_ms: LatencyMs | None
     client_queue_ms: LatencyMs | None
     send_lateness_ms: LatencyMs | None
+    cold_starts: NotRequired[ColdStartsBlock]  # only where the driver tells cold from warm
 
 
 class VerdictBlock(TypedDict):
@@ -85,6 +97,8 @@ class HistogramsBlock(TypedDict):
     failure_latency: str | None
     client_queue: str | None
     send_lateness: str
+    cold_latency: NotRequired[str | None]  # with ``summary.cold_starts`` only
+    warm_latency: NotRequired[str | None]
 
 
 class ResultDocument(TypedDict):

@@ -22,6 +22,7 @@ from loadtests.engine.histogram import LatencyHistogram
 from loadtests.engine.recorder import Recorder
 from loadtests.errors import ResultFileError
 from loadtests.results.document import (
+    ColdStartsBlock,
     HistogramsBlock,
     LatencyMs,
     ResultDocument,
@@ -118,11 +119,21 @@ def _merged(*parts: LatencyHistogram) -> LatencyHistogram:
     return merged
 
 
+def _cold_starts(recorder: Recorder, judged: int) -> ColdStartsBlock:
+    cold, warm = recorder.cold_latency, recorder.warm_latency
+    return {
+        "count": recorder.cold_starts,
+        "share": recorder.cold_starts / judged if judged else 0.0,
+        "cold_latency_ms": cold.summary_ms() if cold.total else None,
+        "warm_latency_ms": warm.summary_ms() if warm.total else None,
+    }
+
+
 def summarize(recorder: Recorder, window_s: float) -> SummaryBlock:
     """The ``summary`` block. ``throughput_rps`` counts successful requests per second of the
     measured window (goodput); expected rejections count in ``requests`` only."""
     judged = recorder.requests - recorder.expected_rejections
-    return {
+    summary: SummaryBlock = {
         "requests": recorder.requests,
         "successes": recorder.successes,
         "failures": recorder.failures,
@@ -146,6 +157,26 @@ def summarize(recorder: Recorder, window_s: float) -> SummaryBlock:
         ),
         "send_lateness_ms": recorder.lateness.summary_ms(),
     }
+    if recorder.split_cold_starts:
+        summary["cold_starts"] = _cold_starts(recorder, judged)
+    return summary
+
+
+def _histograms(recorder: Recorder) -> HistogramsBlock:
+    block: HistogramsBlock = {
+        "latency": recorder.latency.encode(),
+        "service_latency": recorder.service.encode(),
+        "failure_latency": (
+            recorder.failure_latency.encode() if recorder.failure_latency.total else None
+        ),
+        "client_queue": recorder.client_queue.encode() if recorder.client_queue.total else None,
+        "send_lateness": recorder.lateness.encode(),
+    }
+    if recorder.split_cold_starts:
+        cold, warm = recorder.cold_latency, recorder.warm_latency
+        block["cold_latency"] = cold.encode() if cold.total else None
+        block["warm_latency"] = warm.encode() if warm.total else None
+    return block
 
 
 def build_result(
@@ -169,15 +200,7 @@ def build_result(
         "verdict": verdict.block(),
         "summary": summarize(recorder, window_s),
         "errors": dict(sorted(recorder.errors.items())),
-        "histograms": {
-            "latency": recorder.latency.encode(),
-            "service_latency": recorder.service.encode(),
-            "failure_latency": (
-                recorder.failure_latency.encode() if recorder.failure_latency.total else None
-            ),
-            "client_queue": recorder.client_queue.encode() if recorder.client_queue.total else None,
-            "send_lateness": recorder.lateness.encode(),
-        },
+        "histograms": _histograms(recorder),
         "timeseries": recorder.timeseries,
         "extra": extra or {},
     }

@@ -56,6 +56,7 @@ class StopTargetAfter:
         self.transport = driver.transport
         self.wire = driver.wire
         self.stamps = driver.stamps
+        self.cold_starts = driver.cold_starts
         self.answers = answers
         self._stop = stop
         self._answered = 0
