@@ -19,10 +19,22 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from reports.analysis import Analysis, CellStats
+from reports.freshness import (
+    DURATION_TICKS_MS,
+    FreshnessSet,
+    cost_claim,
+    duration_tick,
+    for_context,
+    freshness_sets,
+    stream_claim,
+)
 from reports.load import Cell
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+
+    from loadtests.results.freshness import Point
 
 HELD: Final = "held"
 NOT_HELD: Final = "did not hold"
@@ -156,18 +168,63 @@ def _offline_claim(cells: Sequence[Cell]) -> tuple[str, str]:
     return INCONCLUSIVE, f"not exercised: all {answers} answers came from the remote or cache"
 
 
+def _combined(outcomes: Sequence[str]) -> str:
+    if NOT_HELD in outcomes:
+        return NOT_HELD
+    return INCONCLUSIVE if INCONCLUSIVE in outcomes else HELD
+
+
+def _fresh_claims(
+    analysis: Analysis,
+    pattern: Pattern,
+    best: dict[str, tuple[Cell, CellStats]],
+    found: FreshnessSet | None,
+) -> list[tuple[str, str, str]]:
+    """(claim, outcome, evidence) that a freshness run settles on real freshness — batch's
+    cost efficiency, streaming's low latency — with the request-level evidence after it;
+    ``[]`` when there is none (the claim is checked on requests alone)."""
+    if found is None or pattern.name not in ("batch", "streaming"):
+        return []
+    if pattern.name == "batch":
+        fresh = cost_claim(found)
+        if fresh is None:
+            return []
+        context = (found.hardware, found.model)
+        outcome, evidence = _cost_claim(analysis, context) if "batch" in best else ("", "")
+        told = f"{fresh[1]}; requests: {evidence}" if evidence else fresh[1]
+        return [(pattern.strength, fresh[0], told)]
+    fresh = stream_claim(found)
+    if fresh is None:
+        return []
+    if pattern.name not in best:
+        return [(f"{pattern.latency} latency", fresh[0], fresh[1])]
+    # a batch job's request latency is not its freshness: the backfills stand in for it
+    others = {name: pair for name, pair in best.items() if name != "batch"}
+    outcome, evidence = _latency_claim(analysis, pattern, others)
+    outcomes = [fresh[0]] if outcome == NOT_MEASURED else [fresh[0], outcome]
+    return [(f"{pattern.latency} latency", _combined(outcomes), f"{evidence}; {fresh[1]}")]
+
+
 def landscape(analysis: Analysis) -> list[Claim]:
     """Every claim of the lesson's table, per hardware profile and model that has pattern
-    runs (a pattern missing there gets one "not measured" row)."""
+    runs (a pattern missing there gets one "not measured" row); a ``servelab freshness`` run
+    there settles batch's cost efficiency and streaming's low latency on real freshness."""
     claims: list[Claim] = []
-    targets = {target for pattern in PATTERNS for target in pattern.targets}
+    targets = {target for pattern in PATTERNS for target in pattern.targets} | {"freshness"}
     contexts = sorted(
         {(c.key.hardware, c.key.model) for c in analysis.valid_cells if c.key.target in targets}
     )
+    sets = freshness_sets(analysis)
     for context in contexts:
         hardware, model = context
         best = _representatives(analysis, context)
+        found = for_context(sets, context)
         for pattern in PATTERNS:
+            fresh = _fresh_claims(analysis, pattern, best, found)
+            if fresh and pattern.name not in best:
+                name = found.path if found is not None else ""
+                claims += [Claim(hardware, model, pattern.name, *f, name) for f in fresh]
+                continue
             if pattern.name not in best:
                 what = f"{pattern.latency} latency; {pattern.strength}"
                 claims.append(
@@ -175,10 +232,13 @@ def landscape(analysis: Analysis) -> list[Claim]:
                 )
                 continue
             name = best[pattern.name][1].name
-            outcome, evidence = _latency_claim(analysis, pattern, best)
+            settled = {claim: (outcome, evidence) for claim, outcome, evidence in fresh}
             latency = f"{pattern.latency} latency"
+            outcome, evidence = settled.get(latency) or _latency_claim(analysis, pattern, best)
             claims.append(Claim(hardware, model, pattern.name, latency, outcome, evidence, name))
-            if pattern.strength == "cost efficiency":
+            if pattern.strength in settled:
+                outcome, evidence = settled[pattern.strength]
+            elif pattern.strength == "cost efficiency":
                 outcome, evidence = _cost_claim(analysis, context)
             elif pattern.strength == "offline ready":
                 outcome, evidence = _offline_claim(_cells(analysis, context, pattern))
@@ -190,22 +250,29 @@ def landscape(analysis: Analysis) -> list[Claim]:
     return claims
 
 
-def cost_vs_freshness(cells: Sequence[CellStats]) -> Figure | None:
+def cost_vs_freshness(
+    cells: Sequence[CellStats], freshness: Sequence[FreshnessSet] = ()
+) -> Figure | None:
     """Target CPU-seconds per 1,000 predictions against p99, one point per cell (batch sizes
-    and micro-batch windows are separate points); None without cost figures."""
+    and micro-batch windows are separate points); None without cost figures. With freshness
+    runs, their backfill schedules and streaming windows are points at their real freshness
+    p99 (a line back to p50), replacing batch jobs' request p99, on a ms-to-hours axis."""
     from matplotlib.artist import Artist
     from matplotlib.lines import Line2D
 
-    from reports.charts import colour, new_figure, plain_log_axis
+    from reports.charts import colour, new_figure
 
-    costed = [(s, s.cost_per_1k) for s in cells if s.cost_per_1k is not None]
+    fresh = [(found, p) for found in freshness for p in found.points if p.cpu_s_per_1k]
+    dropped = {"batch", "freshness"} if fresh else {"freshness"}
+    costed = [(s, s.cost_per_1k) for s in cells if s.key.target not in dropped]
     points = [(s, cost) for s, cost in costed if cost is not None and s.p99_ms.value > 0]
-    if not points:
+    if not points and not fresh:
         return None
     figure = new_figure(9, 5.5)
     axes = figure.add_subplot()
-    targets = sorted({s.key.target for s, _ in points})
-    hardware = sorted({s.key.hardware for s, _ in points})
+    kinds = {f"{point.kind} (freshness)" for _, point in fresh}
+    targets = sorted({s.key.target for s, _ in points} | kinds)
+    hardware = sorted({s.key.hardware for s, _ in points} | {f.hardware for f, _ in fresh})
     markers = "os^Dvp*h"
     for s, cost in points:
         marker = markers[hardware.index(s.key.hardware) % len(markers)]
@@ -223,6 +290,10 @@ def cost_vs_freshness(cells: Sequence[CellStats]) -> Figure | None:
                 xytext=(5, 4),
                 textcoords="offset points",
             )
+    for index, (found, point) in enumerate(fresh):
+        shape = markers[hardware.index(found.hardware) % len(markers)]
+        tint = colour(targets.index(f"{point.kind} (freshness)"))
+        _draw_fresh(axes, found, point, (tint, shape), len(hardware) > 1, below=index % 2 == 1)
     handles: list[Artist] = [
         Line2D([], [], color=colour(i), marker="o", linestyle="", label=name)
         for i, name in enumerate(targets)
@@ -235,10 +306,45 @@ def cost_vs_freshness(cells: Sequence[CellStats]) -> Figure | None:
             for i, name in enumerate(hardware)
         ]
     axes.legend(handles=handles, title="pattern / hardware", fontsize="small", frameon=False)
+    _cost_axes(axes, bool(fresh))
+    return figure
+
+
+def _cost_axes(axes: Axes, fresh: bool) -> None:
+    from matplotlib.ticker import FixedLocator, FuncFormatter
+
+    from reports.charts import plain_log_axis
+
     plain_log_axis(axes, "x")
     plain_log_axis(axes, "y")
     axes.set_xlabel("p99 latency from intended start (ms) — freshness")
+    if fresh:  # ms to hours: durations, not millisecond counts
+        axes.xaxis.set_major_locator(FixedLocator(DURATION_TICKS_MS))
+        axes.xaxis.set_major_formatter(FuncFormatter(duration_tick))
+        axes.set_xlabel(
+            "freshness p99, arrival to prediction (a line back to p50); other patterns: "
+            "request p99 from intended start"
+        )
     axes.set_ylabel("target CPU-seconds per 1,000 predictions — cost")
     axes.set_title("Cost vs freshness: each point one configuration (lower left is better)")
     axes.grid(True, which="both", alpha=0.3)
-    return figure
+
+
+def _draw_fresh(
+    axes: Axes,
+    found: FreshnessSet,
+    point: Point,
+    look: tuple[str, str],
+    named: bool,
+    *,
+    below: bool,
+) -> None:
+    """One freshness point at its p99 (ms), a line back to its p50, named above or below it
+    (neighbours alternate, so 15-minute and hourly labels do not overlap)."""
+    colour, marker = look
+    cost, p50_ms, p99_ms = point.cpu_s_per_1k or 0.0, point.p50_s * 1e3, point.p99_s * 1e3
+    axes.plot([p50_ms, p99_ms], [cost, cost], color=colour, linewidth=1, alpha=0.6)
+    axes.scatter([p99_ms], [cost], color=colour, s=60, marker=marker)
+    note = point.label + (f" · {found.hardware}" if named else "")
+    axes.annotate(note, (p99_ms, cost), fontsize="x-small", xytext=(5, -11 if below else 4),
+                  textcoords="offset points")  # fmt: skip

@@ -22,6 +22,7 @@ from loadtests.cli import (
     compare,
     demo,
     edge,
+    freshness,
     import_locust,
     locust,
     recompute,
@@ -37,8 +38,8 @@ from loadtests.results.gates import EXIT_BAD_INPUT, EXIT_INTERRUPTED
 
 # In ``servelab --help`` order: the serving targets, then the load side.
 MODULES = (
-    serve, batch, stream, edge, run, demo, bench, sweep, report, compare, locust, import_locust,
-    recompute,
+    serve, batch, stream, edge, run, demo, bench, freshness, sweep, report, compare, locust,
+    import_locust, recompute,
 )  # fmt: skip
 # command path -> "module:function" taking the parsed Namespace and returning an exit code
 COMMANDS: Mapping[str, str] = {
