@@ -239,3 +239,18 @@ def test_job_loads_the_service_with_thresholds() -> None:
     probe = url_in(wait["command"][-1])
     assert (probe.hostname, probe.port, probe.path) == (url.hostname, url.port, "/readyz")
     assert job["spec"]["backoffLimit"] == 0  # a breached gate fails the Job, not retried
+
+
+def test_the_workloads_run_the_built_image_as_its_non_root_user() -> None:
+    """The pods run the image compose builds from the Dockerfile, as the Dockerfile's USER."""
+    image = _compose_service("rest")["image"]
+    assert _compose_service("rest")["build"]["dockerfile"] == DOCKERFILE.name
+    uid, _, gid = only(final_stage(DOCKERFILE), "USER").argument.partition(":")
+    for kind in ("Deployment", "Job"):
+        spec = pod_spec(manifest(kind))
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        user = spec["securityContext"]["runAsUser"], spec["securityContext"]["runAsGroup"]
+        assert user == (int(uid), int(gid)), kind
+        for item in spec["containers"] + spec.get("initContainers", []):
+            assert item["image"] == image, kind
+            assert item["securityContext"]["allowPrivilegeEscalation"] is False, kind
