@@ -17,6 +17,7 @@ from typing import Any
 from loadtests.drivers.registry import TARGETS
 from loadtests.errors import ConfigError, LoadOptionError
 from loadtests.jobs.external import ServerSpec
+from loadtests.jobs.freshness_spec import FRESHNESS_KEYS, FreshnessSpec, read_freshness
 from loadtests.jobs.profiles import HardwareProfile
 from loadtests.protocols.registry import PROTOCOLS, ProtocolOptions, protocol
 from loadtests.results.thresholds import parse_thresholds
@@ -59,6 +60,7 @@ class Cell:
     server: str | None = None  # a [[servers]] name: the third-party server the cell loads
     protocol: str = "servelab"
     protocol_options: ProtocolOptions = field(default_factory=ProtocolOptions)
+    freshness: FreshnessSpec | None = None  # kind = "freshness": backfills vs streaming
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +146,9 @@ class _Reader:
 
 
 def _cell(reader: _Reader, raw: object, where: str, defaults: dict[str, Any]) -> Cell:
-    data = reader.table(raw, where, CELL_KEYS)
+    if isinstance(raw, dict) and raw.get("kind", "load") != "load":
+        return _freshness_cell(reader, raw, where, defaults)
+    data = reader.table(raw, where, CELL_KEYS | {"kind"})
     if "target" not in data:
         raise reader.fail(where, "missing key 'target'")
 
@@ -181,6 +185,41 @@ def _cell(reader: _Reader, raw: object, where: str, defaults: dict[str, Any]) ->
         server=opt("server", reader.string),
         protocol=opt("protocol", lambda v, w: reader.string(v, w, tuple(PROTOCOLS)), "servelab"),
         protocol_options=_protocol_options(reader, data, where),
+    )
+
+
+def _freshness_cell(reader: _Reader, raw: dict[str, Any], where: str, defaults: dict[str, Any]) -> Cell:
+    """A ``kind = \"freshness\"`` cell: backfill schedules against streaming windows at each
+    rate (``jobs.freshness``); ``duration`` / ``warmup``: each window's real streaming run."""
+    data = reader.table(raw, where, FRESHNESS_KEYS)
+    if data["kind"] != "freshness":
+        raise reader.fail(f"{where}.kind", f"expected load or freshness, got {data['kind']!r}")
+
+    def opt(key: str, read: Any, default: Any = None) -> Any:
+        return read(data[key], f"{where}.{key}") if key in data else default
+
+    rates = data.get("rates", [50.0])
+    loads = [("open", reader.number(r, f"{where}.rates", 1e-3)) for r in (rates if isinstance(rates, list) else [rates])]
+    try:
+        spec = read_freshness(data, where, duration_s=opt("duration", reader.duration, 2.0), warmup_s=opt("warmup", reader.duration, 0.5))
+        for _, rate in loads:
+            spec.check(rate, names={key: f"{where}.{key}" for key in ("schedules", "windows", "horizon", "rate", "bound_rows")})
+    except LoadOptionError as exc:
+        raise ConfigError(f"{reader.source}: {exc}") from None
+    profiles = data.get("profiles")
+    if profiles is not None and (not isinstance(profiles, list) or not all(isinstance(p, str) for p in profiles)):
+        raise reader.fail(f"{where}.profiles", f"expected a list of profile names, got {profiles!r}")
+    return Cell(
+        target="freshness",
+        model=reader.model(data.get("model", defaults["model"]), f"{where}.model"),
+        loads=tuple(loads) or (("open", 50.0),),
+        arrival="poisson",
+        duration_s=spec.stream_duration_s,
+        warmup_s=spec.stream_warmup_s,
+        batch_size=opt("batch_size", reader.int_, 256),
+        label=opt("label", reader.string, defaults["label"]),
+        profiles=tuple(profiles) if profiles is not None else None,
+        freshness=spec,
     )
 
 
@@ -309,6 +348,8 @@ def _check_cells(reader: _Reader, cells: Sequence[Cell], servers: Sequence[Serve
     by_name = {server.name: server for server in servers}
     for index, cell in enumerate(cells):
         where = f"cells[{index}]"
+        if cell.freshness is not None:  # no server, no protocol: jobs/freshness.py
+            continue
         try:
             protocol(cell.protocol).check_target(cell.target)
         except LoadOptionError as exc:

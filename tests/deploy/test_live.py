@@ -6,6 +6,7 @@ closed port fails (so passing ones mean something)."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import sys
@@ -37,6 +38,7 @@ COMMAND_TIMEOUT_S = 60
 _LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
+@contextlib.contextmanager
 def _launch(kind: str, argv: list[str]) -> Iterator[LaunchedTarget]:
     """``servelab serve KIND`` with ``argv``'s options, on 127.0.0.1 and a free port instead of
     the deployment's address."""
@@ -48,7 +50,8 @@ def _launch(kind: str, argv: list[str]) -> Iterator[LaunchedTarget]:
 
 @pytest.fixture(scope="module")
 def rest_target() -> Iterator[LaunchedTarget]:
-    yield from _launch("rest", container(manifest("Deployment"))["args"])
+    with _launch("rest", container(manifest("Deployment"))["args"]) as target:
+        yield target
 
 
 def _closed_port() -> int:
@@ -128,6 +131,6 @@ def test_the_compose_grpc_healthcheck_passes_on_grpc_and_fails_on_a_closed_port(
     grpc = load_yaml(COMPOSE)["services"]["grpc"]
     _cmd, *command = grpc["healthcheck"]["test"]
     address = f"127.0.0.1:{option(grpc['command'], '--port')}"
-    for target in _launch("grpc", grpc["command"]):
+    with _launch("grpc", grpc["command"]) as target:
         assert _run_python_command(command, address, target.info["port"]) == 0
     assert _run_python_command(command, address, _closed_port()) != 0
