@@ -188,10 +188,12 @@ def _cell(reader: _Reader, raw: object, where: str, defaults: dict[str, Any]) ->
     )
 
 
-def _freshness_cell(reader: _Reader, raw: dict[str, Any], where: str, defaults: dict[str, Any]) -> Cell:
-    """A ``kind = \"freshness\"`` cell: backfill schedules against streaming windows at each
+def _freshness_cell(
+    reader: _Reader, raw: dict[str, Any], where: str, defaults: dict[str, Any]
+) -> Cell:
+    """A ``kind = "freshness"`` cell: backfill schedules against streaming windows at each
     rate (``jobs.freshness``); ``duration`` / ``warmup``: each window's real streaming run."""
-    data = reader.table(raw, where, FRESHNESS_KEYS)
+    data = reader.table(raw, where, set(FRESHNESS_KEYS))
     if data["kind"] != "freshness":
         raise reader.fail(f"{where}.kind", f"expected load or freshness, got {data['kind']!r}")
 
@@ -199,20 +201,32 @@ def _freshness_cell(reader: _Reader, raw: dict[str, Any], where: str, defaults: 
         return read(data[key], f"{where}.{key}") if key in data else default
 
     rates = data.get("rates", [50.0])
-    loads = [("open", reader.number(r, f"{where}.rates", 1e-3)) for r in (rates if isinstance(rates, list) else [rates])]
+    loads = tuple(
+        ("open", reader.number(rate, f"{where}.rates", 1e-3))
+        for rate in (rates if isinstance(rates, list) else [rates])
+    )
+    names = {"rate": "rates", "bound_rows": "sample_rows"}
     try:
-        spec = read_freshness(data, where, duration_s=opt("duration", reader.duration, 2.0), warmup_s=opt("warmup", reader.duration, 0.5))
+        spec = read_freshness(
+            data, where, duration_s=opt("duration", reader.duration, 2.0),
+            warmup_s=opt("warmup", reader.duration, 0.5),
+        )  # fmt: skip
         for _, rate in loads:
-            spec.check(rate, names={key: f"{where}.{key}" for key in ("schedules", "windows", "horizon", "rate", "bound_rows")})
+            keys = ("schedules", "windows", "horizon", "rate", "bound_rows")
+            spec.check(rate, names={key: f"{where}.{names.get(key, key)}" for key in keys})
     except LoadOptionError as exc:
         raise ConfigError(f"{reader.source}: {exc}") from None
     profiles = data.get("profiles")
-    if profiles is not None and (not isinstance(profiles, list) or not all(isinstance(p, str) for p in profiles)):
-        raise reader.fail(f"{where}.profiles", f"expected a list of profile names, got {profiles!r}")
+    if profiles is not None and (
+        not isinstance(profiles, list) or not all(isinstance(p, str) for p in profiles)
+    ):
+        raise reader.fail(
+            f"{where}.profiles", f"expected a list of profile names, got {profiles!r}"
+        )
     return Cell(
         target="freshness",
         model=reader.model(data.get("model", defaults["model"]), f"{where}.model"),
-        loads=tuple(loads) or (("open", 50.0),),
+        loads=loads or (("open", 50.0),),
         arrival="poisson",
         duration_s=spec.stream_duration_s,
         warmup_s=spec.stream_warmup_s,

@@ -5,7 +5,7 @@ the option or key. Stdlib and ``targets`` only: the bench config imports it."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -80,3 +80,45 @@ class FreshnessSpec:
             )
         if self.bound_rows < 4:
             raise LoadOptionError(f"{names['bound_rows']}: expected at least 4 rows")
+
+
+# A bench cell of ``kind = "freshness"`` (``jobs.bench_config``): these keys and no others.
+FRESHNESS_KEYS: Final = frozenset({
+    "kind", "model", "rates", "duration", "warmup", "batch_size", "label", "profiles",
+    "schedules", "windows", "horizon", "sample_rows",
+})  # fmt: skip
+
+
+def read_freshness(
+    data: Mapping[str, object], where: str, *, duration_s: float, warmup_s: float
+) -> FreshnessSpec:
+    """A freshness cell's ``schedules``, ``windows`` (lists of durations, or one comma-separated
+    string), ``horizon`` and ``sample_rows``; ``LoadOptionError`` naming ``where.key``."""
+    horizon = data.get("horizon")
+    if horizon is not None and not isinstance(horizon, str):
+        raise LoadOptionError(f'{where}.horizon: expected a duration like "24h", got {horizon!r}')
+    bound = data.get("sample_rows", 20_000)
+    if type(bound) is not int or bound < 4:
+        raise LoadOptionError(f"{where}.sample_rows: expected an integer >= 4, got {bound!r}")
+    windows = durations_s(_listed(data.get("windows", DEFAULT_WINDOWS)), f"{where}.windows")
+    return FreshnessSpec(
+        schedules_s=durations_s(
+            _listed(data.get("schedules", DEFAULT_SCHEDULES)), f"{where}.schedules"
+        ),
+        windows_ms=tuple(s * 1e3 for s in windows),
+        horizon_s=None if horizon is None else _one(horizon, f"{where}.horizon"),
+        bound_rows=bound,
+        stream_duration_s=duration_s,
+        stream_warmup_s=warmup_s,
+    )
+
+
+def _listed(value: object) -> str | Sequence[object]:
+    return value if isinstance(value, str | list) else [value]
+
+
+def _one(text: str, what: str) -> float:
+    try:
+        return parse_duration_s(text, what=what)
+    except ValueError as exc:
+        raise LoadOptionError(str(exc)) from None
