@@ -26,6 +26,7 @@ from loadtests.engine.loop import run as run_on_loop
 from loadtests.engine.workload import PayloadSpec
 from loadtests.jobs.bench_config import BenchConfig, Cell
 from loadtests.jobs.external import ServerSpec, start_server
+from loadtests.jobs.freshness import bench_freshness
 from loadtests.jobs.launch import LaunchedTarget, launch_target
 from loadtests.jobs.profiles import HardwareProfile, generator_pinned, measure_server
 from loadtests.jobs.run import execute
@@ -226,18 +227,25 @@ def run_bench(
         for position, run in enumerate(runs):
             try:
                 pool.release({later.cell.server for later in runs[position:] if later.cell.server})
-                server = pool.for_cell(run.cell, run.profile)
-                settings = settings_for(run, config, server)
                 path = out_dir / f"{run.name}.json"
-                console.print(f"[{run.index}/{len(runs)}] {run.name} …", highlight=False)
-
-                fields = _profile_fields(run.profile, settings.target_pid)
-                with _pinned_for(run):
-                    running = execute(
-                        settings, out=path, install_signal_handlers=True, extra_fields=fields,
-                        gates=gates,
+                if run.cell.freshness is not None:  # no server, no driver: jobs/freshness.py
+                    console.print(f"[{run.index}/{len(runs)}] {run.name} …", highlight=False)
+                    output = bench_freshness(
+                        run.cell, rate=run.level, seed=config.seed, profile=run.profile,
+                        repeat=run.repeat, out=path, gates=gates,
                     )  # fmt: skip
-                    output = run_on_loop(running)  # fmt: skip
+                else:
+                    server = pool.for_cell(run.cell, run.profile)
+                    settings = settings_for(run, config, server)
+                    console.print(f"[{run.index}/{len(runs)}] {run.name} …", highlight=False)
+
+                    fields = _profile_fields(run.profile, settings.target_pid)
+                    with _pinned_for(run):
+                        running = execute(
+                            settings, out=path, install_signal_handlers=True,
+                            extra_fields=fields, gates=gates,
+                        )  # fmt: skip
+                        output = run_on_loop(running)  # fmt: skip
             except KeyboardInterrupt:
                 outcome.interrupted = True
                 break

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loadtests.engine.loop import run as run_on_loop
 from loadtests.engine.workload import PayloadGenerator, PayloadSpec, derive_seeds
@@ -34,6 +34,10 @@ from loadtests.results.result import RunInfo, write_result
 from loadtests.results.thresholds import check_absolute, parse_thresholds
 from targets.batch.scoring import DEFAULT_BATCH_SIZE
 from targets.spec import load_model
+
+if TYPE_CHECKING:
+    from loadtests.jobs.bench_config import Cell
+    from loadtests.jobs.profiles import HardwareProfile
 
 Say = Callable[[str], None]
 
@@ -193,3 +197,19 @@ def freshness_output(
     if out is not None:
         write_result(out, result)
     return RunOutput(result, out, checks)
+
+
+def bench_freshness(
+    cell: Cell, *, rate: float, seed: int, profile: HardwareProfile, repeat: int, out: Path,
+    gates: list[str],
+) -> RunOutput:  # fmt: skip
+    """A bench cell of ``kind = "freshness"`` at one rate: the job on the profile's CPUs."""
+    if cell.freshness is None:
+        raise ValueError(f"{cell.target} is not a freshness cell")
+    job = FreshnessJob(
+        cell.freshness, rate, model=cell.model, seed=seed,
+        batch_size=cell.batch_size or DEFAULT_BATCH_SIZE, label=cell.label,
+        profile=profile.name, group=f"freshness|{cell.model}|open:{rate:g}|{profile.name}",
+        repeat=repeat,
+    )  # fmt: skip
+    return freshness_output(job, out=out, gates=gates, cpus=profile.cpus)
