@@ -22,6 +22,7 @@ from loadtests.options import (
     SEED,
     V2_SHARE,
     WINDOW_MS,
+    Range,
     StageList,
     Subcommands,
     add_gate_options,
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 COMMANDS: Final = ("run",)
 # Each numeric option's valid values, declared once (``loadtests.options.Range``); tests read them.
 RATE = POSITIVE  # requests/s of an open loop
+PROCESSES = Range("int", low=1, high=256)  # generator processes (jobs/processes.py)
 STAGES = StageList(duration=POSITIVE_DURATION, rate=NON_NEGATIVE)  # rate 0: an idle gap
 
 
@@ -116,6 +118,11 @@ def _add_load_options(run: argparse.ArgumentParser) -> None:
     run.add_argument(
         "--seed", type=SEED, default=42,
         help="payloads and schedule: the same seed gives the same load",
+    )  # fmt: skip
+    run.add_argument(
+        "--processes", type=PROCESSES, default=1, metavar="N",
+        help="split the load across N generator processes, pinned to distinct CPUs where there "
+        "are enough: the concurrency shared out, or the schedule partitioned; one merged result",
     )  # fmt: skip
 
 
@@ -194,8 +201,8 @@ def settings_from_args(args: argparse.Namespace) -> RunSettings:
         load_plan,
     )
 
-    plan = load_plan(
-        concurrency=args.concurrency or (1 if args.loop == "tight" else None),
+    plan = load_plan(  # --loop tight: one back-to-back caller per process
+        concurrency=args.concurrency or (args.processes if args.loop == "tight" else None),
         rate=args.rate,
         stages=args.stages,
         ramp=args.ramp,
@@ -241,6 +248,7 @@ def settings_from_args(args: argparse.Namespace) -> RunSettings:
         protocol_options=protocol_options(args),
         cacert=args.cacert,
         insecure=args.insecure,
+        processes=args.processes,
         server_args=function_front_args(args.idle_timeout, args.max_function_instances),
     )
 
@@ -248,7 +256,7 @@ def settings_from_args(args: argparse.Namespace) -> RunSettings:
 def main(args: argparse.Namespace) -> int:
     from loadtests.cli.display import LiveProgress, print_summary
     from loadtests.engine.loop import run as run_on_loop
-    from loadtests.jobs.run import execute
+    from loadtests.jobs.processes import execute
     from loadtests.jobs.scrape import check_metrics_url
     from loadtests.results.gates import result_exit_code
 
@@ -263,7 +271,9 @@ def main(args: argparse.Namespace) -> int:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(args.out) if args.out else Path("results") / f"run-{args.target}-{stamp}.json"
     events = Path(args.events) if args.events else None
-    interactive = sys.stderr.isatty() and not args.no_progress and not args.json
+    interactive = (
+        sys.stderr.isatty() and not args.no_progress and not args.json and args.processes == 1
+    )  # the live line is one process's
 
     async def go() -> RunOutput:
         def announce(line: str) -> None:

@@ -14,13 +14,14 @@ import contextlib
 import gc
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
 from loadtests.engine.clock import Clock, clock_for_running_loop
 from loadtests.engine.driver import Driver, WireView
 from loadtests.engine.histogram import IntArray
+from loadtests.engine.parts import WHOLE, SchedulePart, partitioned
 from loadtests.engine.recorder import Recorder
 from loadtests.engine.records import WIRE_UNSEEN, Outcome
 from loadtests.engine.schedule import Arrival, RateProfile, open_loop_offsets_ns
@@ -32,6 +33,9 @@ CUT_BY_GRACE = "timeout"  # still in flight when the grace after the run ran out
 DEFAULT_GRACE_S = 5.0
 SLEEP_SLICE_NS = 50_000_000  # the open loop sleeps at most this long before checking stop()
 FOLD_EVERY = 1024
+# Called once the driver is open: the instant (on the harness's clock) the run starts at, shared
+# by every generator process of a run (``servelab run --processes``); ``None``: stop unstarted.
+StartGate = Callable[[], Awaitable[int | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +115,8 @@ class Harness:
         on_measure_start: Callable[[], None] | None = None,
         tick_s: float = 1.0,
         on_grace: Callable[[int, float], None] | None = None,
+        part: SchedulePart = WHOLE,
+        start_gate: StartGate | None = None,
     ) -> None:
         self.driver = driver
         self.payloads = payloads
@@ -121,6 +127,8 @@ class Harness:
         self.on_measure_start = on_measure_start
         self.on_grace = on_grace  # (requests still in flight, grace in s): say so on stderr
         self.tick_s = tick_s
+        self.part = part  # this process's share of the load (engine/parts.py)
+        self.start_gate = start_gate
         self._cutting = False  # the grace ran out: a cancelled send is recorded as a timeout
         # Folds stall the loop for their length: 1,024 samples fold in ~0.25 ms (65,536 took
         # ~11 ms, which made open-loop sends late), at a few tenths of a µs more per sample.
@@ -130,7 +138,7 @@ class Harness:
         self._cold_starts = driver.cold_starts  # a driver that tells cold starts apart
         self.stats = RunStats()
         self._stop = asyncio.Event()
-        self._index = 0
+        self._index = part.index  # closed loop: payload indices k, k + N, ... (part k of N)
         self._recorded = 0
         self._in_flight: set[asyncio.Task[None]] = set()
         self._slot_waiter: asyncio.Future[None] | None = None
@@ -248,7 +256,7 @@ class Harness:
         scheduled_ns = clock.now_ns()
         while not self._should_stop(scheduled_ns):
             index = self._index
-            self._index += 1
+            self._index += self.part.count
             await self._one(index, scheduled_ns)
             if not index & 63:  # drivers that never suspend would starve ticks and signals
                 await asyncio.sleep(0)
@@ -274,8 +282,14 @@ class Harness:
         limit = self.plan.max_in_flight
         in_flight = self._in_flight
         stop = self._stop
-        for chunk in self._offsets():
-            for offset_ns in chunk.tolist():
+        # This process's share of the one schedule, each request with its index in the whole
+        # schedule (its payload), ending at the same place in every part (engine/parts.py).
+        schedule = partitioned(
+            self._offsets(), self.part,
+            measure_from_ns=self._measure_start_ns - self._t0, requests=self.plan.requests,
+        )  # fmt: skip
+        for indices, chunk in schedule:
+            for index, offset_ns in zip(indices.tolist(), chunk.tolist(), strict=True):
                 scheduled_ns = self._t0 + offset_ns
                 if self._should_stop(scheduled_ns):
                     return
@@ -288,8 +302,6 @@ class Harness:
                         return
                 if len(in_flight) >= limit:  # past max_in_flight sends start late, and count
                     await self._slot_freed()  # as late
-                index = self._index
-                self._index += 1
                 task = asyncio.ensure_future(self._one(index, scheduled_ns))
                 in_flight.add(task)
                 task.add_done_callback(self._finished)
@@ -337,6 +349,17 @@ class Harness:
             return self.plan.duration_s
         return max(last_ns - self._measure_start_ns, 0) / 1e9 if last_ns is not None else 0.0
 
+    async def _started(self) -> int | None:
+        """The coordinated start, if any: wait for the gate's instant (``None``: start now)."""
+        if self.start_gate is None:
+            return None
+        start_ns = await self.start_gate()
+        if start_ns is None:  # told to stop before the start (Ctrl-C while others connected)
+            self.stop()
+            return None
+        await self.clock.sleep_until_ns(start_ns)
+        return start_ns
+
     async def run(self) -> Recorder:
         """Run the plan; returns the finished recorder (also ``self.recorder``)."""
         self.clock = self._clock or clock_for_running_loop()
@@ -346,8 +369,9 @@ class Harness:
         # What exists before the load (imports, payloads) is never traversed by the collector
         # again: a full collection over it pauses the loop for tens of ms, making sends late.
         gc.freeze()
+        start_ns = await self._started()
         cpu_before, wall_before = time.process_time(), time.perf_counter()
-        self._t0 = self.clock.now_ns()
+        self._t0 = self.clock.now_ns() if start_ns is None else start_ns
         self._measure_start_ns = self._t0 + int(self.plan.warmup_s * 1e9)
         self._end_ns = (
             None

@@ -23,6 +23,7 @@ HIGHEST_NS: Final = 2 * 3600 * 10**9  # 2 h: anything slower is clamped and coun
 SIGNIFICANT_FIGURES: Final = 3
 
 IntArray = npt.NDArray[np.int64]
+SparseCounts = tuple[IntArray, IntArray]  # (counts indices, counts) of a histogram's used buckets
 
 # The latency percentiles servelab reports, by the name a summary block and a threshold use.
 PERCENTILES: Final[Mapping[str, float]] = MappingProxyType(
@@ -160,6 +161,22 @@ class LatencyHistogram:
     def merge(self, other: LatencyHistogram) -> None:
         self.hdr.add(other.hdr)
         self.saturated += other.saturated
+
+    def sparse_counts(self) -> SparseCounts:
+        """The non-zero buckets, as (counts indices, counts): a second's few hundred buckets,
+        kept so that seconds of several processes merge exactly (``Recorder.keep_seconds``)."""
+        indices = np.flatnonzero(self._counts).astype(np.int64)
+        return indices, self._counts[indices].astype(np.int64)
+
+    @classmethod
+    def from_sparse(cls, *parts: SparseCounts) -> LatencyHistogram:
+        """A histogram holding the counts of every part (``sparse_counts``), for percentiles."""
+        histogram = cls()
+        for indices, counts in parts:
+            if indices.size:
+                np.add.at(histogram._counts, indices, counts.astype(np.uint64))
+                histogram.hdr.total_count += int(counts.sum())
+        return histogram
 
     def share_above(self, value_ns: int) -> float:
         """Share of the recorded values above ``value_ns`` (to the histogram's precision)."""

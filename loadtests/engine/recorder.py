@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Final, NamedTuple, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from loadtests.engine.histogram import IntArray, LatencyHistogram, Prepared
+from loadtests.engine.histogram import IntArray, LatencyHistogram, Prepared, SparseCounts
 from loadtests.engine.records import WIRE_UNSEEN, Outcome, RequestRecord
+from loadtests.engine.seconds import SecondStats, merged_seconds
 
 NS_PER_S: Final = 1_000_000_000
 # A request's flags, one int: outcome in bits 0-1, "schema bad" in bit 2, "cold start" in bit 3,
@@ -80,27 +80,6 @@ class RecordSink(Protocol):
     ) -> None: ...
 
 
-@dataclass(slots=True)
-class SecondStats:
-    """One second of the per-second series (by end time, relative to the run start). Its
-    latencies go into a histogram of its own, so memory per open second is constant."""
-
-    t_s: int
-    requests: int = 0
-    failures: int = 0
-    latency: LatencyHistogram = field(default_factory=LatencyHistogram)
-
-    def close(self) -> dict[str, float]:
-        p50_ns, p99_ns = self.latency.percentiles_ns([50, 99])
-        return {
-            "t_s": self.t_s,
-            "requests": self.requests,
-            "failures": self.failures,
-            "p50_ms": p50_ns / 1e6,
-            "p99_ms": p99_ns / 1e6,
-        }
-
-
 class Recorder:
     """Collects requests of one run (or one worker); mergeable."""
 
@@ -110,6 +89,7 @@ class Recorder:
         start_ns: int = 0,
         fold_every: int = 1 << 16,
         sink: RecordSink | None = None,
+        keep_seconds: bool = False,
         split_cold_starts: bool = False,
     ) -> None:
         self.start_ns = start_ns
@@ -140,6 +120,10 @@ class Recorder:
         self.last_ended_ns: int | None = None
         self.errors: dict[str, int] = {}
         self.timeseries: list[dict[str, float]] = []
+        # ``keep_seconds``: each closed second's latency buckets too, by ``t_s``, so that the
+        # seconds of several generator processes merge exactly (``merge``); a few KB a second.
+        self.keep_seconds = keep_seconds
+        self.second_counts: dict[int, SparseCounts] = {}
         self._error_codes: dict[str, int] = {}
         self._error_names: list[str] = []
         self._open_seconds: dict[int, SecondStats] = {}
@@ -402,6 +386,8 @@ class Recorder:
                 break
             stats = self._open_seconds.pop(second)
             self.timeseries.append(stats.close())
+            if self.keep_seconds:
+                self.second_counts[second] = stats.latency.sparse_counts()
             # Reused, not dropped: an HdrHistogram refers to itself through its encoder, so a
             # dropped one waits for a full collection — ~136 KiB a second of a long run.
             stats.latency.reset()
@@ -430,14 +416,8 @@ class Recorder:
             self.first_sent_ns = min(self.first_sent_ns or other.first_sent_ns, other.first_sent_ns)
         if other.last_ended_ns is not None:
             self.last_ended_ns = max(self.last_ended_ns or other.last_ended_ns, other.last_ended_ns)
-        by_second = {int(row["t_s"]): row for row in self.timeseries}
-        for row in other.timeseries:  # per-second percentiles cannot merge exactly: keep the worse
-            mine = by_second.get(int(row["t_s"]))
-            if mine is None:
-                by_second[int(row["t_s"])] = dict(row)
-            else:
-                mine["requests"] += row["requests"]
-                mine["failures"] += row["failures"]
-                mine["p50_ms"] = max(mine["p50_ms"], row["p50_ms"])
-                mine["p99_ms"] = max(mine["p99_ms"], row["p99_ms"])
-        self.timeseries = [by_second[second] for second in sorted(by_second)]
+        self.timeseries, self.second_counts = merged_seconds(
+            (self.timeseries, self.second_counts),
+            (other.timeseries, other.second_counts),
+            keep=self.keep_seconds,
+        )

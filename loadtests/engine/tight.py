@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Final
 
 import numpy as np
 
-from loadtests.engine.harness import LoadPlan, RunStats
+from loadtests.engine.harness import LoadPlan, RunStats, StartGate
 from loadtests.engine.histogram import IntArray
 from loadtests.engine.recorder import Recorder, encode_flags
 from loadtests.engine.records import Outcome
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 OK_FLAGS: Final = encode_flags(Outcome.OK)  # a success with one finite prediction
 # 256 KiB a column: the fold's numpy passes stay in cache (2**18 costs ~25 ns more a sample)
 CHUNK = 1 << 15
+SPIN_S: Final = 0.0015  # the coordinated start: sleep until this close to it, then spin
 
 
 def _cycled(rows: Sequence[Sequence[float]], chunk: int) -> list[Sequence[float]]:
@@ -106,6 +107,7 @@ class TightHarness:
         chunk: int = 1 << 14,
         tick_s: float = 1.0,
         clock: Callable[[], int] = time.perf_counter_ns,
+        start_gate: StartGate | None = None,
     ) -> None:
         if plan.mode != "closed" or plan.concurrency != 1 or plan.think_time_s or plan.warmup_s:
             raise LoadOptionError(
@@ -124,6 +126,7 @@ class TightHarness:
         self.tick_ns = int(tick_s * 1e9)
         self.recorder = Recorder(fold_every=1 << 62)  # folded per chunk, below
         self.stats = RunStats()
+        self.start_gate = start_gate  # the coordinated start of --processes (harness.StartGate)
         self._stopped = False
 
     def stop(self) -> None:
@@ -139,10 +142,13 @@ class TightHarness:
         block = _cycled(self.rows, self.chunk)
         offset = 0
         remaining = self.plan.requests if self.plan.requests is not None else 1 << 62
+        start_ns = await self._started()
         cpu_before, wall_before = time.process_time(), time.perf_counter()
         previous = clock()
-        recorder.start_ns = previous
-        end_ns = previous + int(self.plan.duration_s * 1e9) if self.plan.duration_s else None
+        # the common start: every process's seconds count from it (the first call from now)
+        recorder.start_ns = previous if start_ns is None else start_ns
+        duration_ns = int(self.plan.duration_s * 1e9) if self.plan.duration_s else None
+        end_ns = None if duration_ns is None else recorder.start_ns + duration_ns
         next_tick_ns = previous + self.tick_ns
         if self.on_measure_start is not None:
             self.on_measure_start()
@@ -175,6 +181,22 @@ class TightHarness:
         self.stats.wall_s = time.perf_counter() - wall_before
         recorder.finish()
         return recorder
+
+    async def _started(self) -> int | None:
+        """Wait for the gate's instant, if there is a gate (``None``: start now)."""
+        if self.start_gate is None:
+            return None
+        start_ns = await self.start_gate()
+        if start_ns is None:
+            self.stop()
+            return None
+        clock = self.clock
+        delay_s = (start_ns - clock()) / 1e9
+        if delay_s > SPIN_S:
+            await asyncio.sleep(delay_s - SPIN_S)
+        while clock() < start_ns:  # the last stretch spun: timers may fire a ms late
+            pass
+        return start_ns
 
     def _fold(self, ends: array[int], bad: array[int], previous: int, failed_code: int) -> int:
         flags = np.full(len(ends), OK_FLAGS, dtype=np.int64)

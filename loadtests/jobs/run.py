@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loadtests.drivers.base import DriverBase
-from loadtests.engine.harness import Harness, RunStats
+from loadtests.engine.harness import Harness, RunStats, StartGate
+from loadtests.engine.parts import WHOLE
 from loadtests.engine.recorder import Recorder
 from loadtests.engine.tight import TightHarness
 from loadtests.engine.workload import Payload, PayloadGenerator, derive_seeds
@@ -43,6 +44,8 @@ class RunOutput:
     result: ResultDocument
     path: Path | None
     checks: list[Check] = field(default_factory=list)
+    recorder: Recorder | None = None  # what was measured, for a parent to merge (--processes)
+    stats: RunStats | None = None
 
     @property
     def breached(self) -> bool:
@@ -55,7 +58,7 @@ def make_driver(settings: RunSettings, server: LaunchedTarget | None) -> DriverB
     return settings.spec.make_driver(settings.driver_options(server))
 
 
-class _Cost:
+class Cost:
     """CPU seconds of the target over the measured window: its process tree when servelab
     started it (``started``) or ``--target-pid`` names it (``target-pid``), this process for an
     in-process target (``in-process``), what the target reports for itself where its registry
@@ -95,12 +98,27 @@ class _Cost:
 
 
 def _run_info(settings: RunSettings, driver: DriverBase, started: bool) -> RunInfo:
-    """The run's settings as the result file records them (``partial`` set at the end). The
-    model of a target servelab did not start is unknown unless the user named it."""
+    return run_info(
+        settings, started=started, transport=driver.transport,
+        batch_size=driver.batch_size, window_ms=driver.window_ms,
+    )  # fmt: skip
+
+
+def run_info(
+    settings: RunSettings,
+    *,
+    started: bool,
+    transport: str,
+    batch_size: int | None = None,
+    window_ms: float | None = None,
+) -> RunInfo:
+    """The run's settings as the result file records them (``partial`` set at the end);
+    ``batch_size`` / ``window_ms``: the driver's own, where it has one. The model of a target
+    servelab did not start is unknown unless the user named it."""
     known = settings.model_given or started or settings.spec.in_process
     return RunInfo(
         target=settings.target,
-        transport=driver.transport,
+        transport=transport,
         mode=settings.plan.mode,
         model=settings.model if known else None,
         url=settings.url or None,
@@ -112,8 +130,8 @@ def _run_info(settings: RunSettings, driver: DriverBase, started: bool) -> RunIn
         duration_s=settings.plan.duration_s,
         requests_limit=settings.plan.requests,
         warmup_s=settings.plan.warmup_s,
-        batch_size=settings.batch_size if driver.batch_size is None else driver.batch_size,
-        window_ms=settings.window_ms if driver.window_ms is None else driver.window_ms,
+        batch_size=settings.batch_size if batch_size is None else batch_size,
+        window_ms=settings.window_ms if window_ms is None else window_ms,
         api=settings.api,
         profile=settings.profile,
         label=settings.label,
@@ -136,24 +154,26 @@ def _make_harness(
     schedule_seed: int,
     on_tick: Callable[..., None] | None,
     on_measure_start: Callable[[], None],
+    start_gate: StartGate | None = None,
 ) -> Harness | TightHarness:
+    harness: Harness | TightHarness
     if settings.loop == "tight":
         from targets.spec import load_model
 
         rows = [payloads.payload(slot).rows[0] for slot in range(settings.payloads.distinct)]
-        return TightHarness(
+        harness = TightHarness(
             load_model(settings.model), rows, settings.plan,
-            on_tick=on_tick, on_measure_start=on_measure_start,
+            on_tick=on_tick, on_measure_start=on_measure_start, start_gate=start_gate,
         )  # fmt: skip
-    return Harness(
-        driver,
-        payloads,
-        settings.plan,
-        schedule_seed=schedule_seed,
-        on_tick=on_tick,
-        on_measure_start=on_measure_start,
-        on_grace=_say_grace,
-    )
+    else:
+        harness = Harness(
+            driver, payloads, settings.plan,
+            schedule_seed=schedule_seed, on_tick=on_tick, on_measure_start=on_measure_start,
+            on_grace=_say_grace, part=settings.part or WHOLE, start_gate=start_gate,
+        )  # fmt: skip
+    # one of several generator processes: its seconds' buckets too, for the exact merge
+    harness.recorder.keep_seconds = settings.part is not None
+    return harness
 
 
 def _say_grace(outstanding: int, grace_s: float) -> None:
@@ -249,7 +269,7 @@ async def _measured(
     """The load, with the target's Prometheus metrics scraped around it (``jobs.scrape``)."""
     try:
         await scrape.open()
-        with _stopped_by_signals(harness.stop, install):
+        with stopped_by_signals(harness.stop, install):
             recorder = await harness.run()
         await scrape.finish()
     finally:
@@ -257,17 +277,21 @@ async def _measured(
     return recorder
 
 
-def _announce(
-    announce: Callable[[str], None] | None, settings: RunSettings, server: LaunchedTarget | None
+def announce_start(
+    announce: Callable[[str], None] | None,
+    settings: RunSettings,
+    server: LaunchedTarget | None,
+    how: str = "",
 ) -> None:
+    """The "load started" line (``how``: e.g. over how many processes)."""
     if announce is not None:
         where = settings.url or settings.address or (server.url if server else "in-process")
         pid = f" (target pid {server.pid})" if server else ""
-        announce(f"servelab: load started: {settings.target} at {where}{pid}")
+        announce(f"servelab: load started: {settings.target} at {where}{pid}{how}")
 
 
 @contextlib.contextmanager
-def _stopped_by_signals(stop: Callable[[], None], install: bool) -> Iterator[None]:
+def stopped_by_signals(stop: Callable[[], None], install: bool) -> Iterator[None]:
     """While the load runs, SIGINT/SIGTERM call ``stop`` (the partial result is kept); then the
     caller's handlers are back (the loop alone would leave SIG_DFL)."""
     loop = asyncio.get_running_loop()
@@ -295,12 +319,17 @@ async def execute(
     events: Path | None = None,
     gates: Sequence[str] = (),
     metrics_url: str | None = None,
+    start_gate: StartGate | None = None,
 ) -> RunOutput:
     """Run ``settings`` once; returns the result (written to ``out`` when given). ``events``:
     also log every measured request there as JSON lines (``loadtests.results.events``);
     ``gates``: threshold expressions (already validated) checked against the result and
     recorded in ``extra.thresholds``; ``metrics_url``: the target's Prometheus endpoint, else
-    found (``jobs.scrape``), read into ``extra.server_metrics``."""
+    found (``jobs.scrape``), read into ``extra.server_metrics``. ``start_gate``: the load starts
+    at the instant it gives, once the driver is open (one process of ``--processes``, whose
+    ``settings.part`` is its share; its parent scrapes the target, so it does not)."""
+    if settings.processes > 1 and settings.part is None:
+        raise ValueError("settings for several processes: run them with jobs.processes.execute")
     payload_seed, schedule_seed = derive_seeds(settings.seed)
     spec = settings.spec
     launched = launch_for(
@@ -314,8 +343,12 @@ async def execute(
             where = settings.url or settings.address or (server.url if server else "target")
             await probe(where, lambda: make_driver(settings, server), _probe_payload(settings))
         driver = make_driver(settings, server)
-        cost = _Cost(settings, server)
-        scrape = server_scrape(settings, server, metrics_url)
+        cost = Cost(settings, server)
+        scrape = (
+            server_scrape(settings, server, metrics_url)
+            if settings.part is None
+            else ServerScrape(None, given=False, warm_up=False)
+        )
 
         def on_measure_start() -> None:
             cost.mark_start()
@@ -323,11 +356,11 @@ async def execute(
             scrape.mark_start()
 
         harness = _make_harness(
-            settings, driver, payloads, schedule_seed, on_tick, on_measure_start
+            settings, driver, payloads, schedule_seed, on_tick, on_measure_start, start_gate
         )
         run = _run_info(settings, driver, server is not None)  # ``started_at`` is the start
         event_log = _event_log(events, run, harness)
-        _announce(announce, settings, server)
+        announce_start(announce, settings, server)
         try:
             recorder = await _measured(harness, scrape, install_signal_handlers)
             if event_log is not None:
@@ -344,4 +377,4 @@ async def execute(
     result["extra"]["thresholds"] = [dataclasses.asdict(check) for check in checks]
     if out is not None:
         write_result(out, result)
-    return RunOutput(result, out, checks)
+    return RunOutput(result, out, checks, recorder, harness.stats)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from loadtests.drivers.registry import HTTP_SERVERS, DriverOptions, Target, target
 from loadtests.engine.data import read_rows
 from loadtests.engine.harness import DEFAULT_GRACE_S, LoadPlan
+from loadtests.engine.parts import SchedulePart
 from loadtests.engine.schedule import Arrival, RateProfile, read_trace
 from loadtests.engine.workload import PayloadSpec
 from loadtests.errors import ConfigError, LoadOptionError
@@ -147,12 +148,15 @@ class RunSettings:
     # run before the load so the probe and the run send the same requests.
     contract: HttpContract | None = None
     grpc_contract: OipGrpc | None = None  # the same, for OIP over gRPC
+    processes: int = 1  # generator processes sharing the load (jobs/processes.py)
+    part: SchedulePart | None = None  # set in each of those processes: its share
     # More options for the server servelab starts for the run: a function front's
     # --idle-timeout / --max-function-instances (``function_front_args``).
     server_args: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         spec = target(self.target)
+        self._check_processes()
         if self.server_args and not spec.takes("front"):
             raise LoadOptionError(
                 "--idle-timeout and --max-function-instances go with --target function"
@@ -192,6 +196,32 @@ class RunSettings:
             self.new_grpc_contract()
         if self.insecure and spec.server == "grpc":
             raise LoadOptionError("--insecure is for https; gRPC over TLS verifies (--cacert)")
+
+    def _check_processes(self) -> None:
+        """``--processes N``: a closed loop gives each process at least one of its workers
+        (``--loop tight``: one caller each), and a request count at least one request each."""
+        count, plan = self.processes, self.plan
+        if type(count) is not int or count < 1:
+            raise LoadOptionError(f"--processes must be a positive integer, got {count!r}")
+        if self.part is not None and self.part.count != count:
+            raise LoadOptionError(f"part {self.part} is not one of {count} processes")
+        if count == 1 or self.part is not None:  # a part's plan is already its share
+            return
+        if self.loop == "tight" and plan.concurrency != count:
+            raise LoadOptionError(
+                f"--loop tight runs one caller per process: --concurrency {plan.concurrency} "
+                f"is not --processes {count} (leave --concurrency out)"
+            )
+        if plan.mode == "closed" and count > plan.concurrency:
+            raise LoadOptionError(
+                f"--processes {count} exceeds --concurrency {plan.concurrency}: each generator "
+                "process runs at least one of the closed loop's workers"
+            )
+        if plan.requests is not None and count > plan.requests:
+            raise LoadOptionError(
+                f"--processes {count} exceeds --requests {plan.requests}: each generator "
+                "process sends at least one request"
+            )
 
     @property
     def spec(self) -> Target:

@@ -34,18 +34,13 @@ from loadtests.drivers.base import Reply
 from loadtests.engine.harness import RunStats
 from loadtests.engine.histogram import LatencyHistogram
 from loadtests.engine.recorder import Recorder
+from loadtests.engine.wire import recorder_from_wire, recorder_to_wire
 from loadtests.locust_integration.support import LATENCY_NS_KEY, REPLY_KEY
 from loadtests.results.result import Verdict
 from loadtests.results.verdict import GeneratorLoad, judge_run  # one verdict for every run
 
 WIRE_VERSION: Final = 1
 WIRE_KEY: Final = "servelab"  # our key in Locust's report dicts
-
-COUNTERS: Final = (
-    "requests", "successes", "failures", "expected_rejections", "schema_checked", "schema_ok",
-    "predictions", "bytes_sent", "bytes_received",
-)  # fmt: skip
-_HISTOGRAMS: Final = ("latency", "service", "client_queue", "failure_latency", "lateness")
 
 
 class SideStats:
@@ -103,38 +98,6 @@ class SideStats:
         }
         side.samples = {str(k): [int(x) for x in v] for k, v in data.get("samples", {}).items()}
         return side
-
-
-def recorder_to_wire(recorder: Recorder) -> dict[str, Any]:
-    """A folded recorder's counts and encoded histograms (its per-second rows travel apart)."""
-    return {
-        "counts": {name: getattr(recorder, name) for name in COUNTERS},
-        "errors": dict(recorder.errors),
-        "first_sent_ns": recorder.first_sent_ns,
-        "last_ended_ns": recorder.last_ended_ns,
-        "histograms": {
-            name: getattr(recorder, name).encode() if getattr(recorder, name).total else None
-            for name in _HISTOGRAMS
-        },
-        "saturated": {name: getattr(recorder, name).saturated for name in _HISTOGRAMS},
-    }
-
-
-def recorder_from_wire(data: Mapping[str, Any], rows: list[dict[str, float]]) -> Recorder:
-    recorder = Recorder(start_ns=0)
-    for name in COUNTERS:
-        setattr(recorder, name, int(data["counts"][name]))
-    recorder.errors = {str(k): int(v) for k, v in data["errors"].items()}
-    recorder.first_sent_ns = data["first_sent_ns"]
-    recorder.last_ended_ns = data["last_ended_ns"]
-    for name in _HISTOGRAMS:
-        encoded = data["histograms"].get(name)
-        if encoded:
-            histogram = LatencyHistogram.decode(encoded)
-            histogram.saturated = int(data["saturated"].get(name, 0))
-            setattr(recorder, name, histogram)
-    recorder.timeseries = [dict(row) for row in rows]
-    return recorder
 
 
 class ProcessRecording:
