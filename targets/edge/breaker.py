@@ -54,6 +54,7 @@ class CircuitBreaker:
         self._opened_at_s = 0.0
         self._trial_in_flight = False
         self.opens = 0
+        self.closes = 0  # back to closed from open or half-open: the remote answered again
         self.trials = 0
         self.rejected = 0  # requests kept off the network while open
 
@@ -80,6 +81,8 @@ class CircuitBreaker:
 
     def record_success(self) -> None:
         """The remote answered: close (a half-open trial succeeded) and forget past failures."""
+        if self._state != "closed":
+            self.closes += 1
         self._state = "closed"
         self._consecutive_failures = 0
         self._trial_in_flight = False
@@ -102,6 +105,7 @@ class CircuitBreaker:
         return {
             "state": self.state(),
             "opens": self.opens,
+            "closes": self.closes,
             "trials": self.trials,
             "rejected": self.rejected,
             "consecutive_failures": self._consecutive_failures,
