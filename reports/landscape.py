@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
+from reports import serverless
 from reports.analysis import Analysis, CellStats
 from reports.freshness import (
     DURATION_TICKS_MS,
@@ -210,7 +211,8 @@ def landscape(analysis: Analysis) -> list[Claim]:
     runs (a pattern missing there gets one "not measured" row); a ``servelab freshness`` run
     there settles batch's cost efficiency and streaming's low latency on real freshness."""
     claims: list[Claim] = []
-    targets = {target for pattern in PATTERNS for target in pattern.targets} | {"freshness"}
+    targets = {target for pattern in PATTERNS for target in pattern.targets}
+    targets |= {"freshness", serverless.TARGET}
     contexts = sorted(
         {(c.key.hardware, c.key.model) for c in analysis.valid_cells if c.key.target in targets}
     )
@@ -246,6 +248,10 @@ def landscape(analysis: Analysis) -> list[Claim]:
                 outcome, evidence = NOT_MEASURED, _UNMEASURABLE[pattern.strength]
             claims.append(
                 Claim(hardware, model, pattern.name, pattern.strength, outcome, evidence, name)
+            )
+        for claim, outcome, evidence, name in serverless.serverless_claims(analysis, context):
+            claims.append(
+                Claim(hardware, model, serverless.PATTERN, claim, outcome, evidence, name)
             )
     return claims
 

@@ -49,6 +49,7 @@ class PlannedRun:
     @property
     def name(self) -> str:
         load = f"c{int(self.level)}" if self.mode == "closed" else f"r{self.level:g}"
+        load = "stages" if self.mode == "stages" else load
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{_who(self.cell)}-{load}-{self.profile.name}")
         return f"{self.index:03d}-{slug}-rep{self.repeat}"
 
@@ -86,16 +87,19 @@ class ServerPool:
                 self._running[cell.server] = stack
             return self._servers[key]
         kind = target(cell.target).server
-        return self.get(kind, cell.model, profile) if kind else None
+        return self.get(kind, cell.model, profile, cell.server_args) if kind else None
 
-    def get(self, kind: str, model: str, profile: HardwareProfile) -> LaunchedTarget:
-        key = (kind, model, profile.name)
+    def get(
+        self, kind: str, model: str, profile: HardwareProfile, args: Sequence[str] = ()
+    ) -> LaunchedTarget:
+        """``args``: more options for that server (a function front's): a server of its own."""
+        key = (kind if not args else f"{kind} {' '.join(args)}", model, profile.name)
         if key not in self._servers:
             self._servers[key] = self._stack.enter_context(
                 launch_target(
                     kind,
                     model_spec=model,
-                    extra_args=profile.server_args(kind),
+                    extra_args=(*profile.server_args(kind), *args),
                     env=profile.server_env(),
                     cpus=profile.cpus,
                 )
@@ -118,6 +122,7 @@ def settings_for(
     plan = load_plan(
         concurrency=int(run.level) if run.mode == "closed" else None,
         rate=run.level if run.mode == "open" else None,
+        stages=cell.stages if run.mode == "stages" else None,
         arrival="poisson" if cell.arrival == "poisson" else "constant",
         duration_s=cell.duration_s,
         warmup_s=cell.warmup_s,
@@ -277,6 +282,7 @@ def summary_table(outcome: BenchOutcome) -> Table:
         summary, verdict, cost = result["summary"], result["verdict"], result["cost"]
         per_1k = cost.get("cpu_s_per_1k_predictions")
         load = f"c={int(run.level)}" if run.mode == "closed" else f"{run.level:g}/s"
+        load = "stages" if run.mode == "stages" else load
         table.add_row(
             str(run.index),
             _who(run.cell),

@@ -7,6 +7,7 @@ list of integers, got "many"``). ``examples/bench.toml`` is the annotated exampl
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import tomllib
 from collections.abc import Sequence
@@ -19,12 +20,15 @@ from loadtests.errors import ConfigError, LoadOptionError
 from loadtests.jobs.external import ServerSpec
 from loadtests.jobs.freshness_spec import FRESHNESS_KEYS, FreshnessSpec, read_freshness
 from loadtests.jobs.profiles import HardwareProfile
+from loadtests.jobs.settings import function_front_args
+from loadtests.options import NON_NEGATIVE, POSITIVE_DURATION, StageList
 from loadtests.protocols.registry import PROTOCOLS, ProtocolOptions, protocol
 from loadtests.results.thresholds import parse_thresholds
 from targets.spec import load_model
 from targets.units import parse_duration_s
 
 ARRIVALS = ("constant", "poisson")
+STAGES = StageList(duration=POSITIVE_DURATION, rate=NON_NEGATIVE)  # as ``servelab run --stages``
 DEFAULT_TARGETS = ("inprocess", "rest", "grpc", "grpc-stream", "stream", "batch", "edge")
 BENCH_KEYS = {"model", "duration", "warmup", "seed", "repeat", "thresholds", "label"}
 PROFILE_KEYS = {"name", "cpus", "workers", "threads"}
@@ -32,7 +36,7 @@ CELL_KEYS = {
     "target", "model", "concurrency", "rates", "arrival", "duration", "warmup", "batch_size",
     "window_ms", "invalid_fraction", "api", "label", "profiles", "distinct", "server",
     "protocol", "model_name", "model_version", "tensor", "header", "request_template",
-    "bentoml_api",
+    "bentoml_api", "stages", "idle_timeout", "max_function_instances",
 }  # fmt: skip
 SERVER_KEYS = {
     "name", "argv", "env", "cwd", "files", "ready_url", "ready_address", "url", "address",
@@ -60,6 +64,11 @@ class Cell:
     server: str | None = None  # a [[servers]] name: the third-party server the cell loads
     protocol: str = "servelab"
     protocol_options: ProtocolOptions = field(default_factory=ProtocolOptions)
+    # ``stages = "1s:20,2s:0,..."``: one open-loop run, stepped (rate 0: an idle gap); its load
+    # is ("stages", 0). ``server_args``: options for the server servelab starts (a function
+    # front's idle_timeout / max_function_instances).
+    stages: tuple[tuple[float, float], ...] | None = None
+    server_args: tuple[str, ...] = ()
     freshness: FreshnessSpec | None = None  # kind = "freshness": backfills vs streaming
 
 
@@ -136,6 +145,13 @@ class _Reader:
             raise self.fail(where, f"expected an integer or a list of integers, got {value!r}")
         return [item for item in items if type(item) is int]
 
+    def stages(self, value: object, where: str) -> list[tuple[float, float]]:
+        text = self.string(value, where)
+        try:
+            return STAGES(text)
+        except argparse.ArgumentTypeError as exc:
+            raise self.fail(where, str(exc)) from None
+
     def model(self, value: object, where: str) -> str:
         spec = self.string(value, where)
         try:
@@ -161,6 +177,13 @@ def _cell(reader: _Reader, raw: object, where: str, defaults: dict[str, Any]) ->
         loads.append(("open", reader.number(rate, f"{where}.rates", 1e-3)))
     if any(kind == "closed" and level < 1 for kind, level in loads):
         raise reader.fail(f"{where}.concurrency", "concurrency must be >= 1")
+    stages = opt("stages", reader.stages)
+    if stages is not None and loads:
+        raise reader.fail(f"{where}.stages", "give stages or concurrency/rates, not both")
+    target_name = reader.string(data["target"], f"{where}.target", tuple(TARGETS))
+    for key in ("idle_timeout", "max_function_instances"):
+        if key in data and not TARGETS[target_name].takes("front"):
+            raise reader.fail(f"{where}.{key}", 'goes with target = "function"')
     profiles = data.get("profiles")
     if profiles is not None and (
         not isinstance(profiles, list) or not all(isinstance(p, str) for p in profiles)
@@ -169,12 +192,15 @@ def _cell(reader: _Reader, raw: object, where: str, defaults: dict[str, Any]) ->
             f"{where}.profiles", f"expected a list of profile names, got {profiles!r}"
         )
     return Cell(
-        target=reader.string(data["target"], f"{where}.target", tuple(TARGETS)),
+        target=target_name,
         model=reader.model(data.get("model", defaults["model"]), f"{where}.model"),
-        loads=tuple(loads) or (("closed", 8.0),),
+        loads=tuple(loads) or ((("stages", 0.0),) if stages else (("closed", 8.0),)),
         arrival=opt("arrival", lambda v, w: reader.string(v, w, ARRIVALS), "constant"),
-        duration_s=opt("duration", reader.duration, defaults["duration"]),
-        warmup_s=opt("warmup", reader.duration, defaults["warmup"]),
+        # a stages cell lasts its stages, with no warm-up: the first burst is part of the load
+        duration_s=opt(
+            "duration", reader.duration, sum(d for d, _ in stages or ()) or defaults["duration"]
+        ),
+        warmup_s=opt("warmup", reader.duration, 0.0 if stages else defaults["warmup"]),
         batch_size=opt("batch_size", reader.int_),
         window_ms=opt("window_ms", lambda v, w: reader.number(v, w, 0, 60_000)),
         invalid_fraction=opt("invalid_fraction", lambda v, w: reader.number(v, w, 0, 1), 0.0),
@@ -185,6 +211,10 @@ def _cell(reader: _Reader, raw: object, where: str, defaults: dict[str, Any]) ->
         server=opt("server", reader.string),
         protocol=opt("protocol", lambda v, w: reader.string(v, w, tuple(PROTOCOLS)), "servelab"),
         protocol_options=_protocol_options(reader, data, where),
+        stages=tuple(stages) if stages else None,
+        server_args=function_front_args(
+            opt("idle_timeout", reader.duration), opt("max_function_instances", reader.int_)
+        ),
     )
 
 
@@ -392,6 +422,18 @@ def load_config(path: str | Path) -> BenchConfig:
     return parse_config(data, str(path), root=str(Path(path).resolve().parent))
 
 
+def serverless_cell(model: str) -> Cell:
+    """Two 1.5 s bursts of 5 req/s, 1.2 s apart, on a front that retires instances idle 0.5 s
+    and runs one at most: each burst meets a front scaled to zero and starts cold; the
+    requests after the start are warm (~5.5 s with the front's own start)."""
+    stages = ((1.5, 5.0), (1.2, 0.0), (1.5, 5.0))
+    return Cell(
+        target="function", model=model, loads=(("stages", 0.0),), stages=stages,
+        duration_s=sum(d for d, _ in stages), warmup_s=0.0, label="bursty",
+        server_args=function_front_args(0.5, 1),
+    )  # fmt: skip
+
+
 def default_config(*, quick: bool, model: str) -> BenchConfig:
     """All seven patterns, closed loop, bounded: ~1.5 min, or ~25 s with ``quick``."""
     duration, warmup = (2.0, 0.5) if quick else (8.0, 1.0)
@@ -406,6 +448,8 @@ def default_config(*, quick: bool, model: str) -> BenchConfig:
         )
         for target in DEFAULT_TARGETS
     ]
+    if not quick:  # the smoke run stays short; the full one measures cold starts too
+        cells.append(serverless_cell(model))
     return BenchConfig(
         cells=tuple(cells), source="embedded default" + (" (quick)" if quick else "")
     )

@@ -46,6 +46,8 @@ def serve(out: IO[bytes], lines: IO[bytes]) -> int:
         return 1
     _write(out, {"ready": True, "init_ms": (time.perf_counter() - started) * 1e3})
     for line in lines:
+        if not line.strip():
+            continue
         invocation = orjson.loads(line)
         context = LambdaContext(
             aws_request_id=str(invocation.get("request_id", "")),

@@ -32,6 +32,29 @@ def test_default_matrix_has_all_seven_patterns() -> None:
     assert sum(cell.duration_s + cell.warmup_s for cell in config.cells) <= 20
 
 
+def test_the_full_default_matrix_adds_a_bursty_serverless_cell() -> None:
+    config = default_config(quick=False, model="reference")
+    cell = config.cells[-1]
+    assert (cell.target, cell.loads, cell.warmup_s) == ("function", (("stages", 0.0),), 0.0)
+    assert cell.stages is not None
+    gaps = [duration for duration, rate in cell.stages if rate == 0]
+    assert gaps
+    assert min(gaps) > 2 * 0.5  # idle gaps well past the front's idle timeout
+    assert cell.server_args == ("--idle-timeout", "0.5s", "--max-function-instances", "1")
+    assert cell.duration_s <= 8
+
+
+def test_a_stages_cell_lasts_its_stages_without_warm_up() -> None:
+    config = parse_config(
+        {"cells": [{"target": "function", "stages": "1s:5,2s:0,1s:5", "idle_timeout": "1s"}]},
+        "t.toml",
+    )
+    cell = config.cells[0]
+    assert (cell.stages, cell.duration_s, cell.warmup_s) == (((1, 5), (2, 0), (1, 5)), 4, 0)
+    assert cell.server_args == ("--idle-timeout", "1s")
+    assert [run.name for run in plan_runs(config)] == ["001-function-stages-default-rep0"]
+
+
 def _rest(**top: object) -> dict[str, object]:
     return {"cells": [{"target": "rest"}], **top}
 
@@ -57,6 +80,9 @@ def _cell(**cell: object) -> dict[str, object]:
         (_rest(profiles=[{"name": "a", "workers": 0}]), "profiles[0].workers"),
         (_cell(profiles=["nope"]), "unknown profile 'nope'"),
         (_rest(extra=1), "top level.extra: unknown key"),
+        (_cell(stages="1s"), "cells[0].stages: expected DURATION:RATE"),
+        (_cell(stages="1s:5", concurrency=2), "cells[0].stages: give stages or"),
+        (_cell(idle_timeout="1s"), 'cells[0].idle_timeout: goes with target = "function"'),
     ],
 )
 def test_bad_configs_name_the_key(data: dict[str, object], words: str) -> None:
