@@ -17,6 +17,7 @@ from loadtests.options import (
     Subcommands,
     examples,
 )
+from targets.edge.config import RUNTIMES
 
 COMMANDS: Final = ("edge run", "edge bundle")
 
@@ -34,10 +35,12 @@ def add_parser(commands: Subcommands) -> None:
         ("run", "JSON requests on stdin, canonical responses on stdout", examples(
             "servelab edge run < requests.jsonl",
             "servelab edge run --remote http://127.0.0.1:8000 --quant fixed:8 < requests.jsonl",
+            "servelab edge run --runtime wasm --model digits < requests.jsonl",
         )),
         ("bundle", "package the edge runtime and a stdlib model into a zipapp", examples(
             "servelab edge bundle --out edge.pyz",
             "servelab edge bundle --out edge.pyz --remote http://127.0.0.1:8000 --cache-size 4096",
+            "servelab edge bundle --wasm --model digits --out web/",
         )),
     ):  # fmt: skip
         sub = edge_kinds.add_parser(name, help=help_text, epilog=epilog)
@@ -74,7 +77,20 @@ def add_parser(commands: Subcommands) -> None:
             help="measure quantisation drift on 1 in N local computations (0: off)",
         )
         if name == "bundle":
-            sub.add_argument("--out", required=True, metavar="FILE", help="the zipapp to write")
+            sub.add_argument(
+                "--out", required=True, metavar="PATH",
+                help="the zipapp to write (with --wasm: the directory to write into)",
+            )  # fmt: skip
+            sub.add_argument(
+                "--wasm", action="store_true",
+                help="write the model's WebAssembly module and a JS loader for a browser "
+                "(models reference and digits), not a zipapp",
+            )  # fmt: skip
+        else:
+            sub.add_argument(
+                "--runtime", choices=RUNTIMES, default="python",
+                help="what computes the model: Python, or its WebAssembly module under wasmtime",
+            )  # fmt: skip
 
 
 def main(args: argparse.Namespace) -> int:

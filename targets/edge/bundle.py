@@ -72,6 +72,8 @@ sys.exit(run_bundled(config, sys.argv[1:]))
 
 def check_bundleable(config: EdgeConfig) -> None:
     """``InputError`` (one line, naming the option) unless ``config`` can ship in a bundle."""
+    if config.runtime != "python":
+        raise InputError("a zipapp computes in Python; for the WebAssembly module use --wasm")
     if not is_stdlib_model(config.model):
         raise InputError(
             f"--model {config.model!r} cannot be bundled: an edge bundle runs on a bare Python, "
@@ -123,6 +125,17 @@ def write_bundle(out: str | os.PathLike[str], config: EdgeConfig) -> int:
 def main(args: argparse.Namespace) -> int:
     """``servelab edge bundle``: bad options raise ``InputError``/``SpecError`` for the CLI."""
     config = EdgeConfig.from_mapping(vars(args))
+    if getattr(args, "wasm", False):
+        from targets.edge.web import write_web_bundle
+
+        web = write_web_bundle(args.out, config)
+        print(
+            f"servelab: wrote {', '.join(sorted(web.files))} to {args.out} (model "
+            f"{web.manifest['model']}, quant {web.manifest['quantization']}); in a page served "
+            f"over http: import {{ loadEdgeModel }} from './edge-model.mjs'",
+            file=sys.stderr,
+        )
+        return 0
     size_bytes = write_bundle(args.out, config)
     print(
         f"servelab: wrote {args.out} ({size_bytes} bytes; model {config.model}, "

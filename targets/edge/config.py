@@ -11,12 +11,14 @@ import argparse
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, Final
 
 from targets.edge.breaker import DEFAULT_COOLDOWN_S, DEFAULT_FAILURE_THRESHOLD
 from targets.edge.quantize import parse_quant
 from targets.errors import InputError
 from targets.spec import DEFAULT_MODEL_SPEC
+
+RUNTIMES: Final = ("python", "wasm")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,9 +33,14 @@ class EdgeConfig:
     failure_threshold: int = DEFAULT_FAILURE_THRESHOLD
     cooldown_s: float = DEFAULT_COOLDOWN_S
     drift_every: int = 1
+    runtime: str = "python"  # what computes the model: Python, or its WebAssembly module
 
     def __post_init__(self) -> None:
         parse_quant(self.quant)  # raises InputError naming --quant
+        if self.runtime not in RUNTIMES:
+            raise InputError(
+                f"--runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}"
+            )
         for name in ("cache_size", "failure_threshold", "drift_every"):
             value = getattr(self, name)
             least = 1 if name == "failure_threshold" else 0

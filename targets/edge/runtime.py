@@ -101,6 +101,7 @@ class EdgeRuntime:
         breaker: CircuitBreaker | None = None,
         drift_every: int = 1,
         logger: JsonLogger | None = None,
+        model_runtime: str = "python",
     ) -> None:
         if type(drift_every) is not int or drift_every < 0:
             raise ValueError(f"drift_every must be an integer >= 0, got {drift_every!r}")
@@ -110,6 +111,7 @@ class EdgeRuntime:
         self.remote = remote
         self.breaker = breaker or CircuitBreaker()
         self.drift_every = drift_every
+        self.model_runtime = model_runtime  # "wasm": ``model`` is its WebAssembly module
         self._logger = logger
         self._by_source: Counter[str] = Counter(dict.fromkeys(SOURCES, 0))
         self._remote_failures: Counter[str] = Counter()
@@ -138,14 +140,21 @@ class EdgeRuntime:
         breaker = CircuitBreaker(
             failure_threshold=config.failure_threshold, cooldown_s=config.cooldown_s, clock=clock
         )
+        quantizer = parse_quant(config.quant)
+        model = load_model(config.model)
+        if config.runtime == "wasm":
+            from targets.edge.wasm_model import WasmModel  # wasmtime: never in a bare bundle
+
+            model = WasmModel(model, quantizer)
         return cls(
-            load_model(config.model),
-            parse_quant(config.quant),
+            model,
+            quantizer,
             cache_size=config.cache_size,
             remote=remote,
             breaker=breaker,
             drift_every=config.drift_every,
             logger=logger,
+            model_runtime=config.runtime,
         )
 
     def close(self) -> None:
@@ -316,6 +325,7 @@ class EdgeRuntime:
             "errors": self._errors,
             "by_source": dict(self._by_source),
             "model": self.service.model.name,
+            "model_runtime": self.model_runtime,
             "quantization": self.quantizer.spec,
             "cache": self.cache.stats(),
             "remote": remote,
