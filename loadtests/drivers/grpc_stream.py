@@ -47,6 +47,12 @@ UNASKED_RESPONSE: Final = "unasked_response"  # an answer with no message in fli
 CANCELLED: Final = "cancelled"
 GAP_FOLD_EVERY: Final = 1 << 16
 CLOSE_TIMEOUT_S: Final = 5.0
+# Sends' timeouts are checked by one sweeper task at this period (at most; a quarter of the
+# timeout when that is shorter), not by a timer per send: a send times out within one period of
+# its deadline. Past SWEEP_COMPACT_AT entries the sweeper also drops answered ones from the
+# middle, so a slow answer at the front cannot make the list grow with the rate.
+SWEEP_PERIOD_S: Final = 0.05
+SWEEP_COMPACT_AT: Final = 1 << 14
 
 
 class StreamContract(Protocol):
@@ -147,6 +153,7 @@ class GrpcStreamDriver(DriverBase):
         self.address = address
         self.streams = streams
         self.timeout_s = timeout_s
+        self._timeout_ns = int(timeout_s * 1e9)
         self.max_reopens = max_reopens
         super().__init__()
         self.reopens = 0  # over the driver's life: what ``max_reopens`` bounds
@@ -161,6 +168,9 @@ class GrpcStreamDriver(DriverBase):
         self._readers: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._expired: set[asyncio.Task[object]] = set()  # sends whose stuck write we cancelled
+        # (deadline ns, stream, future) of every send, in send order = deadline order
+        self._deadlines: deque[tuple[int, _Stream, asyncio.Future[StreamAnswer]]] = deque()
+        self._sweeper: asyncio.Task[None] | None = None
         # Raw ns in int64 columns, folded vectorised: no Python object per answer, and the gap
         # histogram keeps memory flat however long the run.
         self._first_response_ns = array("q")
@@ -173,6 +183,7 @@ class GrpcStreamDriver(DriverBase):
         self._loop = asyncio.get_running_loop()
         self._channel = grpc.aio.insecure_channel(self.address)
         self._streams = [self._start(index) for index in range(self.streams)]
+        self._sweeper = self._loop.create_task(self._sweep())
 
     def _start(self, index: int) -> _Stream:
         # No deadline on the call: it lives for the run; each message has its own timeout.
@@ -186,6 +197,10 @@ class GrpcStreamDriver(DriverBase):
 
     async def close(self) -> None:
         """Half-close every live stream and let the readers see the end; then force the rest."""
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None:
+            sweeper.cancel()
+            await asyncio.gather(sweeper, return_exceptions=True)
         streams, self._streams = self._streams, []
         for stream in streams:
             if stream.error is None:
@@ -233,16 +248,16 @@ class GrpcStreamDriver(DriverBase):
         loop = self._loop
         assert loop is not None, "GrpcStreamDriver.send() before open()"
         future: asyncio.Future[StreamAnswer] = loop.create_future()
-        # One timer per send instead of ``asyncio.timeout`` (~12 µs a message in pure Python,
-        # a quarter of the client's cost at bidi rates): see ``_expire``.
-        timer = loop.call_later(self.timeout_s, self._expire, stream, future)
+        # No timer per send (``asyncio.timeout`` costs ~12 µs a message, ``call_later`` ~4):
+        # the sweeper expires it (``_sweep``, ``_expire``).
+        self._deadlines.append((time.perf_counter_ns() + self._timeout_ns, stream, future))
         try:
             async with stream.write_lock:  # FIFO order = write order
                 if stream.error is not None:
                     return Reply.failure(stream.error)
                 stream.waiting.append(future)
                 self.bytes_sent += size
-                stream.writing = (future, asyncio.current_task())
+                stream.writing = (future, asyncio.current_task(loop))
                 self.stamps.stamp()
                 try:
                     await self._write(stream, message)
@@ -250,19 +265,40 @@ class GrpcStreamDriver(DriverBase):
                     stream.writing = None
             answer = await future
         except asyncio.CancelledError:
-            task = asyncio.current_task()
+            task = asyncio.current_task(loop)
             if task is None or task not in self._expired:
                 raise
             self._expired.discard(task)  # our own cancel of a write stuck past the timeout
             task.uncancel()
             answer = TIMED_OUT
         finally:
-            timer.cancel()
+            if not future.done():  # nobody answers it now; the sweeper and the reader skip it
+                future.cancel()
         if answer is TIMED_OUT:  # the stream goes on; the reader drops the late answer
             return reply_for_status(payload, grpc.StatusCode.DEADLINE_EXCEEDED)
         if isinstance(answer, str):
             return Reply.failure(answer)
         return self._judge(payload, answer)
+
+    async def _sweep(self) -> None:
+        """Expire sends past their deadline, every ``SWEEP_PERIOD_S`` (or a quarter of the
+        timeout); answered sends leave the list as the sweep reaches them."""
+        period_s = min(SWEEP_PERIOD_S, self.timeout_s / 4)
+        deadlines = self._deadlines
+        while True:
+            await asyncio.sleep(period_s)
+            now_ns = time.perf_counter_ns()
+            while deadlines:
+                deadline_ns, stream, future = deadlines[0]
+                if not future.done() and deadline_ns > now_ns:
+                    break
+                deadlines.popleft()
+                if not future.done():
+                    self._expire(stream, future)
+            if len(deadlines) > SWEEP_COMPACT_AT:
+                kept = [entry for entry in deadlines if not entry[2].done()]
+                deadlines.clear()
+                deadlines.extend(kept)
 
     def _expire(self, stream: _Stream, future: asyncio.Future[StreamAnswer]) -> None:
         """A send's timeout: an answer still awaited is given up (the stream goes on); a write

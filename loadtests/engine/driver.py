@@ -72,21 +72,30 @@ class WireStamps:
     ``send``'s signature. ``now_ns`` is the harness's clock, set by the harness before ``open``.
     """
 
-    __slots__ = ("_by_task", "now_ns")
+    __slots__ = ("_by_task", "_loop", "now_ns")
 
     def __init__(self) -> None:
         self._by_task: dict[object, int] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.now_ns = time.perf_counter_ns
+
+    def _task(self) -> object:
+        """The current task, found on the running loop (remembered: ``current_task()`` without
+        a loop asks for it, and CPython checks the pid each time — a syscall per call)."""
+        loop = self._loop
+        if loop is None or not loop.is_running():
+            loop = self._loop = asyncio.get_running_loop()
+        return asyncio.current_task(loop)
 
     def stamp(self, at_ns: int | None = None) -> None:
         """The current request is on the wire now (or at ``at_ns``, read on ``now_ns``'s
         clock in a worker thread)."""
-        self._by_task[asyncio.current_task()] = self.now_ns() if at_ns is None else at_ns
+        self._by_task[self._task()] = self.now_ns() if at_ns is None else at_ns
 
     def take(self) -> int:
         """The current request's on-wire instant, forgotten once read; ``WIRE_UNSEEN`` if it
         never reached the wire (refused connection, failed before sending)."""
-        return self._by_task.pop(asyncio.current_task(), WIRE_UNSEEN)
+        return self._by_task.pop(self._task(), WIRE_UNSEEN)
 
 
 class ColdStarts:
