@@ -45,6 +45,15 @@ class Scaling:
     cpu_s_per_row: float
     fixed_cpu_s: float
 
+    @property
+    def method(self) -> str:
+        """``line`` through both samples, or ``large sample's rate`` when noise made the larger
+        sample no slower than the smaller (a busy machine): said in the result."""
+        large_rate = self.sample_rows[1] / self.makespan_s[1]
+        return (
+            "large sample's rate" if self.fixed_s == 0 and self.rows_per_s == large_rate else "line"
+        )
+
     @classmethod
     def fit(
         cls, rows: tuple[int, int], makespan_s: tuple[float, float], cpu_s: tuple[float, float]
@@ -86,6 +95,7 @@ class Scaling:
             "fixed_s": self.fixed_s,
             "cpu_s_per_row": self.cpu_s_per_row,
             "fixed_cpu_s": self.fixed_cpu_s,
+            "fit": self.method,
         }
 
 

@@ -118,6 +118,8 @@ def test_the_scaling_is_the_line_through_the_two_samples() -> None:
     noisy = Scaling.fit((100, 400), (0.5, 0.4), (0.1, 0.4))  # the larger sample came out faster
     assert noisy.rows_per_s == pytest.approx(1000.0)
     assert noisy.fixed_s == 0.0
+    assert scaling.method == "line"
+    assert noisy.block()["fit"] == "large sample's rate"
 
 
 def test_makespans_are_measured_on_the_batch_target() -> None:
