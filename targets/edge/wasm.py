@@ -23,10 +23,10 @@ The ABI, all in f64 on linear memory (one page = 64 KiB, grown on demand):
 ``features() -> i32``                 the width the model takes, -1 for any
 
 Where the module rounds unlike Python: sums run left to right in f64 (Python's reference model
-uses ``math.fsum``, exact; scikit-learn's dot is BLAS's order), and ``round(v, 4)`` is
-``nearest(v * 1e4) / 1e4`` (Python rounds the exact decimal). ``f64.nearest`` rounds halves to
-even, as Python's ``round`` does, so quantisation is the same to the bit, except that a value
-quantised to zero from below is ``-0.0`` here and ``0.0`` in Python.
+uses ``math.fsum``, exact; scikit-learn's dot is BLAS's order). ``round(v, 4)`` is Python's:
+the exact ``v * 1e4`` rounded halves to even (``$round_exact``), divided by 1e4. ``f64.nearest``
+rounds halves to even, as Python's ``round`` does, so quantisation is the same to the bit, except
+that a value quantised to zero from below is ``-0.0`` here and ``0.0`` in Python.
 """
 
 from __future__ import annotations
@@ -134,10 +134,31 @@ def _sum_func() -> str:
     (local.get $total))"""
 
 
+# ``value * 1e4`` rounded to an integer as Python's ``round(value, 4)`` rounds the exact product
+# (halves to even): ``$scaled`` is the product in f64, and only when it is exactly a half does
+# the exact product's side of it matter. That side is the sign of the product's rounding error,
+# exact by Dekker's product (``value`` split in two 26-bit halves; 1e4 needs 14 bits).
+_ROUND_EXACT: Final = f"""
+  (func $round_exact (param $value f64) (param $scaled f64) (result f64)
+    (local $split f64) (local $high f64) (local $error f64)
+    (if (f64.ne (f64.abs (f64.sub (local.get $scaled) (f64.trunc (local.get $scaled))))
+                {f64(0.5)})
+      (then (return (f64.nearest (local.get $scaled)))))
+    (local.set $split (f64.mul (local.get $value) {f64(2.0**27 + 1)}))
+    (local.set $high (f64.sub (local.get $split) (f64.sub (local.get $split) (local.get $value))))
+    (local.set $error (f64.add
+      (f64.sub (f64.mul (local.get $high) {f64(ROUND_SCALE)}) (local.get $scaled))
+      (f64.mul (f64.sub (local.get $value) (local.get $high)) {f64(ROUND_SCALE)})))
+    (if (f64.gt (local.get $error) {f64(0)}) (then (return (f64.ceil (local.get $scaled)))))
+    (if (f64.lt (local.get $error) {f64(0)}) (then (return (f64.floor (local.get $scaled)))))
+    (f64.nearest (local.get $scaled)))"""
+
+
 def _reference_funcs() -> str:
     """``$row_prediction`` for the reference model: ``round(mean(row) * 0.8 + 0.1, 4)``."""
     return (
         _sum_func()
+        + _ROUND_EXACT
         + f"""
   (func $row_prediction (param $row i32) (param $width i32) (result f64)
     (local $mean f64) (local $value f64) (local $scaled f64)
@@ -152,7 +173,7 @@ def _reference_funcs() -> str:
     (local.set $scaled (f64.mul (local.get $value) {f64(ROUND_SCALE)}))
     (if (f64.ge (f64.abs (local.get $scaled)) {f64(EXACT_LIMIT)})
       (then (return (local.get $value))))
-    (f64.div (f64.nearest (local.get $scaled)) {f64(ROUND_SCALE)}))"""
+    (f64.div (call $round_exact (local.get $value) (local.get $scaled)) {f64(ROUND_SCALE)}))"""
     )
 
 

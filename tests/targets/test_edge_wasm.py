@@ -66,6 +66,21 @@ def test_the_module_quantises_as_python_does_and_predicts_within_tolerance(quant
     assert max(abs(a - b) for a, b in zip(inside, expected, strict=True)) <= TOLERANCE
 
 
+def test_the_module_rounds_to_4_places_as_python_does_on_ties_and_near_them() -> None:
+    """One-value rows: the mean is the value, so only ``round(v * 0.8 + 0.1, 4)`` can differ.
+    Dyadic values land on exact decimal ties, where ``nearest(v * 1e4)`` alone goes astray."""
+    rng = random.Random(4)
+    values = [k / 2 ** rng.randint(0, 12) for k in range(-4000, 4000)]
+    values += [(k + 0.5) / 1e4 for k in range(-2000, 2000)] + [
+        rng.uniform(-99, 99) for _ in range(4000)
+    ]
+    rows = [[value] for value in values]
+    module = WasmModel(load_model("reference"), parse_quant("fixed:52")).module
+    assert hex_of(module.predict(rows, quantise=False)) == hex_of(
+        load_model("reference").predict(rows)
+    )
+
+
 def test_digits_module_carries_the_weights_and_predicts_the_estimators_labels() -> None:
     digits = load_model("digits")
     weights = model_weights(digits)
