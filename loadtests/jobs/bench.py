@@ -28,8 +28,8 @@ from loadtests.jobs.bench_config import BenchConfig, Cell
 from loadtests.jobs.external import ServerSpec, start_server
 from loadtests.jobs.freshness import bench_freshness
 from loadtests.jobs.launch import LaunchedTarget, launch_target
+from loadtests.jobs.processes import execute
 from loadtests.jobs.profiles import HardwareProfile, generator_pinned, measure_server
-from loadtests.jobs.run import execute
 from loadtests.jobs.settings import RunSettings, default_instances, load_plan
 from loadtests.results.document import ResultDocument, SummaryBlock
 from loadtests.results.gates import EXIT_INTERRUPTED, combine, result_exit_code, with_default_gate
@@ -148,13 +148,16 @@ def settings_for(
         repeat=run.repeat,
         protocol=cell.protocol,
         protocol_options=cell.protocol_options,
+        processes=cell.processes,
     ).aimed_at(server)
 
 
 def _who(cell: Cell) -> str:
-    """What a cell loads, as its group names it: ``rest``, ``mlserver:rest/oip``..."""
+    """What a cell loads, as its group names it: ``rest``, ``mlserver:rest/oip``, ``rest*2``
+    (two generator processes)..."""
     who = cell.target if cell.server is None else f"{cell.server}:{cell.target}"
-    return who if cell.protocol == "servelab" else f"{who}/{cell.protocol}"
+    who = who if cell.protocol == "servelab" else f"{who}/{cell.protocol}"
+    return who if cell.processes == 1 else f"{who}*{cell.processes}"
 
 
 @contextlib.contextmanager

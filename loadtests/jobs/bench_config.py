@@ -36,7 +36,7 @@ CELL_KEYS = {
     "target", "model", "concurrency", "rates", "arrival", "duration", "warmup", "batch_size",
     "window_ms", "invalid_fraction", "api", "label", "profiles", "distinct", "server",
     "protocol", "model_name", "model_version", "tensor", "header", "request_template",
-    "bentoml_api", "stages", "idle_timeout", "max_function_instances",
+    "bentoml_api", "stages", "idle_timeout", "max_function_instances", "processes",
 }  # fmt: skip
 SERVER_KEYS = {
     "name", "argv", "env", "cwd", "files", "ready_url", "ready_address", "url", "address",
@@ -61,6 +61,7 @@ class Cell:
     label: str | None = None
     profiles: tuple[str, ...] | None = None
     distinct: int = 4096
+    processes: int = 1  # generator processes per run (servelab run --processes)
     server: str | None = None  # a [[servers]] name: the third-party server the cell loads
     protocol: str = "servelab"
     protocol_options: ProtocolOptions = field(default_factory=ProtocolOptions)
@@ -177,6 +178,9 @@ def _cell(reader: _Reader, raw: object, where: str, defaults: dict[str, Any]) ->
         loads.append(("open", reader.number(rate, f"{where}.rates", 1e-3)))
     if any(kind == "closed" and level < 1 for kind, level in loads):
         raise reader.fail(f"{where}.concurrency", "concurrency must be >= 1")
+    processes = opt("processes", reader.int_, 1)
+    if any(kind == "closed" and level < processes for kind, level in loads or [("closed", 8)]):
+        raise reader.fail(f"{where}.processes", "each process needs one of the concurrency's")
     stages = opt("stages", reader.stages)
     if stages is not None and loads:
         raise reader.fail(f"{where}.stages", "give stages or concurrency/rates, not both")
@@ -208,6 +212,7 @@ def _cell(reader: _Reader, raw: object, where: str, defaults: dict[str, Any]) ->
         label=opt("label", reader.string, defaults["label"]),
         profiles=tuple(profiles) if profiles is not None else None,
         distinct=opt("distinct", reader.int_, 4096),
+        processes=processes,
         server=opt("server", reader.string),
         protocol=opt("protocol", lambda v, w: reader.string(v, w, tuple(PROTOCOLS)), "servelab"),
         protocol_options=_protocol_options(reader, data, where),
