@@ -258,7 +258,9 @@ class Harness:
             index = self._index
             self._index += self.part.count
             await self._one(index, scheduled_ns)
-            if not index & 63:  # drivers that never suspend would starve ticks and signals
+            # Drivers that never suspend would starve ticks and signals: yield every 64 of this
+            # process's sends (its indices step by N: counting them, not the index itself).
+            if not (index // self.part.count) & 63:
                 await asyncio.sleep(0)
             if think_ns:
                 await clock.sleep_until_ns(clock.now_ns() + think_ns)

@@ -147,6 +147,7 @@ async def _load(
             fleet.start(start_ns, warmup_s=plan.warmup_s, duration_s=plan.duration_s)
             measure_start_ns = start_ns + int(plan.warmup_s * 1e9)
             marker = asyncio.ensure_future(_mark_window(measure_start_ns, cost, scrape))
+            await PerfClock().sleep_until_ns(start_ns)  # said when it is true
             run.announce_start(announce, settings, server, f" over {settings.processes} processes")
             try:
                 await fleet.finished()
