@@ -30,6 +30,7 @@ from reports.freshness import (
     stream_claim,
 )
 from reports.load import Cell
+from reports.offline import is_flaky, offline_claim
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -96,7 +97,11 @@ def _representatives(
 ) -> dict[str, tuple[Cell, CellStats]]:
     chosen: dict[str, tuple[Cell, CellStats]] = {}
     for pattern in PATTERNS:
-        mine = [(cell, analysis.stats[cell.key]) for cell in _cells(analysis, context, pattern)]
+        mine = [
+            (cell, analysis.stats[cell.key])
+            for cell in _cells(analysis, context, pattern)
+            if not is_flaky(cell)  # a flaky link's cell is measured for the offline claim
+        ]
         if mine:
             chosen[pattern.name] = min(mine, key=lambda pair: pair[1].p50_ms.value)
     return chosen
@@ -137,7 +142,8 @@ def _cost_claim(analysis: Analysis, context: tuple[str, str]) -> tuple[str, str]
     one CPU reading per run)."""
     cheapest: dict[str, CellStats] = {}
     for pattern in PATTERNS:
-        costed = [analysis.stats[cell.key] for cell in _cells(analysis, context, pattern)]
+        mine = [cell for cell in _cells(analysis, context, pattern) if not is_flaky(cell)]
+        costed = [analysis.stats[cell.key] for cell in mine]
         costed = [s for s in costed if s.cost_per_1k is not None]
         if costed:
             cheapest[pattern.name] = min(costed, key=lambda s: s.cost_per_1k or 0.0)
@@ -154,19 +160,6 @@ def _cost_claim(analysis: Analysis, context: tuple[str, str]) -> tuple[str, str]
     if len(scopes) > 1:
         parts.append("note: cost scopes differ (" + "; ".join(sorted(scopes)) + ")")
     return outcome, "; ".join(parts)
-
-
-def _offline_claim(cells: Sequence[Cell]) -> tuple[str, str]:
-    local = answers = 0
-    for run in (run for cell in cells for run in cell.runs):
-        extra = run.document.get("extra") or {}
-        local += int(((extra.get("sources") or {}).get("local") or {}).get("count") or 0)
-        answers += int(extra.get("answers") or 0)
-    if not answers:
-        return NOT_MEASURED, "no edge run with a source split"
-    if local:
-        return HELD, f"{local} of {answers} answers computed on the device (local fallback)"
-    return INCONCLUSIVE, f"not exercised: all {answers} answers came from the remote or cache"
 
 
 def _combined(outcomes: Sequence[str]) -> str:
@@ -243,7 +236,7 @@ def landscape(analysis: Analysis) -> list[Claim]:
             elif pattern.strength == "cost efficiency":
                 outcome, evidence = _cost_claim(analysis, context)
             elif pattern.strength == "offline ready":
-                outcome, evidence = _offline_claim(_cells(analysis, context, pattern))
+                outcome, evidence = offline_claim(_cells(analysis, context, pattern))
             else:
                 outcome, evidence = NOT_MEASURED, _UNMEASURABLE[pattern.strength]
             claims.append(

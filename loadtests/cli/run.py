@@ -33,6 +33,7 @@ from loadtests.options import (
     gate_expressions,
     protocol_options,
 )
+from targets.edge.config import RUNTIMES as EDGE_RUNTIMES
 from targets.spec import DEFAULT_MODEL_SPEC
 
 if TYPE_CHECKING:
@@ -161,6 +162,15 @@ def _add_transport_options(run: argparse.ArgumentParser) -> None:
         help="REST client: fast (HTTP/1.1 on asyncio + httptools; auto for http://) or aiohttp",
     )  # fmt: skip
     run.add_argument(
+        "--flaky-link", nargs="?", const="default", metavar="PROFILE",
+        help="edge: put a fault proxy between the edge and its remote; PROFILE 'default' (down "
+        "2 s of every 5, 10%% resets, +50 ms) or changes to it, e.g. down=1s/4s,reset=0%%",
+    )  # fmt: skip
+    run.add_argument(
+        "--runtime", choices=EDGE_RUNTIMES, default="python",
+        help="edge: what computes the model, Python or its WebAssembly module (wasmtime)",
+    )  # fmt: skip
+    run.add_argument(
         "--idle-timeout", type=POSITIVE_DURATION, metavar="D",
         help="function: the front servelab starts retires instances idle this long (its "
         "default: 60s)",
@@ -240,7 +250,7 @@ def settings_from_args(args: argparse.Namespace) -> RunSettings:
         http_client=args.client,
         loop=args.loop,
         timeout_s=args.timeout,
-        label=args.label,
+        label=args.label or ("flaky-link" if args.flaky_link is not None else None),
         profile=args.profile,
         target_pid=args.target_pid,
         allow_remote=args.allow_remote,
@@ -250,6 +260,8 @@ def settings_from_args(args: argparse.Namespace) -> RunSettings:
         insecure=args.insecure,
         processes=args.processes,
         server_args=function_front_args(args.idle_timeout, args.max_function_instances),
+        edge_runtime=args.runtime,
+        flaky_link=args.flaky_link,
     )
 
 

@@ -123,9 +123,12 @@ class EdgeDriver(DriverBase):
             else:
                 answer = inline
         except Exception as exc:  # the runtime itself blew up (handle() reports the rest)
-            return Reply.failure(f"edge_{type(exc).__name__}")
+            failed = Reply.failure(f"edge_{type(exc).__name__}")
+            self.on_answer(None, failed)
+            return failed
         ended_ns = self._clock_ns()
         reply, source = judge_edge(payload, answer)
+        self.on_answer(source, reply)
         if source is None:
             self._error_answers += 1
             return reply
@@ -135,6 +138,10 @@ class EdgeDriver(DriverBase):
             latencies = self._latency_ns[source] = array("q")
         latencies.append(ended_ns - started_ns)
         return reply
+
+    def on_answer(self, source: str | None, reply: Reply) -> None:
+        """Each request's end, as it happens: where its answer came from (``None``: an error
+        body, or the runtime failed) and its verdict. A subclass's hook (the flaky link)."""
 
     def _answer_inline(self, payload: Payload) -> dict[str, Any] | None:
         """The answer computed here, on the event loop, when that cannot block: the worker is
@@ -205,6 +212,7 @@ class EdgeDriver(DriverBase):
             "breaker_opens": self.runtime.breaker.opens - self._breaker_opens_before,
             "max_quantization_drift": runtime_stats["drift"]["max"],
             "quantization": runtime_stats["quantization"],
+            "model_runtime": self.config.runtime,  # python, or wasm (its WebAssembly module)
             "remote": self.config.remote,
             "runtime": runtime_stats,
         }

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from loadtests.drivers.base import DriverBase
     from loadtests.protocols.base import HttpContract
     from loadtests.protocols.oip_grpc import OipGrpc
+    from targets.edge.link import LinkSchedule
 
 ServerKind = Literal["rest", "grpc", "function"]
 HTTP_SERVERS: Final = frozenset({"rest", "function"})  # the kinds of server reached by a URL
@@ -29,8 +30,9 @@ HTTP_SERVERS: Final = frozenset({"rest", "function"})  # the kinds of server rea
 # ``url``/``address`` name a running target; ``front`` configures the function front servelab
 # starts (--idle-timeout, --max-function-instances); the rest tune one transport.
 Option = Literal[
-    "url", "address", "connections", "batch_size", "window_ms", "client", "tight", "front"
-]
+    "url", "address", "connections", "batch_size", "window_ms", "client", "tight", "front",
+    "flaky_link", "runtime",
+]  # fmt: skip
 # Reads a target's CPU seconds so far from its base URL, where the process tree servelab
 # started is not the target's cost (a function front counts its instances, not itself).
 CpuReader = Callable[[str], float | None]
@@ -55,6 +57,8 @@ class DriverOptions:
     ssl: SSLContext | None = None  # REST over https
     grpc_contract: OipGrpc | None = None  # gRPC: the OIP contract (None: servelab's Predictor)
     credentials: grpc.ChannelCredentials | None = None  # gRPC over TLS
+    edge_runtime: str = "python"  # edge: what computes the model (--runtime python|wasm)
+    link: LinkSchedule | None = None  # edge: a fault proxy before the remote (--flaky-link)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +189,12 @@ def _edge(options: DriverOptions) -> DriverBase:
 
     # The remote is the REST target servelab started (or --url); quantisation, cache and the
     # remote timeout keep EdgeConfig's defaults.
-    return EdgeDriver(EdgeConfig(model=options.model, remote=options.url))
+    config = EdgeConfig(model=options.model, remote=options.url, runtime=options.edge_runtime)
+    if options.link is not None:  # --flaky-link: through the fault proxy
+        from loadtests.drivers.flaky_edge import FlakyEdgeDriver
+
+        return FlakyEdgeDriver(config, options.link)
+    return EdgeDriver(config)
 
 
 def _stream(options: DriverOptions) -> DriverBase:
@@ -233,7 +242,7 @@ TARGETS: Final[Mapping[str, Target]] = {
         # The edge runtime runs here; its remote is a REST target (started, or --url). The
         # remote may be down on purpose, so it is not probed.
         Target("edge", "edge", _edge, server="rest", in_process=True,
-               options=frozenset({"url"})),
+               options=frozenset({"url", "flaky_link", "runtime"})),
         # The REST app as a function behind the scale-to-zero front. Not probed: a probe would
         # start an instance before the clock and hide the run's first cold start.
         Target("function", "function", _function, server="function",

@@ -149,6 +149,7 @@ def settings_for(
         protocol=cell.protocol,
         protocol_options=cell.protocol_options,
         processes=cell.processes,
+        flaky_link=cell.flaky_link,
     ).aimed_at(server)
 
 

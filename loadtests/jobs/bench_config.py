@@ -24,6 +24,8 @@ from loadtests.jobs.settings import function_front_args
 from loadtests.options import NON_NEGATIVE, POSITIVE_DURATION, StageList
 from loadtests.protocols.registry import PROTOCOLS, ProtocolOptions, protocol
 from loadtests.results.thresholds import parse_thresholds
+from targets.edge.link import parse_link_profile
+from targets.errors import InputError
 from targets.spec import load_model
 from targets.units import parse_duration_s
 
@@ -37,6 +39,7 @@ CELL_KEYS = {
     "window_ms", "invalid_fraction", "api", "label", "profiles", "distinct", "server",
     "protocol", "model_name", "model_version", "tensor", "header", "request_template",
     "bentoml_api", "stages", "idle_timeout", "max_function_instances", "processes",
+    "flaky_link",
 }  # fmt: skip
 SERVER_KEYS = {
     "name", "argv", "env", "cwd", "files", "ready_url", "ready_address", "url", "address",
@@ -71,6 +74,7 @@ class Cell:
     stages: tuple[tuple[float, float], ...] | None = None
     server_args: tuple[str, ...] = ()
     freshness: FreshnessSpec | None = None  # kind = "freshness": backfills vs streaming
+    flaky_link: str | None = None  # edge: the fault proxy's profile (servelab run --flaky-link)
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,7 +224,23 @@ def _cell(reader: _Reader, raw: object, where: str, defaults: dict[str, Any]) ->
         server_args=function_front_args(
             opt("idle_timeout", reader.duration), opt("max_function_instances", reader.int_)
         ),
+        flaky_link=_flaky_link(reader, data, where, target_name),
     )
+
+
+def _flaky_link(reader: _Reader, data: dict[str, Any], where: str, target: str) -> str | None:
+    """``flaky_link = true`` (the default profile) or a profile string, edge cells only."""
+    value = data.get("flaky_link", False)
+    if value is False:
+        return None
+    if not TARGETS[target].takes("flaky_link"):
+        raise reader.fail(f"{where}.flaky_link", 'goes with target = "edge"')
+    spec = "default" if value is True else reader.string(value, f"{where}.flaky_link")
+    try:
+        parse_link_profile(spec)
+    except InputError as exc:
+        raise reader.fail(f"{where}.flaky_link", str(exc)) from None
+    return spec
 
 
 def _freshness_cell(
@@ -427,6 +447,16 @@ def load_config(path: str | Path) -> BenchConfig:
     return parse_config(data, str(path), root=str(Path(path).resolve().parent))
 
 
+def flaky_link_cell(model: str) -> Cell:
+    """The edge behind the default flaky link (down 2 s of every 5, after 3 s up): 10 s
+    measured after a 1 s warm-up hold two whole outages (~11.5 s with the proxy's start). Two
+    closed-loop clients: the generator stays light, and no schedule can fall behind."""
+    return Cell(
+        target="edge", model=model, loads=(("closed", 2.0),), duration_s=10.0, warmup_s=1.0,
+        label="flaky-link", flaky_link="default",
+    )  # fmt: skip
+
+
 def serverless_cell(model: str) -> Cell:
     """Two 1.5 s bursts of 5 req/s, 1.2 s apart, on a front that retires instances idle 0.5 s
     and runs one at most: each burst meets a front scaled to zero and starts cold; the
@@ -453,6 +483,8 @@ def default_config(*, quick: bool, model: str) -> BenchConfig:
         )
         for target in DEFAULT_TARGETS
     ]
+    if not quick:  # the smoke run stays short; the full one rides out a flaky link too
+        cells.append(flaky_link_cell(model))
     if not quick:  # the smoke run stays short; the full one measures cold starts too
         cells.append(serverless_cell(model))
     return BenchConfig(

@@ -25,6 +25,8 @@ from loadtests.jobs.safety import check_target_allowed
 from loadtests.jobs.target_checks import check_target_options
 from loadtests.protocols.base import HttpContract
 from loadtests.protocols.registry import ProtocolOptions, protocol
+from targets.edge.config import RUNTIMES as EDGE_RUNTIMES
+from targets.edge.link import LinkSchedule, parse_link_profile
 from targets.models import input_width
 from targets.spec import load_model
 
@@ -153,9 +155,18 @@ class RunSettings:
     # More options for the server servelab starts for the run: a function front's
     # --idle-timeout / --max-function-instances (``function_front_args``).
     server_args: tuple[str, ...] = ()
+    edge_runtime: str = "python"  # edge: what computes the model (--runtime python|wasm)
+    # edge: a fault proxy between the runtime and its remote, this profile (targets/edge/link.py)
+    flaky_link: str | None = None
 
     def __post_init__(self) -> None:
         spec = target(self.target)
+        if self.flaky_link is not None:
+            if not spec.takes("flaky_link"):
+                raise LoadOptionError(f"--flaky-link goes with --target edge, not {self.target}")
+            if self.processes > 1:  # one edge device behind one link
+                raise LoadOptionError("--flaky-link runs one edge runtime: no --processes")
+            self.link_schedule()  # a bad profile: one line, before any load
         self._check_processes()
         if self.server_args and not spec.takes("front"):
             raise LoadOptionError(
@@ -166,6 +177,7 @@ class RunSettings:
                 "--idle-timeout and --max-function-instances configure the front servelab "
                 "starts; with --url the front is already running"
             )
+        self._check_edge_runtime(spec)
         if self.loop not in ("harness", "tight"):
             raise LoadOptionError(f"--loop must be harness or tight, got {self.loop!r}")
         if self.loop == "tight" and not spec.takes("tight"):
@@ -197,6 +209,12 @@ class RunSettings:
         if self.insecure and spec.server == "grpc":
             raise LoadOptionError("--insecure is for https; gRPC over TLS verifies (--cacert)")
 
+    def link_schedule(self) -> LinkSchedule | None:
+        """The flaky link's schedule (seeded by the run's seed), or ``None`` without one."""
+        if self.flaky_link is None:
+            return None
+        return LinkSchedule(parse_link_profile(self.flaky_link), self.seed)
+
     def _check_processes(self) -> None:
         """``--processes N``: a closed loop gives each process at least one of its workers
         (``--loop tight``: one caller each), and a request count at least one request each."""
@@ -222,6 +240,14 @@ class RunSettings:
                 f"--processes {count} exceeds --requests {plan.requests}: each generator "
                 "process sends at least one request"
             )
+
+    def _check_edge_runtime(self, spec: Target) -> None:
+        if self.edge_runtime not in EDGE_RUNTIMES:
+            raise LoadOptionError(
+                f"--runtime must be one of {', '.join(EDGE_RUNTIMES)}, got {self.edge_runtime!r}"
+            )
+        if self.edge_runtime != "python" and not spec.takes("runtime"):
+            raise LoadOptionError(f"--runtime goes with --target edge, not {self.target}")
 
     @property
     def spec(self) -> Target:
@@ -300,6 +326,8 @@ class RunSettings:
             ssl=self.ssl_context(),
             grpc_contract=self.grpc_contract,
             credentials=self.grpc_credentials(),
+            edge_runtime=self.edge_runtime,
+            link=self.link_schedule(),
         )
 
     def _connections(self) -> int:

@@ -18,6 +18,7 @@ under a fake environment in tests.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import sys
 import tempfile
@@ -71,9 +72,10 @@ from loadtests.results.gates import (
 from loadtests.results.result import write_result
 
 if TYPE_CHECKING:
+    from loadtests.locust_integration.edge_link import LocustLink
     from loadtests.protocols.base import HttpContract
     from loadtests.protocols.oip_grpc import OipGrpc
-    from targets.edge.runtime import EdgeRuntime
+    from targets.edge.runtime import EdgeConfig, EdgeRuntime
     from targets.models import Model
 
 Role = Literal["local", "worker", "master"]
@@ -102,6 +104,7 @@ class Session:
         self.edge_lock = threading.Lock()  # under Locust, monkey-patched: a greenlet lock
         self._model: Model | None = None
         self._edge: EdgeRuntime | None = None
+        self.link: LocustLink | None = None  # --flaky-link: the proxy before the edge's remote
         self._batch_dir: Path | None = None
 
     @property
@@ -150,6 +153,9 @@ class Session:
             self.shape_plan()
         except ValueError as exc:
             return str(exc)
+        edge = "edge" in self.targets().values()
+        if edge and option(self.options, "flaky_link") and not self.environment.host:
+            return "--flaky-link needs --host: the edge runtime's remote, behind the link"
         return None
 
     def refused_target(self) -> str | None:
@@ -224,6 +230,8 @@ class Session:
         self.window[1] = time.time()
         self.test_stopped = True
         if self.recording is not None:
+            if self.link is not None and self._edge is not None:
+                self.link.count_window(self.recording.side, self._edge.breaker)
             self.recording.stop()
 
     def on_request(
@@ -258,6 +266,8 @@ class Session:
             if edge is not None:
                 with self.edge_lock:
                     edge.close()
+            if self.link is not None:
+                self.link.stop()
             directory, self._batch_dir = self._batch_dir, None
             if directory is not None:
                 shutil.rmtree(directory, ignore_errors=True)
@@ -300,6 +310,7 @@ class Session:
         )
         environment = fingerprint() | {"event_loop": "gevent"}  # Locust runs on gevent, not asyncio
         result = build_locust_result(run, recorder, side, processes, environment=environment)
+        self._add_link(result["extra"], side)
         expressions = with_default_gate(
             list(option(self.options, "threshold", [])),
             default_gate=not option(self.options, "no_default_gate", False),
@@ -362,6 +373,16 @@ class Session:
             self._model = load_model(str(option(self.options, "model", "reference")))
         return self._model
 
+    def _add_link(self, extra: dict[str, Any], side: SideStats) -> None:
+        """``extra.link`` of a ``--flaky-link`` run (the proxy's counts: this process's)."""
+        from loadtests.locust_integration.edge_link import link_extra, link_schedule
+
+        seed = int(option(self.options, "seed", 42))
+        schedule = link_schedule(option(self.options, "flaky_link"), seed)
+        if schedule is not None and any(name.startswith("edge_link:") for name in side.counters):
+            proxy = self.link.stop() if self.link is not None else None
+            extra["link"] = link_extra(side.counters, schedule, proxy)
+
     def edge_runtime(self) -> EdgeRuntime:
         """One runtime per process, as one edge device: its users queue in front of it (see
         ``loadtests.drivers.edge`` for why one runtime, not one per user); it lives until Locust
@@ -373,8 +394,19 @@ class Session:
                 model=str(option(self.options, "model", "reference")),
                 remote=self.environment.host or None,
             )
-            self._edge = EdgeRuntime.from_config(config)
+            self._edge = EdgeRuntime.from_config(self._behind_link(config))
         return self._edge
+
+    def _behind_link(self, config: EdgeConfig) -> EdgeConfig:
+        """``config`` with its remote behind the flaky link's proxy, when ``--flaky-link``."""
+        from loadtests.locust_integration.edge_link import LocustLink, link_schedule
+
+        seed = int(option(self.options, "seed", 42))
+        schedule = link_schedule(option(self.options, "flaky_link"), seed)
+        if schedule is None or not config.remote:
+            return config
+        self.link = LocustLink(schedule, config.remote)
+        return dataclasses.replace(config, remote=self.link.url, cooldown_s=self.link.cooldown_s)
 
     def batch_directory(self) -> Path:
         if self._batch_dir is None:

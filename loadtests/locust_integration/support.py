@@ -52,6 +52,17 @@ def threshold_option(text: str) -> str:
     return text
 
 
+def flaky_link_option(text: str) -> str:
+    """argparse type: a valid ``--flaky-link`` profile, kept as text (as ``threshold_option``)."""
+    from targets.edge.link import parse_link_profile
+
+    try:
+        parse_link_profile(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def shape_option(text: str) -> str:
     try:
         parse_shape(text)
@@ -100,6 +111,10 @@ def add_arguments(parser: Any) -> None:
     add("--allow-invalid", action="store_true", default=False, shown=False,
         help="servelab: exit by the gates even when the run is INVALID (else 3)")  # fmt: skip
     add("--label", default=None, metavar="TEXT", help="servelab: free text naming the run")
+    add("--flaky-link", type=flaky_link_option, nargs="?", const="default", default=None,
+        metavar="PROFILE", shown=False,
+        help="servelab: EdgeUser reaches --host through a fault proxy: 'default' (down 2 s of "
+        "every 5, 10%% resets, +50 ms) or changes to it, e.g. down=1s/4s")  # fmt: skip
     add("--shape", type=shape_option, default=None, metavar="SPEC", shown=False,
         help="servelab: load shape (add loadtests/locust_integration/shapes.py to -f): "
         "ramp:0:50:30s")  # fmt: skip

@@ -367,5 +367,9 @@ class EdgeUser(ServelabUser):
         reply, source = judge_edge(payload, answer)
         if source is not None:
             self.servelab.side().observe_ns(f"edge_source:{source}", latency_ns)
+        if self.servelab.link is not None:  # --flaky-link: counted by the link's state
+            self.servelab.link.count_answer(
+                self.servelab.side(), source, reply.outcome == Outcome.FAILURE
+            )
         name = request_name(f"edge [{source or 'refused'}]", payload)
         fire(self, "edge", name, started_s, latency_ns, 0, reply)
