@@ -142,7 +142,8 @@ def settings_for(
         api=cell.api,
         batch_size=cell.batch_size,
         window_ms=cell.window_ms,
-        label=cell.label,
+        # a wasm edge cell is its own row in the report, beside the python one
+        label=cell.label or (None if cell.runtime == "python" else f"runtime {cell.runtime}"),
         profile=run.profile.name,
         group=f"{_who(cell)}|{cell.model}|{run.mode}:{run.level:g}|{run.profile.name}",
         repeat=run.repeat,
@@ -150,6 +151,7 @@ def settings_for(
         protocol_options=cell.protocol_options,
         processes=cell.processes,
         flaky_link=cell.flaky_link,
+        edge_runtime=cell.runtime,
     ).aimed_at(server)
 
 
@@ -158,6 +160,8 @@ def _who(cell: Cell) -> str:
     (two generator processes)..."""
     who = cell.target if cell.server is None else f"{cell.server}:{cell.target}"
     who = who if cell.protocol == "servelab" else f"{who}/{cell.protocol}"
+    who = who if cell.flaky_link is None else f"{who}~flaky-link"  # behind the fault proxy
+    who = who if cell.runtime == "python" else f"{who}[{cell.runtime}]"  # edge[wasm]
     return who if cell.processes == 1 else f"{who}*{cell.processes}"
 
 

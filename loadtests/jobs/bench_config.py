@@ -24,6 +24,7 @@ from loadtests.jobs.settings import function_front_args
 from loadtests.options import NON_NEGATIVE, POSITIVE_DURATION, StageList
 from loadtests.protocols.registry import PROTOCOLS, ProtocolOptions, protocol
 from loadtests.results.thresholds import parse_thresholds
+from targets.edge.config import RUNTIMES as EDGE_RUNTIMES
 from targets.edge.link import parse_link_profile
 from targets.errors import InputError
 from targets.spec import load_model
@@ -39,7 +40,7 @@ CELL_KEYS = {
     "window_ms", "invalid_fraction", "api", "label", "profiles", "distinct", "server",
     "protocol", "model_name", "model_version", "tensor", "header", "request_template",
     "bentoml_api", "stages", "idle_timeout", "max_function_instances", "processes",
-    "flaky_link",
+    "flaky_link", "runtime",
 }  # fmt: skip
 SERVER_KEYS = {
     "name", "argv", "env", "cwd", "files", "ready_url", "ready_address", "url", "address",
@@ -74,6 +75,7 @@ class Cell:
     stages: tuple[tuple[float, float], ...] | None = None
     server_args: tuple[str, ...] = ()
     freshness: FreshnessSpec | None = None  # kind = "freshness": backfills vs streaming
+    runtime: str = "python"  # edge: what computes the model (servelab run --runtime)
     flaky_link: str | None = None  # edge: the fault proxy's profile (servelab run --flaky-link)
 
 
@@ -225,7 +227,16 @@ def _cell(reader: _Reader, raw: object, where: str, defaults: dict[str, Any]) ->
             opt("idle_timeout", reader.duration), opt("max_function_instances", reader.int_)
         ),
         flaky_link=_flaky_link(reader, data, where, target_name),
+        runtime=_runtime(reader, data, where, target_name),
     )
+
+
+def _runtime(reader: _Reader, data: dict[str, Any], where: str, target: str) -> str:
+    """``runtime = "python" | "wasm"``: what computes an edge cell's model."""
+    value = reader.string(data.get("runtime", "python"), f"{where}.runtime", EDGE_RUNTIMES)
+    if value != "python" and not TARGETS[target].takes("runtime"):
+        raise reader.fail(f"{where}.runtime", 'goes with target = "edge"')
+    return value
 
 
 def _flaky_link(reader: _Reader, data: dict[str, Any], where: str, target: str) -> str | None:
