@@ -26,6 +26,8 @@ def _rows() -> list[Row]:
         Row("grpc", "servelab run --target grpc", "gRPC target", rate_per_s=3_900),
         Row("grpc", "bare grpc.aio unary", "gRPC target", rate_per_s=4_000),
         Row("memory", "servelab run --loop tight, 100 M requests", "-", extra={"growth_mb": 60.0}),
+        Row("processes", "servelab run --loop tight --processes 2", "-", rate_per_s=1_900_000),
+        Row("processes", "servelab run --loop tight --processes 1", "-", rate_per_s=1_000_000),
     ]
 
 
@@ -39,6 +41,10 @@ def test_goals_are_ratios_of_the_rows_and_say_what_is_met() -> None:
     assert by_name["gRPC unary vs bare grpc.aio"]["value"] == pytest.approx(0.975)
     assert by_name["recording memory growth (MB, largest run)"]["met"] is False  # 60 > 50
     assert by_name["gRPC stream vs bare grpc.aio"]["met"] is None  # not run
+    two_processes = by_name["--processes 2 vs 1, in-process, tight loop"]
+    assert two_processes["value"] == pytest.approx(1.9)
+    assert two_processes["met"] is True
+    assert by_name["--processes 2 vs 1, in-process, harness loop"]["met"] is None
 
 
 def test_wrk_output_is_read_for_rate_total_and_percentiles() -> None:

@@ -25,6 +25,7 @@ from benchmarks.selfbench import (
     grpc_part,
     inprocess_part,
     oip_part,
+    processes_part,
     rest,
     schedule_part,
     servers_part,
@@ -32,7 +33,7 @@ from benchmarks.selfbench import (
 from benchmarks.selfbench.common import Cores, Row
 from benchmarks.selfbench.report import goals, print_table
 
-PARTS = ("rest", "grpc", "oip", "servers", "inprocess", "memory", "schedule")
+PARTS = ("rest", "grpc", "oip", "servers", "inprocess", "memory", "schedule", "processes")
 
 
 def _parts(text: str) -> list[str]:
@@ -119,6 +120,8 @@ def _measure(part: str, cores: Cores, work: Path, rows: list[Row], concurrency: 
                                           harness_requests=300_000)]  # fmt: skip
     if part == "memory":
         return inprocess_part.memory(cores, work, sizes)
+    if part == "processes":
+        return processes_part.measure(cores, work, seconds=seconds, pairs=pairs)
     capacity = next((row.rate_per_s for row in rows if row.client.startswith("servelab run (fast")
                      and row.server != "FastAPI target"), None)  # fmt: skip
     if capacity is None:  # the schedule part needs the REST part's capacity figure

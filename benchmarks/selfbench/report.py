@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from benchmarks.selfbench.common import Row, ratio
+from benchmarks.selfbench.processes_part import LOOPS, client
 
 FAST = "servelab run (fast client)"
 BUSY = "servelab run --busy-poll"
@@ -100,6 +101,11 @@ def goals(rows: list[Row]) -> list[dict[str, Any]]:
     schedule = _find(rows, "schedule", lambda r: "on_time_share" in r.extra)
     check("open loop at 80 % capacity: sends within 1 ms",
           _extra(schedule, "on_time_share"), 0.99, True, "share of sends")  # fmt: skip
+    for loop in LOOPS:
+        two = _find(rows, "processes", _client_is(client(loop, 2)))
+        one = _find(rows, "processes", _client_is(client(loop, 1)))
+        check(f"--processes 2 vs 1, in-process, {loop} loop", ratio(_rate(two), _rate(one)),
+              1.8, True, "req/s of two generator processes / one's")  # fmt: skip
     return checks
 
 
