@@ -77,9 +77,9 @@ def _link_claim(runs: Sequence[Run]) -> tuple[str, str]:
     share = totals["device"] / totals["down"] if totals["down"] else 0.0
     evidence = (
         f"flaky link ({', '.join(sorted(profiles))}): {totals['outages']} outages; "
-        f"{totals['lost']} of {totals['requests']} requests lost; while down "
-        f"{totals['down']} answers, {share:.1%} from the device (local {totals['local']}, "
-        f"cache {totals['cache']}); breaker opened {totals['opens']}, closed "
+        f"{totals['lost']:,} of {totals['requests']:,} requests lost; while down "
+        f"{totals['down']:,} answers, {share:.1%} from the device (local {totals['local']:,}, "
+        f"cache {totals['cache']:,}); breaker opened {totals['opens']}, closed "
         f"{totals['closes']}; {_latencies(runs)}"
     )
     if not totals["outages"] or not totals["down"]:
