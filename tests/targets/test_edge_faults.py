@@ -67,7 +67,6 @@ async def remote() -> AsyncIterator[tuple[str, int]]:
     server.close()
 
 
-
 @pytest.fixture
 async def proxied(remote: tuple[str, int]) -> AsyncIterator[Any]:
     started: list[FaultProxy] = []
