@@ -161,10 +161,12 @@ class Fleet:
         A child not ready in ``READY_TIMEOUT_S`` is killed."""
         deadline_s = time.monotonic() + READY_TIMEOUT_S
         done = await self._until(lambda c: c.ready or c.finished, deadline_s, interruptible=True)
+        if self.interrupted:  # those still starting were told to stop: they report, empty
+            return False
         for child in self._children:
             if not done and not (child.ready or child.finished):
                 child.kill("unready")
-        return not self.interrupted
+        return True
 
     def start(self, start_ns: int, *, warmup_s: float, duration_s: float | None) -> None:
         """Every ready child starts its load at ``start_ns`` (``perf_counter_ns``). A run

@@ -140,19 +140,21 @@ async def _load(
             ready = await fleet.ready()
             if fleet.errors:  # bad input met before any load (the probe): one line, exit 2
                 raise fleet.errors[0]
-            if not ready:  # interrupted before the start: nothing was measured
-                return
-            plan = settings.plan
-            start_ns = time.perf_counter_ns() + START_MARGIN_NS
-            fleet.start(start_ns, warmup_s=plan.warmup_s, duration_s=plan.duration_s)
-            measure_start_ns = start_ns + int(plan.warmup_s * 1e9)
-            marker = asyncio.ensure_future(_mark_window(measure_start_ns, cost, scrape))
-            await PerfClock().sleep_until_ns(start_ns)  # said when it is true
-            run.announce_start(announce, settings, server, f" over {settings.processes} processes")
+            marker = None
+            if ready:  # else interrupted before the start: each reports, having measured nothing
+                plan = settings.plan
+                start_ns = time.perf_counter_ns() + START_MARGIN_NS
+                fleet.start(start_ns, warmup_s=plan.warmup_s, duration_s=plan.duration_s)
+                measure_start_ns = start_ns + int(plan.warmup_s * 1e9)
+                marker = asyncio.ensure_future(_mark_window(measure_start_ns, cost, scrape))
+                await PerfClock().sleep_until_ns(start_ns)  # said when it is true
+                how = f" over {settings.processes} processes"
+                run.announce_start(announce, settings, server, how)
             try:
                 await fleet.finished()
             finally:
-                marker.cancel()
+                if marker is not None:
+                    marker.cancel()
         await scrape.finish()
     finally:
         await scrape.close()
