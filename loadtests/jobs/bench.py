@@ -150,6 +150,7 @@ def settings_for(
         protocol=cell.protocol,
         protocol_options=cell.protocol_options,
         processes=cell.processes,
+        connections=cell.connections,
         flaky_link=cell.flaky_link,
         edge_runtime=cell.runtime,
     ).aimed_at(server)

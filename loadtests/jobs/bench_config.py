@@ -40,6 +40,7 @@ CELL_KEYS = {
     "window_ms", "invalid_fraction", "api", "label", "profiles", "distinct", "server",
     "protocol", "model_name", "model_version", "tensor", "header", "request_template",
     "bentoml_api", "stages", "idle_timeout", "max_function_instances", "processes",
+    "connections",
     "flaky_link", "runtime",
 }  # fmt: skip
 SERVER_KEYS = {
@@ -66,6 +67,7 @@ class Cell:
     profiles: tuple[str, ...] | None = None
     distinct: int = 4096
     processes: int = 1  # generator processes per run (servelab run --processes)
+    connections: int | None = None  # servelab run --connections (default: from the load)
     server: str | None = None  # a [[servers]] name: the third-party server the cell loads
     protocol: str = "servelab"
     protocol_options: ProtocolOptions = field(default_factory=ProtocolOptions)
@@ -219,6 +221,7 @@ def _cell(reader: _Reader, raw: object, where: str, defaults: dict[str, Any]) ->
         profiles=tuple(profiles) if profiles is not None else None,
         distinct=opt("distinct", reader.int_, 4096),
         processes=processes,
+        connections=opt("connections", reader.int_),
         server=opt("server", reader.string),
         protocol=opt("protocol", lambda v, w: reader.string(v, w, tuple(PROTOCOLS)), "servelab"),
         protocol_options=_protocol_options(reader, data, where),
@@ -470,14 +473,31 @@ def flaky_link_cell(model: str) -> Cell:
 
 
 def serverless_cell(model: str) -> Cell:
-    """Two 1.5 s bursts of 5 req/s, 1.2 s apart, on a front that retires instances idle 0.5 s
+    """Two 1.5 s bursts of 20 req/s, 1.2 s apart, on a front that retires instances idle 0.5 s
     and runs one at most: each burst meets a front scaled to zero and starts cold; the
-    requests after the start are warm (~5.5 s with the front's own start)."""
-    stages = ((1.5, 5.0), (1.2, 0.0), (1.5, 5.0))
+    requests after the start are warm (~5.5 s with the front's own start). 16 connections: the
+    requests a cold start holds up wait at the front, never for a client connection, and 60
+    sends keep one late send (a busy core) from deciding the verdict."""
+    stages = ((1.5, 20.0), (1.2, 0.0), (1.5, 20.0))
     return Cell(
         target="function", model=model, loads=(("stages", 0.0),), stages=stages,
         duration_s=sum(d for d, _ in stages), warmup_s=0.0, label="bursty",
-        server_args=function_front_args(0.5, 1),
+        server_args=function_front_args(0.5, 1), connections=16,
+    )  # fmt: skip
+
+
+def freshness_cell(model: str) -> Cell:
+    """15-minute, hourly and nightly backfills against 2 and 20 ms streaming windows at 50
+    events/s: the schedules on virtual time over a day, makespans scaled from real batch runs
+    of 1,000 and 4,000 rows, each window streamed for real for 1 s (~5 s in all)."""
+    spec = FreshnessSpec(
+        schedules_s=(900.0, 3600.0, 86400.0), windows_ms=(2.0, 20.0), bound_rows=4000,
+        stream_duration_s=1.0, stream_warmup_s=0.25,
+    )  # fmt: skip
+    return Cell(
+        target="freshness", model=model, loads=(("open", 50.0),), arrival="poisson",
+        duration_s=spec.stream_duration_s, warmup_s=spec.stream_warmup_s, batch_size=256,
+        freshness=spec,
     )  # fmt: skip
 
 
@@ -499,6 +519,8 @@ def default_config(*, quick: bool, model: str) -> BenchConfig:
         cells.append(flaky_link_cell(model))
     if not quick:  # the smoke run stays short; the full one measures cold starts too
         cells.append(serverless_cell(model))
+    if not quick:  # ... and real freshness: backfills against streaming windows
+        cells.append(freshness_cell(model))
     return BenchConfig(
         cells=tuple(cells), source="embedded default" + (" (quick)" if quick else "")
     )

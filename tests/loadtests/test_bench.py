@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from loadtests.errors import ConfigError
-from loadtests.jobs.bench import plan_runs
+from loadtests.jobs.bench import plan_runs, settings_for
 from loadtests.jobs.bench_config import default_config, load_config, parse_config
 from tests.conftest import ServelabCli
 
@@ -34,7 +34,7 @@ def test_default_matrix_has_all_seven_patterns() -> None:
 
 def test_the_full_default_matrix_adds_a_bursty_serverless_cell() -> None:
     config = default_config(quick=False, model="reference")
-    cell = config.cells[-1]
+    cell = next(cell for cell in config.cells if cell.target == "function")
     assert (cell.target, cell.loads, cell.warmup_s) == ("function", (("stages", 0.0),), 0.0)
     assert cell.stages is not None
     gaps = [duration for duration, rate in cell.stages if rate == 0]
@@ -42,6 +42,30 @@ def test_the_full_default_matrix_adds_a_bursty_serverless_cell() -> None:
     assert min(gaps) > 2 * 0.5  # idle gaps well past the front's idle timeout
     assert cell.server_args == ("--idle-timeout", "0.5s", "--max-function-instances", "1")
     assert cell.duration_s <= 8
+    # a cold start's backlog waits at the front, not for one of the client's connections
+    assert cell.connections is not None
+    assert cell.connections >= max(rate for _, rate in cell.stages) * 0.5
+
+
+def test_a_cell_names_its_connections_as_run_does() -> None:
+    config = parse_config(_cell(rates=[50], connections=16), "t.toml")
+    run = plan_runs(config)[0]
+    assert config.cells[0].connections == 16
+    assert settings_for(run, config, None).connections == 16
+    with pytest.raises(ConfigError, match="connections"):
+        parse_config(_cell(connections="many"), "t.toml")
+
+
+def test_the_full_default_matrix_measures_real_freshness() -> None:
+    config = default_config(quick=False, model="reference")
+    cell = config.cells[-1]
+    assert cell.freshness is not None
+    assert cell.freshness.schedules_s == (900, 3600, 86400)  # 15 min, hourly, nightly
+    assert len(cell.freshness.windows_ms) >= 2  # streaming windows beside them
+    # the real streaming runs (the backfills run on virtual time)
+    streamed = len(cell.freshness.windows_ms) * (cell.duration_s + cell.warmup_s)
+    assert streamed <= 3
+    assert [run.cell.target for run in plan_runs(config)][-1] == "freshness"
 
 
 def test_a_stages_cell_lasts_its_stages_without_warm_up() -> None:

@@ -33,6 +33,7 @@ def _function_run(cold_ms: list[float], warm_ms: list[float]) -> dict[str, Any]:
     }  # fmt: skip
     document["histograms"]["cold_latency"] = _histogram(cold_ms) if cold_ms else None
     document["histograms"]["warm_latency"] = _histogram(warm_ms)
+    document["histograms"]["latency"] = _histogram(cold_ms + warm_ms)  # all of them
     return document
 
 
@@ -52,6 +53,21 @@ def test_cold_starts_slower_than_every_warm_answer_show_in_the_tail(tmp_path: Pa
     outcome, evidence = rows["cost per 1k predictions with scale-to-zero"]
     assert outcome == "measured"
     assert "CPU-s/1k" in evidence
+
+
+def test_warm_answers_queued_behind_a_cold_start_are_still_its_tail(tmp_path: Path) -> None:
+    # the answers that waited for the starting instance are warm (they started none), but
+    # slow because of it: the p99 with cold starts is still cold-start latency
+    warm = [2.0] * 90 + [400.0, 420.0, 440.0, 460.0]
+    rows = _serverless(tmp_path, _function_run([450.0, 470.0], warm))
+    outcome, evidence = rows["cold starts in the tail"]
+    assert outcome == "held"
+    assert "cold p50 450 ms" in evidence
+
+
+def test_cold_starts_too_rare_for_the_p99_are_not_its_tail(tmp_path: Path) -> None:
+    rows = _serverless(tmp_path, _function_run([900.0], [1.0, 2.0, 3.0] * 100))
+    assert rows["cold starts in the tail"][0] == "did not hold"
 
 
 def test_a_run_without_a_cold_start_is_inconclusive(tmp_path: Path) -> None:
