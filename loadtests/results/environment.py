@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtests.engine.loop import running_loop_name
+from targets.procstat import process_cpu_s
 
 KEY_PACKAGES = (
     "servelab", "numpy", "hdrhistogram", "fastapi", "uvicorn", "grpcio", "protobuf",
@@ -65,15 +66,6 @@ def _children(pid: int) -> list[int]:
     return [int(child) for child in text.split()]
 
 
-def _own_cpu_s(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    ticks = int(fields[11]) + int(fields[12])  # utime + stime
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
 def process_tree_cpu_s(pid: int) -> float:
     """CPU seconds used so far by ``pid`` and its living descendants (Linux /proc; 0 elsewhere)."""
     total, stack, seen = 0.0, [pid], set()
@@ -82,6 +74,6 @@ def process_tree_cpu_s(pid: int) -> float:
         if current in seen:
             continue
         seen.add(current)
-        total += _own_cpu_s(current)
+        total += process_cpu_s(current)
         stack.extend(_children(current))
     return total

@@ -17,11 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
-import signal
-import socket
-import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -33,7 +29,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from targets.errors import InputError
-from targets.files import write_ready_file
 from targets.function.gateway import (
     COLD_START_HEADER,
     INIT_MS_HEADER,
@@ -139,39 +134,9 @@ def create_front(pool: InstancePool) -> Starlette:
     )
 
 
-class _Server(uvicorn.Server):
-    """SIGINT/SIGTERM drain and exit 0 (uvicorn would re-raise the signal after draining)."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        signals = (signal.SIGINT, signal.SIGTERM)
-        previous = {sig: signal.signal(sig, self.handle_exit) for sig in signals}
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-
-
-async def _serve_announcing(server: uvicorn.Server, sock: socket.socket, ready: str | None) -> None:
-    serving = asyncio.ensure_future(server.serve(sockets=[sock]))
-    while not server.started and not serving.done():
-        await asyncio.sleep(0.005)  # polling uvicorn's own started flag
-    if server.started and ready:
-        host, port = sock.getsockname()[:2]
-        shown = f"[{host}]" if ":" in host else host
-        url = f"http://{shown}:{port}"
-        info = {"transport": "function", "host": host, "port": port, "url": url, "pid": os.getpid()}
-        write_ready_file(ready, info)
-    await serving
-
-
 def run(settings: FrontSettings) -> int:
     """Serve until SIGINT/SIGTERM; every instance is stopped on the way out."""
-    from targets.rest.server import bind_socket
+    from targets.rest.server import DrainingServer, bind_socket, serve_announcing
     from targets.spec import load_model
 
     load_model(settings.model_spec)  # a bad SPEC: one line, exit 2, before anything listens
@@ -188,9 +153,9 @@ def run(settings: FrontSettings) -> int:
         create_front(pool), log_level="warning", access_log=False, server_header=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )  # fmt: skip
-    server = _Server(config)
+    server = DrainingServer(config)
     with contextlib.closing(sock), asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
-        runner.run(_serve_announcing(server, sock, settings.ready_file))
+        runner.run(serve_announcing(server, sock, settings.ready_file, "function"))
     return 0
 
 

@@ -24,13 +24,13 @@ import uuid
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final
 
 import orjson
 
 from targets.function.handler import LOG_LEVEL_ENV, MODEL_ENV
 from targets.function.instance import MAX_MESSAGE_BYTES
+from targets.procstat import process_cpu_s
 
 STOP_TIMEOUT_S: Final = 5.0
 
@@ -66,15 +66,6 @@ class Invocation:
     cold: bool
     instance: int
     init_ms: float
-
-
-def process_cpu_s(pid: int) -> float:
-    """utime + stime of one process (Linux ``/proc``; 0 once it is gone or elsewhere)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def instance_command() -> list[str]:

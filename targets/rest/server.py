@@ -115,10 +115,11 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _ready_info(host: str, port: int) -> dict[str, Any]:
+def ready_info(host: str, port: int, transport: str = "rest") -> dict[str, Any]:
+    """What a server announces in its ready file once it listens."""
     shown = f"[{host}]" if ":" in host else host
     return {
-        "transport": "rest",
+        "transport": transport,
         "host": host,
         "port": port,
         "url": f"http://{shown}:{port}",
@@ -126,9 +127,10 @@ def _ready_info(host: str, port: int) -> dict[str, Any]:
     }
 
 
-class _Server(uvicorn.Server):
+class DrainingServer(uvicorn.Server):
     """uvicorn re-raises SIGTERM after its graceful shutdown, so the process would die of the
-    signal; a server that drained cleanly should exit 0 instead."""
+    signal; a server that drained cleanly should exit 0 instead (the REST target, the function
+    front)."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -155,15 +157,16 @@ def _uvicorn_config(app: FastAPI | str, settings: RestSettings) -> uvicorn.Confi
     )
 
 
-async def _serve_announcing(
-    server: uvicorn.Server, sock: socket.socket, ready_file: str | None
+async def serve_announcing(
+    server: uvicorn.Server, sock: socket.socket, ready_file: str | None, transport: str = "rest"
 ) -> None:
+    """Serve on ``sock``; once uvicorn has started, write the ready file (if any)."""
     serving = asyncio.ensure_future(server.serve(sockets=[sock]))
     while not server.started and not serving.done():
         await asyncio.sleep(0.005)  # polling uvicorn's own started flag
     if server.started and ready_file:
         host, port = sock.getsockname()[:2]
-        write_ready_file(ready_file, _ready_info(host, port))
+        write_ready_file(ready_file, ready_info(host, port, transport))
     await serving
 
 
@@ -176,7 +179,7 @@ def _poll_ready_then_announce(host: str, port: int, ready_file: str, stop: threa
         try:
             connection.request("GET", "/readyz")
             if connection.getresponse().status == 200:
-                write_ready_file(ready_file, _ready_info(host, port))
+                write_ready_file(ready_file, ready_info(host, port))
                 return
         except OSError:
             pass
@@ -190,10 +193,10 @@ def run(settings: RestSettings) -> int:
     if settings.workers == 1:
         app = build_app(settings)  # a bad SPEC fails here, before anything listens
         sock = bind_socket(settings.host, settings.port)
-        server = _Server(_uvicorn_config(app, settings))
+        server = DrainingServer(_uvicorn_config(app, settings))
         factory = server.config.get_loop_factory()
         with contextlib.closing(sock), asyncio.Runner(loop_factory=factory) as runner:
-            runner.run(_serve_announcing(server, sock, settings.ready_file))
+            runner.run(serve_announcing(server, sock, settings.ready_file))
         return 0
     load_model(settings.model_spec)  # validate the SPEC in the launcher: one line, exit 2
     metrics_dir = tempfile.mkdtemp(prefix="servelab-metrics-")
