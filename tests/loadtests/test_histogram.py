@@ -91,6 +91,24 @@ def test_vectorised_percentiles_equal_hdrh_exactly(size: int | None) -> None:
     ]
 
 
+@pytest.mark.parametrize("size", [1, 2, 7, 1000, None])
+def test_vectorised_mean_equals_hdrh_exactly(size: int | None) -> None:
+    values = _values()[:size] if size else _values()
+    ours = LatencyHistogram()
+    ours.record_many(values)
+    assert ours.mean_ns() == ours.hdr.get_mean_value()  # hdrh's own loop over every bucket
+    assert ours.summary_ms()["mean"] == ours.hdr.get_mean_value() / 1e6
+
+
+def test_mean_is_exact_past_int64_sums() -> None:
+    # 10**8 samples of 2 h sum to ~7e20 ns, past int64: the sum must stay an exact integer
+    ours = LatencyHistogram()
+    ours.hdr.record_value(HIGHEST_NS, 10**8)
+    ours.hdr.record_value(3, 5)
+    assert ours.hdr.get_mean_value() * ours.total > 2**63  # an int64 sum would wrap
+    assert ours.mean_ns() == ours.hdr.get_mean_value()
+
+
 def test_empty_histogram_percentiles_are_zero() -> None:
     assert LatencyHistogram().percentiles_ns([50, 99]) == [0, 0]
 
