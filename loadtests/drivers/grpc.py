@@ -131,6 +131,14 @@ class MessageCache:
         """The serialized message."""
         return self._entry(payload)[2]
 
+    def sized(self, payload: Payload) -> tuple[bytes, int]:
+        """The serialized message and its size (the hit looked up inline: a stream's hot path)."""
+        entry = self._entries.get(id(payload))
+        if entry is None or entry[0] is not payload:
+            entry = self._entry(payload)
+        data = entry[2]
+        return data, len(data)
+
 
 # -- the one boundary: gRPC outcome → Reply ----------------------------------------------------
 

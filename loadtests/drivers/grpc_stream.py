@@ -20,7 +20,9 @@ import asyncio
 import contextlib
 import time
 from array import array
+from asyncio import current_task
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Final, Protocol
 
 import grpc
@@ -72,8 +74,9 @@ class PredictStreamContract:
     """servelab's own ``Predictor/PredictStream``."""
 
     def __init__(self) -> None:
-        self._messages = MessageCache()
-        self._judge = AnswerJudge()
+        # ``encode`` and ``judge`` are the caches' own methods: no wrapper call a message
+        self.encode: Callable[[Payload], tuple[bytes, int]] = MessageCache().sized
+        self.judge: Callable[[Payload, Any], Reply] = AnswerJudge()
 
     def open_call(self, channel: Any) -> Any:
         # bytes out (serialized once per payload), PredictResponses back
@@ -82,32 +85,51 @@ class PredictStreamContract:
         )
         return call()
 
-    def encode(self, payload: Payload) -> tuple[Any, int]:
-        data = self._messages.data(payload)
-        return data, len(data)
-
-    def judge(self, payload: Payload, answer: Any) -> Reply:
-        return self._judge(payload, answer)
-
 
 class _Stream:
-    """One bidi call: its FIFO of waiting sends, its write lock, its timings and its fate."""
+    """One bidi call: its FIFO of waiting sends, its write slot, its timings and its fate.
+
+    grpc allows one write in flight per call. The slot is a flag, taken without a lock when
+    free (ping-pong: always); a send that finds it taken queues a turn, and a finished write
+    hands the slot straight to the oldest turn still waiting, so writes keep send order."""
 
     __slots__ = (
-        "call", "error", "index", "last_response_ns", "opened_ns", "waiting", "write_lock",
-        "writing",
+        "call", "error", "index", "last_response_ns", "opened_ns", "turns", "waiting",
+        "write_busy", "writing",
     )  # fmt: skip
 
     def __init__(self, call: Any, opened_ns: int, index: int) -> None:
         self.call = call
         self.index = index  # its place in the driver's list
         self.waiting: deque[asyncio.Future[StreamAnswer]] = deque()
-        self.write_lock = asyncio.Lock()  # grpc allows one write in flight per call
+        self.write_busy = False  # a write is in flight, or the slot is handed to a turn
+        self.turns: deque[asyncio.Future[None]] = deque()  # sends waiting for the slot
         self.opened_ns = opened_ns
         self.last_response_ns = 0  # 0 until the first response
         self.error: str | None = None  # set once, when the stream breaks
         # the send whose write is in flight, and its task (cancelled if stuck past its timeout)
         self.writing: tuple[asyncio.Future[StreamAnswer], asyncio.Task[object] | None] | None = None
+
+    async def wait_turn(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Wait for the write slot (it was taken): it is ours when this returns."""
+        turn: asyncio.Future[None] = loop.create_future()
+        self.turns.append(turn)
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():  # handed the slot as we were cancelled
+                self.pass_turn()
+            raise
+
+    def pass_turn(self) -> None:
+        """Hand the write slot to the oldest send still waiting for it, else free it."""
+        turns = self.turns
+        while turns:
+            turn = turns.popleft()
+            if not turn.done():  # a cancelled one has left
+                turn.set_result(None)
+                return
+        self.write_busy = False
 
     def fail(self, error: str) -> None:
         """Mark the stream broken (the first cause wins), answer every waiting send with it."""
@@ -252,17 +274,24 @@ class GrpcStreamDriver(DriverBase):
         # the sweeper expires it (``_sweep``, ``_expire``).
         self._deadlines.append((time.perf_counter_ns() + self._timeout_ns, stream, future))
         try:
-            async with stream.write_lock:  # FIFO order = write order
+            if stream.write_busy:
+                await stream.wait_turn(loop)
+            else:
+                stream.write_busy = True
+            try:  # FIFO order = write order
                 if stream.error is not None:
                     return Reply.failure(stream.error)
                 stream.waiting.append(future)
                 self.bytes_sent += size
-                stream.writing = (future, asyncio.current_task(loop))
-                self.stamps.stamp()
+                task = current_task(loop)
+                stream.writing = (future, task)
+                self.stamps.stamp_task(task)
                 try:
                     await self._write(stream, message)
                 finally:
                     stream.writing = None
+            finally:
+                stream.pass_turn()
             answer = await future
         except asyncio.CancelledError:
             task = asyncio.current_task(loop)

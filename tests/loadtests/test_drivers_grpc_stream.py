@@ -14,7 +14,7 @@ from typing import Any
 import grpc
 import pytest
 
-from loadtests.drivers.grpc_stream import GrpcStreamDriver
+from loadtests.drivers.grpc_stream import GrpcStreamDriver, _Stream
 from loadtests.engine.harness import LoadPlan
 from loadtests.engine.records import Outcome
 from loadtests.engine.workload import Payload, PayloadSpec
@@ -300,3 +300,47 @@ async def test_a_write_stuck_past_the_timeout_breaks_only_its_stream(
     finally:
         await driver.close()
     assert driver.reopens == 1
+
+
+async def test_sends_that_find_the_write_slot_taken_write_in_send_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    written: list[bytes] = []
+
+    def respond(message: Any) -> list[pb.PredictResponse]:
+        written.append(message)
+        return [ANSWER]
+
+    driver, channel = await scripted_driver(monkeypatch, respond)  # one stream
+    gate = channel.calls[0].write_gate = asyncio.Event()  # the first write waits for it
+    payloads = [Payload("v1", [[float(k)]], {"instances": [float(k)]}) for k in range(4)]
+    try:
+        sends = [asyncio.ensure_future(driver.send(payload)) for payload in payloads]
+        await asyncio.sleep(0)  # the first holds the slot; the other three wait their turn
+        sends[1].cancel()  # gives up its turn before it comes
+        gate.set()
+        replies = await asyncio.gather(*sends, return_exceptions=True)
+        assert isinstance(replies[1], asyncio.CancelledError)
+        assert [replies[k] for k in (0, 2, 3)] == [(Outcome.OK, None, 1, True)] * 3
+        expected = [pb.PredictRequest(instances=[float(k)]) for k in (0, 2, 3)]
+        assert [pb.PredictRequest.FromString(data) for data in written] == expected
+        assert await driver.send(ONE_ROW) == (Outcome.OK, None, 1, True)  # the slot is free
+    finally:
+        await driver.close()
+    assert driver.reopens == 0
+
+
+async def test_a_turn_handed_over_as_its_send_is_cancelled_passes_to_the_next() -> None:
+    loop = asyncio.get_running_loop()
+    stream = _Stream(ScriptedCall(lambda message: []), 0, 0)
+    stream.write_busy = True  # a write in flight
+    second, third = (loop.create_task(stream.wait_turn(loop)) for _ in range(2))
+    await asyncio.sleep(0)  # both queued
+    stream.pass_turn()  # the write ended: the slot goes to the second...
+    second.cancel()  # ...which is cancelled before it runs
+    await asyncio.gather(second, return_exceptions=True)
+    await asyncio.wait_for(third, STEP_TIMEOUT_S)  # so the third has it
+    assert stream.write_busy
+    stream.pass_turn()
+    assert not stream.write_busy
+    assert not stream.turns
