@@ -77,6 +77,8 @@ def goals(rows: list[Row]) -> list[dict[str, Any]]:
         bare = _find(rows, "grpc", _client_is(f"bare grpc.aio {mode}"))
         check(f"gRPC {mode} vs bare grpc.aio", ratio(_rate(ours), _rate(bare)), 0.95, True,
               "servelab calls/s / bare calls/s")  # fmt: skip
+        check(f"  gRPC {mode} client CPU per call vs bare", _cpu_ratio(ours, bare), 1.10,
+              False, "servelab µs per call / bare µs per call")  # fmt: skip
     oip_rest = _find(rows, "oip", _client_is("servelab run --protocol oip (REST)"))
     own_rest = _find(rows, "oip", _client_is("servelab run (REST, own contract)"))
     check("OIP REST client CPU per request vs servelab's own contract",
@@ -87,6 +89,8 @@ def goals(rows: list[Row]) -> list[dict[str, Any]]:
     bare_oip = _find(rows, "oip", _client_is("bare grpc.aio oip"))
     check("OIP gRPC vs bare grpc.aio ModelInfer", ratio(_rate(oip_grpc), _rate(bare_oip)), 0.95,
           True, "servelab calls/s / bare calls/s")  # fmt: skip
+    check("  OIP gRPC client CPU per call vs bare", _cpu_ratio(oip_grpc, bare_oip), 1.10,
+          False, "servelab µs per call / bare µs per call")  # fmt: skip
     ours_ml = _find(rows, "servers", _client_is("servelab run --protocol oip"))
     hey = _find(rows, "servers", _client_is("hey (Go)"))
     check("servelab vs hey against MLServer (OIP REST)", ratio(_rate(ours_ml), _rate(hey)), 1.0,
@@ -107,6 +111,13 @@ def goals(rows: list[Row]) -> list[dict[str, Any]]:
         check(f"--processes 2 vs 1, in-process, {loop} loop", ratio(_rate(two), _rate(one)),
               1.8, True, "req/s of two generator processes / one's")  # fmt: skip
     return checks
+
+
+def _cpu_ratio(ours: Row | None, bare: Row | None) -> float | None:
+    """Client CPU per call, ours over the bare client's."""
+    return ratio(
+        ours.cpu_us_per_request if ours else None, bare.cpu_us_per_request if bare else None
+    )
 
 
 def _ratio_text(numerator: float | None, denominator: float | None) -> str:

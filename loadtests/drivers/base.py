@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 from abc import abstractmethod
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -68,7 +68,10 @@ class DriverBase(Driver):
     - ``extra()``: transport-specific figures for the result's ``extra`` block (first-response
       time, rows/s, cache hits...);
     - ``mark_measure_start()``: the warm-up ended; a driver that counts for ``extra()`` forgets
-      what it counted so far.
+      what it counted so far;
+    - ``prepare(payloads)``: the run's distinct payloads, before the load — a driver that
+      serializes each payload once does it here, outside the measured CPU, as a bare client
+      builds its requests before its timer starts.
 
     A subclass sets ``transport`` and ``wire``, implements ``send``, and calls
     ``super().__init__()`` (byte counters at 0, its own ``WireStamps``).
@@ -100,6 +103,9 @@ class DriverBase(Driver):
         return {}
 
     def mark_measure_start(self) -> None:
+        return None
+
+    def prepare(self, payloads: Iterable[Payload]) -> None:
         return None
 
 

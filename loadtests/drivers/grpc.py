@@ -17,13 +17,15 @@ driver may be built in one process and run in another.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from typing import Any, Final, NoReturn, Protocol
 
 import grpc
 
 from loadtests.drivers.base import DriverBase, Reply, WireView, judge_answer
+from loadtests.drivers.deadlines import Deadlines
 from loadtests.engine.workload import Payload
 from loadtests.errors import LoadOptionError
 from targets.rpc import convert
@@ -131,6 +133,11 @@ class MessageCache:
         """The serialized message."""
         return self._entry(payload)[2]
 
+    def fill(self, payloads: Iterable[Payload]) -> None:
+        """Build the entries of ``payloads`` now (as many as the cache holds)."""
+        for payload in itertools.islice(payloads, self.limit - len(self._entries)):
+            self._entry(payload)
+
     def sized(self, payload: Payload) -> tuple[bytes, int]:
         """The serialized message and its size (the hit looked up inline: a stream's hot path)."""
         entry = self._entries.get(id(payload))
@@ -225,6 +232,45 @@ class AnswerJudge:
         return reply
 
 
+class CallTimeouts:
+    """Unary calls' timeouts kept by one sweeper (``Deadlines``), not by a grpc deadline a call
+    — a timer in grpc core, 3-30 µs of client CPU a call against the gRPC target. A call past
+    its timeout is cancelled (the server sees the stream reset, not a ``grpc-timeout`` header)
+    and its send answers DEADLINE_EXCEEDED, as an expired grpc deadline does::
+
+        call = multicallable(data)
+        timeouts.watch(call)
+        try:
+            response = await call
+        except asyncio.CancelledError:
+            if not timeouts.expired(call):
+                raise  # the send itself was cancelled
+            return reply_for_status(payload, grpc.StatusCode.DEADLINE_EXCEEDED)
+        except Exception as exc:
+            timeouts.forget(call)
+            return reply_for_error(payload, exc)
+        timeouts.forget(call)
+    """
+
+    def __init__(self, timeout_s: float) -> None:
+        self._expired: set[Any] = set()
+        self.deadlines: Deadlines[Any] = Deadlines(timeout_s, expire=self._expire)
+        self.watch = self.deadlines.add
+        self.forget = self.deadlines.forget
+
+    def _expire(self, call: Any) -> None:
+        self._expired.add(call)
+        call.cancel()
+
+    def expired(self, call: Any) -> bool:
+        """Whether ``call`` was cancelled for its timeout (asked once, as its send ends)."""
+        if call in self._expired:
+            self._expired.discard(call)
+            return True
+        self.forget(call)
+        return False
+
+
 def check_timeout(timeout_s: float | None, *, optional: bool = False) -> None:
     if timeout_s is None and optional:
         return
@@ -258,6 +304,7 @@ class GrpcUnaryDriver(DriverBase):
         super().__init__()
         self._messages = MessageCache()
         self._judge = AnswerJudge()
+        self._timeouts = CallTimeouts(timeout_s)
         self._channels: list[grpc.aio.Channel] = []
         self._calls: list[Any] = []
         self._next = 0
@@ -274,6 +321,10 @@ class GrpcUnaryDriver(DriverBase):
                     PREDICT_PATH, response_deserializer=pb.PredictResponse.FromString
                 )
             )
+        self._timeouts.deadlines.start()
+
+    def prepare(self, payloads: Iterable[Payload]) -> None:
+        self._messages.fill(payloads)
 
     async def send(self, payload: Payload) -> Reply:
         calls = self._calls
@@ -283,14 +334,23 @@ class GrpcUnaryDriver(DriverBase):
         self._next = (index + 1) % len(calls)
         data = self._messages.data(payload)
         self.bytes_sent += len(data)
+        call = calls[index](data)
+        self._timeouts.watch(call)
         try:
-            response = await calls[index](data, timeout=self.timeout_s)
+            response = await call
+        except asyncio.CancelledError:
+            if not self._timeouts.expired(call):
+                raise
+            return reply_for_status(payload, grpc.StatusCode.DEADLINE_EXCEEDED)
         except Exception as exc:  # the driver's one error boundary
+            self._timeouts.forget(call)
             return reply_for_error(payload, exc)
+        self._timeouts.forget(call)
         self.bytes_received += response.ByteSize()
         return self._judge(payload, response)
 
     async def close(self) -> None:
+        await self._timeouts.deadlines.stop()
         channels, self._channels, self._calls = self._channels, [], []
         for channel in channels:
             await channel.close()

@@ -18,18 +18,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 from array import array
 from asyncio import current_task
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Final, Protocol
 
 import grpc
 import numpy as np
 
 from loadtests.drivers.base import DriverBase, Reply, WireView
+from loadtests.drivers.deadlines import Deadlines
 from loadtests.drivers.grpc import (
+    MESSAGE_CACHE_LIMIT,
     PREDICT_STREAM_PATH,
     AnswerJudge,
     MessageCache,
@@ -49,12 +52,6 @@ UNASKED_RESPONSE: Final = "unasked_response"  # an answer with no message in fli
 CANCELLED: Final = "cancelled"
 GAP_FOLD_EVERY: Final = 1 << 16
 CLOSE_TIMEOUT_S: Final = 5.0
-# Sends' timeouts are checked by one sweeper task at this period (at most; a quarter of the
-# timeout when that is shorter), not by a timer per send: a send times out within one period of
-# its deadline. Past SWEEP_COMPACT_AT entries the sweeper also drops answered ones from the
-# middle, so a slow answer at the front cannot make the list grow with the rate.
-SWEEP_PERIOD_S: Final = 0.05
-SWEEP_COMPACT_AT: Final = 1 << 14
 
 
 class StreamContract(Protocol):
@@ -175,7 +172,6 @@ class GrpcStreamDriver(DriverBase):
         self.address = address
         self.streams = streams
         self.timeout_s = timeout_s
-        self._timeout_ns = int(timeout_s * 1e9)
         self.max_reopens = max_reopens
         super().__init__()
         self.reopens = 0  # over the driver's life: what ``max_reopens`` bounds
@@ -190,9 +186,10 @@ class GrpcStreamDriver(DriverBase):
         self._readers: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._expired: set[asyncio.Task[object]] = set()  # sends whose stuck write we cancelled
-        # (deadline ns, stream, future) of every send, in send order = deadline order
-        self._deadlines: deque[tuple[int, _Stream, asyncio.Future[StreamAnswer]]] = deque()
-        self._sweeper: asyncio.Task[None] | None = None
+        # every send's (stream, future) in flight: one sweeper expires those past their timeout
+        self._deadlines: Deadlines[tuple[_Stream, asyncio.Future[StreamAnswer]]] = Deadlines(
+            timeout_s, expire=lambda item: self._expire(*item)
+        )
         # Raw ns in int64 columns, folded vectorised: no Python object per answer, and the gap
         # histogram keeps memory flat however long the run.
         self._first_response_ns = array("q")
@@ -205,7 +202,7 @@ class GrpcStreamDriver(DriverBase):
         self._loop = asyncio.get_running_loop()
         self._channel = grpc.aio.insecure_channel(self.address)
         self._streams = [self._start(index) for index in range(self.streams)]
-        self._sweeper = self._loop.create_task(self._sweep())
+        self._deadlines.start()
 
     def _start(self, index: int) -> _Stream:
         # No deadline on the call: it lives for the run; each message has its own timeout.
@@ -219,10 +216,7 @@ class GrpcStreamDriver(DriverBase):
 
     async def close(self) -> None:
         """Half-close every live stream and let the readers see the end; then force the rest."""
-        sweeper, self._sweeper = self._sweeper, None
-        if sweeper is not None:
-            sweeper.cancel()
-            await asyncio.gather(sweeper, return_exceptions=True)
+        await self._deadlines.stop()
         streams, self._streams = self._streams, []
         for stream in streams:
             if stream.error is None:
@@ -243,6 +237,10 @@ class GrpcStreamDriver(DriverBase):
             await asyncio.gather(*stuck, return_exceptions=True)
 
     # -- the hot path ------------------------------------------------------------------------
+
+    def prepare(self, payloads: Iterable[Payload]) -> None:
+        for payload in itertools.islice(payloads, MESSAGE_CACHE_LIMIT):
+            self._encode(payload)  # both contracts keep what they encode
 
     def _pick(self) -> _Stream:
         """An idle stream (nothing in flight: ping-pong, the send is answered without queueing
@@ -270,9 +268,8 @@ class GrpcStreamDriver(DriverBase):
         loop = self._loop
         assert loop is not None, "GrpcStreamDriver.send() before open()"
         future: asyncio.Future[StreamAnswer] = loop.create_future()
-        # No timer per send (``asyncio.timeout`` costs ~12 µs a message, ``call_later`` ~4):
-        # the sweeper expires it (``_sweep``, ``_expire``).
-        self._deadlines.append((time.perf_counter_ns() + self._timeout_ns, stream, future))
+        watched = (stream, future)
+        self._deadlines.add(watched)  # no timer per send: the sweeper's ``_expire``
         try:
             if stream.write_busy:
                 await stream.wait_turn(loop)
@@ -301,33 +298,14 @@ class GrpcStreamDriver(DriverBase):
             task.uncancel()
             answer = TIMED_OUT
         finally:
-            if not future.done():  # nobody answers it now; the sweeper and the reader skip it
+            self._deadlines.forget(watched)
+            if not future.done():  # nobody answers it now; the reader skips it
                 future.cancel()
         if answer is TIMED_OUT:  # the stream goes on; the reader drops the late answer
             return reply_for_status(payload, grpc.StatusCode.DEADLINE_EXCEEDED)
         if isinstance(answer, str):
             return Reply.failure(answer)
         return self._judge(payload, answer)
-
-    async def _sweep(self) -> None:
-        """Expire sends past their deadline, every ``SWEEP_PERIOD_S`` (or a quarter of the
-        timeout); answered sends leave the list as the sweep reaches them."""
-        period_s = min(SWEEP_PERIOD_S, self.timeout_s / 4)
-        deadlines = self._deadlines
-        while True:
-            await asyncio.sleep(period_s)
-            now_ns = time.perf_counter_ns()
-            while deadlines:
-                deadline_ns, stream, future = deadlines[0]
-                if not future.done() and deadline_ns > now_ns:
-                    break
-                deadlines.popleft()
-                if not future.done():
-                    self._expire(stream, future)
-            if len(deadlines) > SWEEP_COMPACT_AT:
-                kept = [entry for entry in deadlines if not entry[2].done()]
-                deadlines.clear()
-                deadlines.extend(kept)
 
     def _expire(self, stream: _Stream, future: asyncio.Future[StreamAnswer]) -> None:
         """A send's timeout: an answer still awaited is given up (the stream goes on); a write

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -172,6 +172,20 @@ class PayloadGenerator:
         start = self.spec.v2_share_start
         end = start if self.spec.v2_share_end is None else self.spec.v2_share_end
         return start + (end - start) * min(max(progress, 0.0), 1.0)
+
+    def pool(self) -> Iterator[Payload]:
+        """Each distinct payload ``payload`` can return over the run, once (for a driver to
+        encode before the load)."""
+        shares = (self.v2_share(0.0), self.v2_share(1.0))
+        low, high = min(shares), max(shares)
+        for slot, draw in enumerate(self._api_draws):
+            for is_v2 in (False, True):
+                if (draw < high) if is_v2 else (draw >= low):
+                    yield (
+                        self._bad[2 * slot + is_v2]
+                        if self._invalid[slot]
+                        else (self._v2[slot] if is_v2 else self._v1[slot])
+                    )
 
     def payload(self, index: int, progress: float = 0.0) -> Payload:
         slot = index % self.spec.distinct

@@ -343,6 +343,7 @@ async def execute(
             where = settings.url or settings.address or (server.url if server else "target")
             await probe(where, lambda: make_driver(settings, server), _probe_payload(settings))
         driver = make_driver(settings, server)
+        driver.prepare(payloads.pool())  # requests serialized before the load, not on its clock
         cost = Cost(settings, server)
         scrape = (
             server_scrape(settings, server, metrics_url)

@@ -135,6 +135,40 @@ class OipGrpc:
         return Reply.ok(payload.expected_predictions)
 
 
+ID_FIELD: Final = 3  # ModelInferResponse.id
+
+
+def verdict_key(answer: bytes) -> bytes:
+    """The bytes of a ``ModelInferResponse`` its verdict depends on: all but its ``id``.
+
+    Servers make up an id per answer (servelab's target, MLServer), so equal answers differ in
+    it; ``judge`` never reads it. The top level is scanned as a serializer writes it (one-byte
+    tags of length-delimited fields, in field order) up to the id or the first field past it;
+    anything else is returned whole — still a correct key, only one that repeats less.
+    """
+    pos, size = 0, len(answer)
+    while pos < size:
+        tag = answer[pos]
+        if tag & 0x87 != 2:  # a tag past one byte, or a field not length-delimited
+            return answer
+        start, pos = pos, pos + 1
+        length = shift = 0
+        while pos < size:
+            byte = answer[pos]
+            pos += 1
+            length |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                break
+            shift += 7
+        number = tag >> 3
+        if number == ID_FIELD:
+            return answer[:start] + answer[pos + length :]
+        if number > ID_FIELD:
+            return answer
+        pos += length
+    return answer
+
+
 def _raw(values: list[Any], code: str) -> bytes:
     return struct.pack(f"<{len(values)}{code}", *values)
 
