@@ -47,9 +47,11 @@ def test_the_sweep_expires_only_what_is_past_its_deadline_oldest_first_and_once(
     deadlines.forget("b")  # ended in time
     first = deadlines._due["a"]
     deadlines.sweep(first - 1)
-    assert expired == [] and len(deadlines) == 2
+    assert expired == []
+    assert len(deadlines) == 2
     deadlines.sweep(deadlines._due["c"])
-    assert expired == ["a", "c"] and len(deadlines) == 0
+    assert expired == ["a", "c"]
+    assert len(deadlines) == 0
     deadlines.sweep(first + 10**10)
     assert expired == ["a", "c"]  # each expired once
 
@@ -108,7 +110,8 @@ async def test_answers_are_judged_to_the_contract_with_requests_made_before_the_
     assert len(driver._request._entries) == prepared  # the load serialized nothing new
     assert recorder.failures == 0
     assert recorder.expected_rejections > 0
-    assert recorder.requests == 200 and recorder.schema_ok == 200 - recorder.expected_rejections
+    assert recorder.requests == 200
+    assert recorder.schema_ok == 200 - recorder.expected_rejections
 
 
 @pytest.mark.parametrize(
