@@ -236,39 +236,32 @@ class CallTimeouts:
     """Unary calls' timeouts kept by one sweeper (``Deadlines``), not by a grpc deadline a call
     — a timer in grpc core, 3-30 µs of client CPU a call against the gRPC target. A call past
     its timeout is cancelled (the server sees the stream reset, not a ``grpc-timeout`` header)
-    and its send answers DEADLINE_EXCEEDED, as an expired grpc deadline does::
-
-        call = multicallable(data)
-        timeouts.watch(call)
-        try:
-            response = await call
-        except asyncio.CancelledError:
-            if not timeouts.expired(call):
-                raise  # the send itself was cancelled
-            return reply_for_status(payload, grpc.StatusCode.DEADLINE_EXCEEDED)
-        except Exception as exc:
-            timeouts.forget(call)
-            return reply_for_error(payload, exc)
-        timeouts.forget(call)
-    """
+    and answers DEADLINE_EXCEEDED, as an expired grpc deadline does. ``answer`` is the one
+    place a unary call is awaited: its response, or the ``Reply`` it ended in."""
 
     def __init__(self, timeout_s: float) -> None:
         self._expired: set[Any] = set()
         self.deadlines: Deadlines[Any] = Deadlines(timeout_s, expire=self._expire)
-        self.watch = self.deadlines.add
-        self.forget = self.deadlines.forget
 
     def _expire(self, call: Any) -> None:
         self._expired.add(call)
         call.cancel()
 
-    def expired(self, call: Any) -> bool:
-        """Whether ``call`` was cancelled for its timeout (asked once, as its send ends)."""
-        if call in self._expired:
+    async def answer(self, payload: Payload, call: Any) -> Any:
+        """``await call`` under the timeout; an exception out of it becomes its ``Reply``
+        (the driver's one error boundary), a cancel of the send itself propagates."""
+        self.deadlines.add(call)
+        try:
+            return await call
+        except asyncio.CancelledError:
+            if call not in self._expired:
+                raise
             self._expired.discard(call)
-            return True
-        self.forget(call)
-        return False
+            return reply_for_status(payload, grpc.StatusCode.DEADLINE_EXCEEDED)
+        except Exception as exc:
+            return reply_for_error(payload, exc)
+        finally:
+            self.deadlines.forget(call)
 
 
 def check_timeout(timeout_s: float | None, *, optional: bool = False) -> None:
@@ -334,18 +327,9 @@ class GrpcUnaryDriver(DriverBase):
         self._next = (index + 1) % len(calls)
         data = self._messages.data(payload)
         self.bytes_sent += len(data)
-        call = calls[index](data)
-        self._timeouts.watch(call)
-        try:
-            response = await call
-        except asyncio.CancelledError:
-            if not self._timeouts.expired(call):
-                raise
-            return reply_for_status(payload, grpc.StatusCode.DEADLINE_EXCEEDED)
-        except Exception as exc:  # the driver's one error boundary
-            self._timeouts.forget(call)
-            return reply_for_error(payload, exc)
-        self._timeouts.forget(call)
+        response = await self._timeouts.answer(payload, calls[index](data))
+        if isinstance(response, Reply):
+            return response
         self.bytes_received += response.ByteSize()
         return self._judge(payload, response)
 

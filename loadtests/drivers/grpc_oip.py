@@ -7,7 +7,6 @@ invalid payload is an expected rejection."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from collections.abc import Iterable
 from typing import Any
@@ -19,8 +18,6 @@ from loadtests.drivers.grpc import (
     MESSAGE_CACHE_LIMIT,
     CallTimeouts,
     check_timeout,
-    reply_for_error,
-    reply_for_status,
 )
 from loadtests.engine.workload import Payload
 from loadtests.errors import LoadOptionError
@@ -128,18 +125,9 @@ class GrpcOipDriver(DriverBase):
         self._next = (index + 1) % len(calls)
         data = self._request(payload)
         self.bytes_sent += len(data)
-        call = calls[index](data, metadata=self._metadata)
-        self._timeouts.watch(call)
-        try:
-            answer = await call
-        except asyncio.CancelledError:
-            if not self._timeouts.expired(call):
-                raise
-            return reply_for_status(payload, grpc.StatusCode.DEADLINE_EXCEEDED)
-        except Exception as exc:  # the driver's one error boundary
-            self._timeouts.forget(call)
-            return reply_for_error(payload, exc)
-        self._timeouts.forget(call)
+        answer = await self._timeouts.answer(payload, calls[index](data, metadata=self._metadata))
+        if isinstance(answer, Reply):
+            return answer
         self.bytes_received += len(answer)
         return self._judge(payload, answer)
 
